@@ -1,0 +1,408 @@
+//! The chain store: an append-only RFC 9162 Merkle log of opaque entries, kept in sled, with C2SP signed
+//! checkpoints and inclusion/consistency proofs.
+//!
+//! Writes go through one writer thread that group-commits (see `writer`); reads (entries, proofs,
+//! the latest checkpoint) run concurrently and only ever see what is durable and published.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use gateway::ledger::{Ledger, LedgerConfig, Ed25519NoteSigner, verify_inclusion};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let signer = Arc::new(Ed25519NoteSigner::generate("example.org/log")?);
+//! let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger"), "example.org/log"), signer)?;
+//! let receipt = ledger.append_blocking(vec![b"hello".to_vec()])?.remove(0);
+//! let proof = ledger.inclusion_proof(receipt.index, receipt.tree_size)?;
+//! verify_inclusion(&receipt.leaf_hash, receipt.index, receipt.tree_size, &proof, &receipt.checkpoint.checkpoint.root)?;
+//! # Ok(()) }
+//! ```
+
+mod checkpoint;
+mod compact;
+mod error;
+mod hash;
+mod note;
+mod proof;
+mod signing_key;
+mod store;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+pub use compact::CompactRange;
+pub use error::LedgerError;
+pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash};
+pub use note::{
+    Ed25519NoteSigner, NoteError, NoteSigner, NoteVerifier, key_id, open_note, sign_note,
+};
+pub use proof::{
+    NodeSource, ProofRequestError, VerifyError, consistency_proof, inclusion_proof, range_root,
+    verify_consistency, verify_inclusion,
+};
+pub use signing_key::{load_or_create_signing_key, load_signing_key};
+pub use verify::{VerifyFailure, VerifyReport, verify_store};
+
+use compact::peak_positions;
+use store::{Batch, Store};
+
+/// The sled directory of the ledger inside a node's data directory.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger")
+}
+
+/// The interim checkpoint signing key file inside a node's data directory.
+pub fn signing_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("checkpoint-signing.key")
+}
+
+/// Largest group the writer commits at once, in entries. A bound keeps one flush's latency bounded.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+/// Requests that may wait for the writer before `append` itself waits (back-pressure).
+pub const DEFAULT_QUEUE: usize = 8192;
+
+/// How to open the ledger.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// The sled directory.
+    pub path: PathBuf,
+    /// The log's name, written into every checkpoint; fixed for the life of the log.
+    pub origin: String,
+    /// Most entries per group commit.
+    pub max_batch: usize,
+    /// Most requests queued for the writer.
+    pub queue: usize,
+    /// Create the store when it does not exist.
+    pub create: bool,
+}
+
+impl LedgerConfig {
+    /// Defaults for a store at `path` named `origin`, created if missing.
+    pub fn new(path: impl Into<PathBuf>, origin: &str) -> LedgerConfig {
+        LedgerConfig {
+            path: path.into(),
+            origin: origin.to_owned(),
+            max_batch: DEFAULT_MAX_BATCH,
+            queue: DEFAULT_QUEUE,
+            create: true,
+        }
+    }
+}
+
+/// Proof that an entry is durably in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's index.
+    pub index: u64,
+    /// RFC 9162 leaf hash of the entry.
+    pub leaf_hash: Hash,
+    /// Size of the tree of the checkpoint that first includes the entry.
+    pub tree_size: u64,
+    /// That checkpoint.
+    pub checkpoint: Arc<SignedCheckpoint>,
+}
+
+/// State shared by the handle (readers) and the writer thread.
+pub(crate) struct Shared {
+    store: Store,
+    origin: String,
+    published: RwLock<Arc<SignedCheckpoint>>,
+    poisoned: AtomicBool,
+}
+
+impl Shared {
+    fn publish(&self, checkpoint: Arc<SignedCheckpoint>) {
+        *self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = checkpoint;
+    }
+
+    fn latest(&self) -> Arc<SignedCheckpoint> {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// An open ledger. Share it behind an `Arc`; dropping the last handle drains queued appends, makes them
+/// durable and releases the store.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    verifier: NoteVerifier,
+    tx: Option<mpsc::Sender<writer::Request>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.shared.store.path())
+            .field("origin", &self.shared.origin)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger, checks that its latest checkpoint verifies and matches the stored
+    /// tree, and starts the writer.
+    pub fn open(config: LedgerConfig, signer: Arc<dyn NoteSigner>) -> Result<Ledger, LedgerError> {
+        let store = Store::open(&config.path, config.create)?;
+        if let Some(stored) = store.origin()?
+            && stored != config.origin
+        {
+            return Err(LedgerError::OriginMismatch {
+                stored,
+                configured: config.origin,
+            });
+        }
+        let size = store.size()?;
+        let peaks = peak_positions(size)
+            .map(|(l, i)| store.node(l, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let range = CompactRange::from_peaks(size, peaks)
+            .ok_or_else(|| LedgerError::Corrupt("tree peaks do not match the size".into()))?;
+        let verifier = signer.verifier().clone();
+        let mut trusted = vec![verifier.clone()];
+        let recorded = store.keys()?;
+        for vkey in &recorded {
+            trusted.push(NoteVerifier::from_vkey(vkey).map_err(|e| {
+                LedgerError::Corrupt(format!("recorded checkpoint key {vkey:?}: {e}"))
+            })?);
+        }
+        let mut first = Batch::default();
+        let mut first_needed = false;
+        if !recorded.contains(&verifier.to_vkey()) {
+            // Record every key that signs checkpoints, so that the offline verifier can check them all.
+            first.put_key(&verifier.to_vkey());
+            first_needed = true;
+        }
+        let latest = match store.last_checkpoint()? {
+            None if size == 0 => {
+                // A new log publishes the empty tree, so that there is always a checkpoint to serve.
+                let cp = Checkpoint {
+                    origin: config.origin.clone(),
+                    size: 0,
+                    root: range.root(),
+                };
+                let signed = cp.sign(signer.as_ref());
+                first.set_origin(&config.origin);
+                first.put_checkpoint(0, &signed.note);
+                first_needed = true;
+                signed
+            }
+            None => {
+                return Err(LedgerError::Corrupt(format!(
+                    "the tree has {size} entries but no checkpoint"
+                )));
+            }
+            Some((at, note)) => {
+                let signed =
+                    SignedCheckpoint::open(&note, &trusted).map_err(LedgerError::BadCheckpoint)?;
+                let cp = &signed.checkpoint;
+                if at != size
+                    || cp.size != size
+                    || cp.origin != config.origin
+                    || cp.root != range.root()
+                {
+                    return Err(LedgerError::Corrupt(format!(
+                        "latest checkpoint (size {}) does not match the stored tree (size {size})",
+                        cp.size
+                    )));
+                }
+                signed
+            }
+        };
+        if first_needed {
+            store.commit(first)?;
+        }
+        let shared = Arc::new(Shared {
+            store,
+            origin: config.origin,
+            published: RwLock::new(Arc::new(latest)),
+            poisoned: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = writer::Writer {
+            shared: Arc::clone(&shared),
+            signer,
+            range,
+            max_batch: config.max_batch.max(1),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LedgerError::Storage(Box::new(e)))?;
+        Ok(Ledger {
+            shared,
+            verifier,
+            tx: Some(tx),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn request(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(writer::Request, oneshot::Receiver<ReplyResult>), LedgerError> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(LedgerError::Poisoned);
+        }
+        let (reply, rx) = oneshot::channel();
+        Ok((writer::Request { entries, reply }, rx))
+    }
+
+    /// Appends entries, in order and atomically together; returns once they are durable.
+    pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (req, rx) = self.request(entries)?;
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.send(req).await.map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// [`Ledger::append`] for callers outside an async runtime (CLI, tools, benchmarks).
+    pub fn append_blocking(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (req, rx) = self.request(entries)?;
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.blocking_send(req).map_err(|_| LedgerError::Closed)?;
+        rx.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// The latest published checkpoint.
+    pub fn checkpoint(&self) -> Arc<SignedCheckpoint> {
+        self.shared.latest()
+    }
+
+    /// The published tree size.
+    pub fn size(&self) -> u64 {
+        self.shared.latest().checkpoint.size
+    }
+
+    /// The key that verifies this node's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The entry at `index`.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let size = self.size();
+        if index >= size {
+            return Err(LedgerError::NoSuchEntry { index, size });
+        }
+        let stored = self.shared.store.entry(index)?;
+        stored
+            .map(|e| e.bytes().to_vec())
+            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))
+    }
+
+    /// Entries `[start, end)`, clipped to the published size.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
+        let end = end.min(self.size());
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
+        let mut expected = start;
+        for item in self.shared.store.entries_from(start) {
+            let e = item?;
+            if e.index >= end {
+                break;
+            }
+            if e.index != expected {
+                return Err(LedgerError::Corrupt(format!("entry {expected} is missing")));
+            }
+            out.push((e.index, e.bytes().to_vec()));
+            expected += 1;
+        }
+        if expected < end {
+            return Err(LedgerError::Corrupt(format!("entry {expected} is missing")));
+        }
+        Ok(out)
+    }
+
+    /// The audit path of entry `index` in the tree of `size` entries (size ≤ published size).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_size(size)?;
+        inclusion_proof(&self.shared.store, index, size).map_err(proof_error)
+    }
+
+    /// The proof that the tree of `from` entries is a prefix of the tree of `to` entries.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_size(to)?;
+        consistency_proof(&self.shared.store, from, to).map_err(proof_error)
+    }
+
+    /// The root of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        self.check_size(size)?;
+        if size == 0 {
+            return Ok(Hash::empty());
+        }
+        range_root(&self.shared.store, 0, size)
+    }
+
+    fn check_size(&self, asked: u64) -> Result<(), LedgerError> {
+        let size = self.size();
+        if asked > size {
+            return Err(LedgerError::SizeBeyondTree { asked, size });
+        }
+        Ok(())
+    }
+
+    /// Stops taking appends, waits until everything queued is durable, and releases the store: when
+    /// this returns the store can be opened again, by this process or another.
+    pub fn close(mut self) {
+        self.shutdown();
+        let path = self.shared.store.path().to_owned();
+        drop(self);
+        if !Store::wait_released(&path, std::time::Duration::from_secs(10)) {
+            tracing::warn!(path = %path.display(), "ledger store still locked 10 s after close");
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("ledger writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+type ReplyResult = Result<Vec<Receipt>, LedgerError>;
+
+fn proof_error(e: ProofRequestError<LedgerError>) -> LedgerError {
+    match e {
+        ProofRequestError::Source(inner) => inner,
+        other => LedgerError::BadProofRequest(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! The ledger's storage, and the only module that knows the storage engine is sled: one place to change
+//! should it ever have to.
+//!
+//! Layout: one sled tree, `ledger/v1`, with one-byte key prefixes (one tree, so that a whole group
+//! commit is a single atomic `apply_batch`):
+//!
+//! | key                                  | value                                  |
+//! |--------------------------------------|----------------------------------------|
+//! | `e` ‖ index (u64 BE)                 | leaf hash (32) ‖ entry bytes           |
+//! | `n` ‖ level (u8) ‖ index (u64 BE)    | hash of the perfect subtree, level ≥ 1 |
+//! | `c` ‖ size (u64 BE)                  | signed checkpoint note (UTF-8)         |
+//! | `k` ‖ vkey text                      | empty: a key that signed checkpoints   |
+//! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
+//!
+//! Big-endian indices make sled's key order the tree order, so the verifier reads everything in one
+//! sequential scan. Keeping the leaf hash beside the entry lets the verifier name the exact entry that was
+//! changed, and proofs read leaf hashes without rehashing entries.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use super::error::LedgerError;
+use super::hash::{HASH_LEN, Hash};
+use super::proof::NodeSource;
+
+const TREE_NAME: &[u8] = b"ledger/v1";
+const FORMAT: &[u8] = b"ledgergate-ledger/1";
+
+/// How long `open` waits for a held lock before reporting `Locked`. sled releases its lock from I/O
+/// threads a moment after the last handle is dropped, so an immediate reopen in the same process (a
+/// restart, a test) would otherwise fail; a real second holder still gets a clear error quickly.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+const ENTRY: u8 = b'e';
+const NODE: u8 = b'n';
+const CHECKPOINT: u8 = b'c';
+const KEY: u8 = b'k';
+const META: u8 = b'm';
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(META);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn index_key(prefix: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn node_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = NODE;
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
+fn storage(e: sled::Error) -> LedgerError {
+    match e {
+        sled::Error::Corruption { at, .. } => {
+            LedgerError::Corrupt(format!("storage engine found damaged data at {at:?}"))
+        }
+        other => LedgerError::Storage(Box::new(other)),
+    }
+}
+
+/// One stored entry as the verifier reads it.
+pub(crate) struct StoredEntry {
+    pub(crate) index: u64,
+    pub(crate) leaf: Hash,
+    value: sled::IVec,
+}
+
+impl StoredEntry {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.value.get(HASH_LEN..).unwrap_or_default()
+    }
+}
+
+fn decode_entry(key: &[u8], value: sled::IVec) -> Result<StoredEntry, LedgerError> {
+    let index = key
+        .get(1..)
+        .and_then(be_u64)
+        .ok_or_else(|| LedgerError::Corrupt("malformed entry key".into()))?;
+    let leaf = value
+        .get(..HASH_LEN)
+        .and_then(Hash::from_slice)
+        .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is shorter than a hash")))?;
+    Ok(StoredEntry { index, leaf, value })
+}
+
+/// The open store.
+pub(crate) struct Store {
+    path: PathBuf,
+    tree: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group of writes applied atomically by [`Store::commit`].
+#[derive(Default)]
+pub(crate) struct Batch {
+    inner: sled::Batch,
+}
+
+impl Batch {
+    pub(crate) fn put_entry(&mut self, index: u64, leaf: &Hash, entry: &[u8]) {
+        let mut value = Vec::with_capacity(HASH_LEN + entry.len());
+        value.extend_from_slice(leaf.as_bytes());
+        value.extend_from_slice(entry);
+        self.inner.insert(&index_key(ENTRY, index), value);
+    }
+
+    pub(crate) fn put_node(&mut self, level: u8, index: u64, hash: &Hash) {
+        self.inner.insert(&node_key(level, index), hash.as_bytes());
+    }
+
+    pub(crate) fn put_checkpoint(&mut self, size: u64, note: &str) {
+        self.inner
+            .insert(&index_key(CHECKPOINT, size), note.as_bytes());
+    }
+
+    pub(crate) fn put_key(&mut self, vkey: &str) {
+        let mut k = vec![KEY];
+        k.extend_from_slice(vkey.as_bytes());
+        self.inner.insert(k, &[]);
+    }
+
+    pub(crate) fn set_size(&mut self, size: u64) {
+        self.inner.insert(meta_key("size"), &size.to_be_bytes());
+    }
+
+    pub(crate) fn set_origin(&mut self, origin: &str) {
+        self.inner.insert(meta_key("origin"), origin.as_bytes());
+    }
+
+    fn set_format(&mut self) {
+        self.inner.insert(meta_key("format"), FORMAT);
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating an empty one when `create` is set and nothing is there.
+    /// Never panics on a damaged or foreign directory: the engine's own panics become errors.
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Store, LedgerError> {
+        if path.exists() && !path.is_dir() {
+            return Err(LedgerError::Foreign {
+                path: path.to_owned(),
+                why: "it is a file, not a directory".into(),
+            });
+        }
+        // Only a missing or empty directory may become a new ledger. A directory that holds anything, even
+        // a database that reads back empty because its files were damaged, must already be a ledger:
+        // silently starting a new log over a damaged one would lose it.
+        let fresh = match std::fs::read_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                return Err(LedgerError::Foreign {
+                    path: path.to_owned(),
+                    why: format!("cannot read it: {e}"),
+                });
+            }
+            Ok(mut listing) => listing.next().is_none(),
+        };
+        if fresh && !create {
+            return Err(LedgerError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        if !fresh && !path.join("conf").exists() && !path.join("db").exists() {
+            return Err(LedgerError::Foreign {
+                path: path.to_owned(),
+                why: "no database files in it".into(),
+            });
+        }
+        // No background flusher: every commit flushes itself, and a flusher thread would hold the
+        // database (and its lock) for a moment after the store is dropped.
+        let config = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None);
+        let try_open = || {
+            catch_unwind(AssertUnwindSafe(
+                || -> Result<(sled::Db, sled::Tree), sled::Error> {
+                    let db = config.open()?;
+                    let tree = db.open_tree(TREE_NAME)?;
+                    Ok((db, tree))
+                },
+            ))
+        };
+        let mut opened = try_open();
+        if matches!(&opened, Ok(Err(sled::Error::Io(e))) if is_lock_error(e))
+            && Store::wait_released(path, LOCK_PATIENCE)
+        {
+            opened = try_open();
+        }
+        let (_db, tree) = match opened {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
+                return Err(LedgerError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(Err(sled::Error::Io(e))) => {
+                return Err(LedgerError::Foreign {
+                    path: path.to_owned(),
+                    why: format!("cannot read it: {e}"),
+                });
+            }
+            Ok(Err(e)) => return Err(storage(e)),
+            Err(_) => {
+                return Err(LedgerError::Corrupt(format!(
+                    "the storage engine could not read {} (damaged files)",
+                    path.display()
+                )));
+            }
+        };
+        // The tree keeps the database alive; the `Db` handle itself is not needed past this point.
+        let store = Store {
+            path: path.to_owned(),
+            tree,
+        };
+        match store.tree.get(meta_key("format")).map_err(storage)? {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(LedgerError::Foreign {
+                    path: path.to_owned(),
+                    why: format!("unsupported format {:?}", String::from_utf8_lossy(&f)),
+                });
+            }
+            None if fresh => {
+                let mut batch = Batch::default();
+                batch.set_format();
+                batch.set_size(0);
+                store.commit(batch)?;
+            }
+            None => {
+                let why = "no ledger format marker (another database, or damaged files)".into();
+                return Err(LedgerError::Foreign {
+                    path: path.to_owned(),
+                    why,
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// Applies a batch atomically and makes it durable (one flush, i.e. one fsync of the log).
+    pub(crate) fn commit(&self, batch: Batch) -> Result<(), LedgerError> {
+        self.tree.apply_batch(batch.inner).map_err(storage)?;
+        self.tree.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until no handle of this process holds the database's lock any more. sled's I/O threads
+    /// can keep the database open for a moment after the last handle is dropped; callers that reopen
+    /// the store (restarts, tests, the CLI after a run) need it really released.
+    pub(crate) fn wait_released(path: &Path, patience: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + patience;
+        let db_file = path.join("db");
+        loop {
+            match std::fs::File::open(&db_file).map(|f| f.try_lock()) {
+                Ok(Ok(())) | Err(_) => return true, // unlocked on close of `f`; no file: nothing held
+                Ok(Err(_)) if std::time::Instant::now() >= deadline => return false,
+                Ok(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
+    }
+
+    pub(crate) fn size(&self) -> Result<u64, LedgerError> {
+        match self.tree.get(meta_key("size")).map_err(storage)? {
+            Some(v) => be_u64(&v).ok_or_else(|| LedgerError::Corrupt("malformed tree size".into())),
+            None => Err(LedgerError::Corrupt("tree size is missing".into())),
+        }
+    }
+
+    pub(crate) fn origin(&self) -> Result<Option<String>, LedgerError> {
+        self.tree
+            .get(meta_key("origin"))
+            .map_err(storage)?
+            .map(|v| {
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| LedgerError::Corrupt("origin is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
+        let key = index_key(ENTRY, index);
+        self.tree
+            .get(key)
+            .map_err(storage)?
+            .map(|v| decode_entry(&key, v))
+            .transpose()
+    }
+
+    pub(crate) fn stored_node(&self, level: u8, index: u64) -> Result<Option<Hash>, LedgerError> {
+        match self.tree.get(node_key(level, index)).map_err(storage)? {
+            None => Ok(None),
+            Some(v) => Hash::from_slice(&v).map(Some).ok_or_else(|| {
+                LedgerError::Corrupt(format!("node ({level}, {index}) is not a hash"))
+            }),
+        }
+    }
+
+    /// The latest stored checkpoint note with its size.
+    pub(crate) fn last_checkpoint(&self) -> Result<Option<(u64, String)>, LedgerError> {
+        let last = self
+            .tree
+            .scan_prefix([CHECKPOINT])
+            .next_back()
+            .transpose()
+            .map_err(storage)?;
+        last.map(|(k, v)| decode_checkpoint(&k, &v)).transpose()
+    }
+
+    /// Every stored checkpoint in size order.
+    pub(crate) fn checkpoints(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, String), LedgerError>> + '_ {
+        self.tree.scan_prefix([CHECKPOINT]).map(|r| {
+            r.map_err(storage)
+                .and_then(|(k, v)| decode_checkpoint(&k, &v))
+        })
+    }
+
+    /// Every stored entry in index order.
+    pub(crate) fn entries_from(
+        &self,
+        start: u64,
+    ) -> impl Iterator<Item = Result<StoredEntry, LedgerError>> + '_ {
+        self.tree
+            .range(index_key(ENTRY, start)..=index_key(ENTRY, u64::MAX))
+            .map(|r| r.map_err(storage).and_then(|(k, v)| decode_entry(&k, v)))
+    }
+
+    /// Every stored node of one level in index order.
+    pub(crate) fn nodes(
+        &self,
+        level: u8,
+    ) -> impl Iterator<Item = Result<(u64, Hash), LedgerError>> + '_ {
+        self.tree.scan_prefix([NODE, level]).map(move |r| {
+            let (k, v) = r.map_err(storage)?;
+            let index = k.get(2..).and_then(be_u64);
+            match (index, Hash::from_slice(&v)) {
+                (Some(i), Some(h)) => Ok((i, h)),
+                _ => Err(LedgerError::Corrupt(format!(
+                    "malformed node record at level {level}"
+                ))),
+            }
+        })
+    }
+
+    /// The verifier keys (C2SP vkey text) recorded as having signed checkpoints.
+    pub(crate) fn keys(&self) -> Result<Vec<String>, LedgerError> {
+        self.tree
+            .scan_prefix([KEY])
+            .map(|r| {
+                let (k, _) = r.map_err(storage)?;
+                String::from_utf8(k.get(1..).unwrap_or_default().to_vec())
+                    .map_err(|_| LedgerError::Corrupt("recorded key is not UTF-8".into()))
+            })
+            .collect()
+    }
+}
+
+/// sled reports a held lock only as an I/O error of kind `Other` with this text.
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
+fn decode_checkpoint(key: &[u8], value: &[u8]) -> Result<(u64, String), LedgerError> {
+    let size = key
+        .get(1..)
+        .and_then(be_u64)
+        .ok_or_else(|| LedgerError::Corrupt("malformed checkpoint key".into()))?;
+    let note = String::from_utf8(value.to_vec())
+        .map_err(|_| LedgerError::Corrupt(format!("checkpoint at size {size} is not UTF-8")))?;
+    Ok((size, note))
+}
+
+impl NodeSource for Store {
+    type Error = LedgerError;
+
+    fn node(&self, level: u8, index: u64) -> Result<Hash, LedgerError> {
+        let found = if level == 0 {
+            self.entry(index)?.map(|e| e.leaf)
+        } else {
+            self.stored_node(level, index)?
+        };
+        found.ok_or_else(|| {
+            LedgerError::Corrupt(format!(
+                "tree node (level {level}, index {index}) is missing"
+            ))
+        })
+    }
+}

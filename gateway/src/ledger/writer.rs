@@ -1,0 +1,118 @@
+//! The one writer: a dedicated thread that owns appends. It drains whatever requests are queued into one
+//! group, writes their entries, the new tree nodes and a freshly signed checkpoint in one atomic batch,
+//! flushes once, and only then answers every request in the group. Under load the groups grow, so the
+//! cost of the flush (an fsync) and of the signature is shared by more entries.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::checkpoint::{Checkpoint, SignedCheckpoint};
+use super::compact::CompactRange;
+use super::error::LedgerError;
+use super::hash::{Hash, leaf_hash};
+use super::note::NoteSigner;
+use super::store::Batch;
+use super::{Receipt, Shared};
+
+/// One caller's entries, appended together, and where to send their receipts.
+pub(crate) struct Request {
+    pub(crate) entries: Vec<Vec<u8>>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
+}
+
+/// What one group commit produced: each entry's (index, leaf hash), and the checkpoint covering them.
+type Committed = (Vec<(u64, Hash)>, Arc<SignedCheckpoint>);
+
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) signer: Arc<dyn NoteSigner>,
+    pub(crate) range: CompactRange,
+    pub(crate) max_batch: usize,
+}
+
+impl Writer {
+    /// Runs until every sender is gone, then returns after the last group is durable.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut group: Vec<Request> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut count = first.entries.len();
+            group.push(first);
+            while count < self.max_batch {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        count += next.entries.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.shared.poisoned.load(Ordering::Acquire) {
+                for req in group.drain(..) {
+                    let _ = req.reply.send(Err(LedgerError::Poisoned));
+                }
+                continue;
+            }
+            match self.commit(&group) {
+                Ok((leaves, checkpoint)) => {
+                    let mut leaves = leaves.into_iter();
+                    for req in group.drain(..) {
+                        let receipts = leaves
+                            .by_ref()
+                            .take(req.entries.len())
+                            .map(|(index, leaf_hash)| Receipt {
+                                index,
+                                leaf_hash,
+                                tree_size: checkpoint.checkpoint.size,
+                                checkpoint: Arc::clone(&checkpoint),
+                            })
+                            .collect();
+                        // A caller that gave up waiting still has its entries durably in the log.
+                        let _ = req.reply.send(Ok(receipts));
+                    }
+                }
+                Err(e) => {
+                    // The batch may be half-known to the engine and our in-memory tree is now uncertain:
+                    // stop taking writes rather than risk signing a tree that is not on disk.
+                    tracing::error!(error = %e, "ledger write failed; refusing further appends");
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    for req in group.drain(..) {
+                        let _ = req.reply.send(Err(LedgerError::Poisoned));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one group; on success the new state is published before returning.
+    fn commit(&mut self, group: &[Request]) -> Result<Committed, LedgerError> {
+        let mut range = self.range.clone();
+        let mut batch = Batch::default();
+        let mut leaves = Vec::with_capacity(group.iter().map(|r| r.entries.len()).sum());
+        for entry in group.iter().flat_map(|r| r.entries.iter()) {
+            let leaf = leaf_hash(entry);
+            let index = range.size();
+            batch.put_entry(index, &leaf, entry);
+            range.push(leaf, |level, index, hash| {
+                // Level 0 already lives beside its entry.
+                if level > 0 {
+                    batch.put_node(level, index, hash);
+                }
+            });
+            leaves.push((index, leaf));
+        }
+        let checkpoint = Checkpoint {
+            origin: self.shared.origin.clone(),
+            size: range.size(),
+            root: range.root(),
+        };
+        let signed = Arc::new(checkpoint.sign(self.signer.as_ref()));
+        batch.put_checkpoint(range.size(), &signed.note);
+        batch.set_size(range.size());
+        self.shared.store.commit(batch)?;
+        self.range = range;
+        self.shared.publish(Arc::clone(&signed));
+        Ok((leaves, signed))
+    }
+}

@@ -1,0 +1,9 @@
+//! Ledgergate's gateway node: mTLS ingress, the policy pipeline, and the verifiable chain store.
+//!
+//! So far this crate holds the chain store, [`ledger`]; see the workspace `README.md` and `docs/` for the
+//! architecture the other modules will follow.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ledger;
