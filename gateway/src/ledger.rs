@@ -24,6 +24,7 @@ mod error;
 mod hash;
 mod note;
 mod proof;
+mod reader;
 mod signing_key;
 mod store;
 mod verify;
@@ -47,6 +48,7 @@ pub use proof::{
     NodeSource, ProofRequestError, VerifyError, consistency_proof, inclusion_proof, range_root,
     verify_consistency, verify_inclusion,
 };
+pub use reader::LedgerReader;
 pub use signing_key::{load_or_create_signing_key, load_signing_key};
 pub use verify::{VerifyFailure, VerifyReport, verify_store};
 

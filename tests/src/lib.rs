@@ -1,1 +1,80 @@
+//! Support for the black-box tests: where the built binaries are, how to run them, and how to wait for
+//! something without bare sleeps.
 
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `gateway` binary of this build, built (once per test process) if it is missing or stale:
+/// `cargo test -p e2e` alone does not rebuild another package's binaries, and testing a stale binary
+/// would test the wrong code.
+pub fn gateway_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            // target/<profile>/deps/<test exe> → target/<profile>/
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--quiet", "-p", "gateway", "--bin", "gateway"]);
+            if profile_dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                cmd.arg("--target-dir").arg(target_dir);
+            }
+            let status = cmd
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo to build the gateway: {e}"));
+            assert!(status.success(), "building the gateway binary failed");
+            profile_dir.join("gateway")
+        })
+        .clone()
+}
+
+/// Runs `gateway` with `args` and returns its output.
+pub fn gateway(args: &[&str]) -> Output {
+    Command::new(gateway_bin())
+        .args(args)
+        .env("LEDGERGATE_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start the gateway binary: {e}"))
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// How long `eventually` waits: `LEDGERGATE_TEST_PATIENCE_MS`, default 20 s (shared CI machines are slow).
+pub fn patience() -> Duration {
+    let ms = std::env::var("LEDGERGATE_TEST_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    Duration::from_millis(ms)
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after the patience runs out.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

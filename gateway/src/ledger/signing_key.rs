@@ -52,7 +52,16 @@ pub fn load_or_create_signing_key(
     }
     let signer = Ed25519NoteSigner::generate(name).map_err(|e| key_error(path, e.to_string()))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        // The data directory holds secrets: only the owner may list it.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
             .map_err(|e| key_error(path, format!("cannot create its directory: {e}")))?;
     }
     let mut options = std::fs::OpenOptions::new();

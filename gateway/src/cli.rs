@@ -1,0 +1,86 @@
+//! Command-line interface: argument definitions and the dispatch to each subcommand's module.
+
+mod ledger;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Ledgergate gateway node.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Inspect and verify the chain store (ledger) of a stopped node.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+}
+
+pub(crate) fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Ledger(cmd) => ledger::run(cmd),
+    }
+}
+
+/// A failed command: which step failed, and why (with the cause chain).
+#[derive(Debug)]
+pub(crate) struct CliError {
+    step: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CliError {
+    pub(crate) fn new(
+        step: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CliError {
+            step,
+            source: source.into(),
+        }
+    }
+}
+
+/// Prints one line: `gateway: <step>: <error>: <cause>: …`.
+pub(crate) fn report(e: &CliError) {
+    let mut line = format!("gateway: {}: {}", e.step, e.source);
+    let mut cause = e.source.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    #[allow(clippy::print_stderr)] // the one place the CLI talks to the operator about failure
+    {
+        eprintln!("{line}");
+    }
+}

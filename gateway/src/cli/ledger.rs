@@ -1,0 +1,220 @@
+//! `gateway ledger …`: create, inspect and verify a node's chain store while the node is stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use gateway::ledger::{
+    self, Ledger, LedgerConfig, LedgerReader, NoteSigner as _, NoteVerifier, VerifyFailure,
+    load_or_create_signing_key, verify_store,
+};
+use serde_json::json;
+
+use super::CliError;
+
+/// The log name a new node uses unless told otherwise.
+const DEFAULT_ORIGIN: &str = "ledgergate.local/log";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Create an empty ledger and its checkpoint signing key (does nothing to an existing one).
+    Init {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The log's name in its checkpoints; fixed for the life of the log.
+        #[arg(long, default_value = DEFAULT_ORIGIN)]
+        origin: String,
+    },
+    /// Recompute the whole tree from the stored entries and check every checkpoint; exit 0 only if all holds.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Trust only these checkpoint keys (C2SP vkey `name+id+key`), obtained out of band. Without it
+        /// the keys recorded in the store are trusted, which does not defend against someone who can
+        /// rewrite the store itself.
+        #[arg(long = "vkey", value_name = "VKEY")]
+        vkeys: Vec<String>,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the inclusion proof of an entry.
+    Proof {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+        /// The tree size to prove against (default: the latest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+}
+
+/// Where the data is and how to print.
+#[derive(Debug, Args)]
+pub(crate) struct DataArgs {
+    /// The node's data directory (holding `ledger/`); a directory made by `gateway init` works too.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl DataArgs {
+    /// The ledger directory: `DIR/ledger`, or `DIR/data/ledger` when DIR is a node's top directory.
+    fn store(&self) -> PathBuf {
+        let direct = ledger::store_dir(&self.data);
+        let nested = ledger::store_dir(&self.data.join("data"));
+        if !direct.exists() && nested.exists() {
+            nested
+        } else {
+            direct
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+pub(crate) fn run(cmd: LedgerCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        LedgerCommand::Init { data, origin } => init(&data, &origin),
+        LedgerCommand::Verify { data, vkeys } => verify(&data, &vkeys),
+        LedgerCommand::Checkpoint { data } => checkpoint(&data),
+        LedgerCommand::Proof { data, index, size } => proof(&data, index, size),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn emit(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_mode {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn init(data: &DataArgs, origin: &str) -> Result<ExitCode, CliError> {
+    let key_path = ledger::signing_key_path(data.data_dir());
+    let signer = load_or_create_signing_key(&key_path, origin)
+        .map_err(|e| CliError::new("signing key", e))?;
+    let vkey = signer.verifier().to_vkey();
+    let ledger = Ledger::open(
+        LedgerConfig::new(ledger::store_dir(data.data_dir()), origin),
+        Arc::new(signer),
+    )
+    .map_err(|e| CliError::new("open ledger", e))?;
+    let cp = ledger.checkpoint();
+    ledger.close();
+    emit(
+        data.json,
+        json!({ "origin": cp.checkpoint.origin, "size": cp.checkpoint.size, "vkey": vkey, "checkpoint": cp.note }),
+        || {
+            format!(
+                "ledger ready: {} entries\nverifier key: {vkey}\n\n{}",
+                cp.checkpoint.size,
+                cp.note.trim_end()
+            )
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(data: &DataArgs, vkeys: &[String]) -> Result<ExitCode, CliError> {
+    let pinned = vkeys
+        .iter()
+        .map(|v| NoteVerifier::from_vkey(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::new("read --vkey", e))?;
+    match verify_store(&data.store(), &pinned) {
+        Ok(r) => {
+            let secs = r.elapsed.as_secs_f64();
+            // Integer MB/s keeps the text stable; bytes and seconds are in the JSON for precise use.
+            #[allow(clippy::cast_precision_loss)]
+            let mbps = r.entry_bytes as f64 / 1e6 / secs.max(1e-9);
+            emit(
+                data.json,
+                json!({
+                    "ok": true, "origin": r.origin, "size": r.size, "root": r.root.to_base64(),
+                    "checkpoints": r.checkpoints, "entry_bytes": r.entry_bytes, "seconds": secs,
+                }),
+                || {
+                    format!(
+                        "ok: {} entries and {} checkpoints of {} verified; root {} ({:.0} MB/s)",
+                        r.size,
+                        r.checkpoints,
+                        r.origin,
+                        r.root.to_base64(),
+                        mbps
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyFailure::Store(e)) => Err(CliError::new("ledger verify", e)),
+        Err(failure) => {
+            if data.json {
+                emit(
+                    true,
+                    json!({ "ok": false, "error": failure.to_string() }),
+                    String::new,
+                );
+            }
+            super::report(&CliError::new("ledger verify", failure));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn checkpoint(data: &DataArgs) -> Result<ExitCode, CliError> {
+    let reader = LedgerReader::open(&data.store()).map_err(|e| CliError::new("open ledger", e))?;
+    let cp = reader
+        .checkpoint()
+        .map_err(|e| CliError::new("read checkpoint", e))?;
+    emit(
+        data.json,
+        json!({
+            "origin": cp.checkpoint.origin, "size": cp.checkpoint.size,
+            "root": cp.checkpoint.root.to_base64(), "note": cp.note,
+        }),
+        || cp.note.trim_end().to_owned(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn proof(data: &DataArgs, index: u64, size: Option<u64>) -> Result<ExitCode, CliError> {
+    let reader = LedgerReader::open(&data.store()).map_err(|e| CliError::new("open ledger", e))?;
+    let cp = reader
+        .checkpoint()
+        .map_err(|e| CliError::new("read checkpoint", e))?;
+    let size = size.unwrap_or(cp.checkpoint.size);
+    let leaf = reader
+        .leaf_hash(index)
+        .map_err(|e| CliError::new("ledger proof", e))?;
+    let hashes = reader
+        .inclusion_proof(index, size)
+        .map_err(|e| CliError::new("ledger proof", e))?;
+    let b64: Vec<String> = hashes.iter().map(|h| h.to_base64()).collect();
+    emit(
+        data.json,
+        json!({ "leaf_index": index, "tree_size": size, "leaf_hash": leaf.to_base64(), "hashes": b64 }),
+        || {
+            let mut out = format!(
+                "leaf_index {index}\ntree_size {size}\nleaf_hash {}",
+                leaf.to_base64()
+            );
+            for h in &b64 {
+                out.push_str("\nhash ");
+                out.push_str(h);
+            }
+            out
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}
