@@ -2,6 +2,8 @@
 //! something without bare sleeps.
 
 #![forbid(unsafe_code)]
+// This library exists only to serve tests: failing loudly is its job.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
