@@ -1,5 +1,13 @@
 //! `gateway ledger …` as an operator uses it: the real binary on a real store.
 
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 

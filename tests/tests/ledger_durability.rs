@@ -3,6 +3,14 @@
 //! acknowledged entry is there, byte for byte, and that `gateway ledger verify` passes. Repeated on the
 //! same store, so recovery after recovery is exercised too.
 
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher as _, RandomState};
 use std::io::{BufRead as _, BufReader, Write as _};
