@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bundle;
 mod checkpoint;
 mod compact;
 mod error;
@@ -27,6 +28,14 @@ mod proof;
 mod reader;
 mod signing_key;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+#[allow(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
+pub mod testing;
 mod verify;
 mod writer;
 
@@ -37,6 +46,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use bundle::{
+    Bundle, MAX_BYTES as BUNDLE_MAX_BYTES, MAX_ENTRIES as BUNDLE_MAX_ENTRIES, encode_bundle,
+};
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 pub use compact::CompactRange;
 pub use error::LedgerError;
@@ -319,7 +331,7 @@ impl Ledger {
         let end = end.min(self.size());
         let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
         let mut expected = start;
-        for item in self.shared.store.entries_from(start) {
+        for item in self.shared.store.entries_from(start)? {
             let e = item?;
             if e.index >= end {
                 break;

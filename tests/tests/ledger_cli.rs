@@ -9,6 +9,8 @@
 )]
 
 use std::path::Path;
+
+use gateway::ledger::testing::Tamper;
 use std::sync::Arc;
 
 use e2e::{gateway, stderr, stdout};
@@ -46,15 +48,8 @@ fn filled(n: u32) -> tempfile::TempDir {
     dir
 }
 
-fn tamper(dir: &Path, f: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(store_dir(dir)).unwrap();
-    let tree = db.open_tree(b"ledger/v1").unwrap();
-    f(&tree);
-    tree.flush().unwrap();
-}
-
-fn entry_key(i: u64) -> Vec<u8> {
-    [&[b'e'][..], &i.to_be_bytes()].concat()
+fn tamper(dir: &Path) -> Tamper {
+    Tamper::open(&store_dir(dir))
 }
 
 #[test]
@@ -106,11 +101,9 @@ fn verify_passes_on_an_untouched_store() {
 #[test]
 fn verify_names_a_flipped_byte_and_exits_non_zero() {
     let dir = filled(100);
-    tamper(dir.path(), |t| {
-        let mut v = t.get(entry_key(7)).unwrap().unwrap().to_vec();
-        let last = v.len() - 1;
-        v[last] ^= 0x20;
-        t.insert(entry_key(7), v).unwrap();
+    tamper(dir.path()).edit_entry(7, |e| {
+        let last = e.len() - 1;
+        e[last] ^= 0x20;
     });
     let out = gateway(&["ledger", "verify", "--data", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -124,9 +117,7 @@ fn verify_names_a_flipped_byte_and_exits_non_zero() {
 #[test]
 fn verify_names_a_deleted_entry() {
     let dir = filled(50);
-    tamper(dir.path(), |t| {
-        t.remove(entry_key(33)).unwrap();
-    });
+    tamper(dir.path()).delete_entry(49);
     let out = gateway(&[
         "ledger",
         "verify",
@@ -136,10 +127,10 @@ fn verify_names_a_deleted_entry() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(v["error"], "entry 33 is missing");
+    assert_eq!(v["error"], "entry 49 is missing");
     assert_eq!(
         stderr(&out),
-        "gateway: ledger verify: entry 33 is missing\n"
+        "gateway: ledger verify: entry 49 is missing\n"
     );
 }
 

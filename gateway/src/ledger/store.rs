@@ -6,19 +6,26 @@
 //!
 //! | key                                  | value                                  |
 //! |--------------------------------------|----------------------------------------|
-//! | `e` ‖ index (u64 BE)                 | leaf hash (32) ‖ entry bytes           |
-//! | `n` ‖ level (u8) ‖ index (u64 BE)    | hash of the perfect subtree, level ≥ 1 |
+//! | `b` ‖ first index (u64 BE)           | bundle of entries (see `bundle`)       |
+//! | `n` ‖ level (u8) ‖ index (u64 BE)    | hash of a perfect subtree, stored levels only |
 //! | `c` ‖ size (u64 BE)                  | signed checkpoint note (UTF-8)         |
 //! | `k` ‖ vkey text                      | empty: a key that signed checkpoints   |
 //! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
 //!
-//! Big-endian indices make sled's key order the tree order, so the verifier reads everything in one
-//! sequential scan. Keeping the leaf hash beside the entry lets the verifier name the exact entry that was
-//! changed, and proofs read leaf hashes without rehashing entries.
+//! Big-endian indices make sled's key order the tree order, so the verifier reads everything in
+//! sequential scans. Keeping each leaf hash beside its entry lets the verifier name the exact entry that
+//! was changed, and proofs read leaf hashes without rehashing entries.
+//!
+//! sled's cost is per key far more than per byte, so entries are stored in bundles (one key per run of
+//! up to 256 entries) and interior nodes only at every third level ([`stores_level`]): one node key per
+//! entry halved append throughput, one per seven entries costs little. The levels in between are
+//! recomputed on read from at most four hashes, which keeps an inclusion proof at a million entries to
+//! a few dozen reads.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use super::bundle::{Bundle, encode_bundle, split};
 use super::error::LedgerError;
 use super::hash::{HASH_LEN, Hash};
 use super::proof::NodeSource;
@@ -31,11 +38,19 @@ const FORMAT: &[u8] = b"ledgergate-ledger/1";
 /// restart, a test) would otherwise fail; a real second holder still gets a clear error quickly.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-const ENTRY: u8 = b'e';
+const BUNDLE: u8 = b'b';
 const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const KEY: u8 = b'k';
 const META: u8 = b'm';
+
+/// Interior levels are stored when they are a multiple of this.
+const NODE_STRIDE: u8 = 3;
+
+/// Whether the nodes of `level` are kept in the store; the others are recomputed when read.
+pub(crate) fn stores_level(level: u8) -> bool {
+    level > 0 && level.is_multiple_of(NODE_STRIDE)
+}
 
 fn meta_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
@@ -72,29 +87,106 @@ fn storage(e: sled::Error) -> LedgerError {
     }
 }
 
-/// One stored entry as the verifier reads it.
+/// One stored entry, borrowed from its bundle's stored value.
 pub(crate) struct StoredEntry {
     pub(crate) index: u64,
     pub(crate) leaf: Hash,
     value: sled::IVec,
+    start: usize,
+    end: usize,
 }
 
 impl StoredEntry {
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.value.get(HASH_LEN..).unwrap_or_default()
+        self.value
+            .get(self.start + HASH_LEN..self.end)
+            .unwrap_or_default()
     }
 }
 
-fn decode_entry(key: &[u8], value: sled::IVec) -> Result<StoredEntry, LedgerError> {
-    let index = key
-        .get(1..)
-        .and_then(be_u64)
-        .ok_or_else(|| LedgerError::Corrupt("malformed entry key".into()))?;
-    let leaf = value
-        .get(..HASH_LEN)
-        .and_then(Hash::from_slice)
-        .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is shorter than a hash")))?;
-    Ok(StoredEntry { index, leaf, value })
+/// A stored bundle: where it starts in the log, and its parsed layout.
+struct StoredBundle {
+    first: u64,
+    bundle: Bundle<sled::IVec>,
+}
+
+impl StoredBundle {
+    fn decode(key: &[u8], value: sled::IVec) -> Result<StoredBundle, LedgerError> {
+        let first = key
+            .get(1..)
+            .and_then(be_u64)
+            .ok_or_else(|| LedgerError::Corrupt("malformed bundle key".into()))?;
+        let bundle = Bundle::parse(value).ok_or_else(|| {
+            LedgerError::Corrupt(format!("the bundle of entries from {first} is malformed"))
+        })?;
+        Ok(StoredBundle { first, bundle })
+    }
+
+    fn entry(&self, j: usize) -> Result<StoredEntry, LedgerError> {
+        let damaged = || {
+            LedgerError::Corrupt(format!(
+                "the bundle of entries from {} is malformed",
+                self.first
+            ))
+        };
+        let (start, end) = self.bundle.record_range(j).ok_or_else(damaged)?;
+        let (leaf, _) = self.bundle.record(j).ok_or_else(damaged)?;
+        let value = self.bundle.clone().into_inner();
+        Ok(StoredEntry {
+            index: self.first + j as u64,
+            leaf,
+            value,
+            start,
+            end,
+        })
+    }
+}
+
+/// Entries in index order from `start`, bundle by bundle.
+pub(crate) struct Entries {
+    scan: sled::Iter,
+    current: Option<StoredBundle>,
+    next: usize,
+    start: u64,
+    failed: bool,
+}
+
+impl Iterator for Entries {
+    type Item = Result<StoredEntry, LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(b) = &self.current
+                && self.next < b.bundle.len()
+            {
+                let j = self.next;
+                self.next += 1;
+                if b.first + (j as u64) < self.start {
+                    continue;
+                }
+                let item = b.entry(j);
+                self.failed = item.is_err();
+                return Some(item);
+            }
+            let decoded = match self.scan.next()? {
+                Ok((k, v)) => StoredBundle::decode(&k, v),
+                Err(e) => Err(storage(e)),
+            };
+            match decoded {
+                Ok(b) => {
+                    self.current = Some(b);
+                    self.next = 0;
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
 }
 
 /// The open store.
@@ -118,11 +210,14 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) fn put_entry(&mut self, index: u64, leaf: &Hash, entry: &[u8]) {
-        let mut value = Vec::with_capacity(HASH_LEN + entry.len());
-        value.extend_from_slice(leaf.as_bytes());
-        value.extend_from_slice(entry);
-        self.inner.insert(&index_key(ENTRY, index), value);
+    /// Stores consecutive entries, starting at index `first`, as one or more bundles.
+    pub(crate) fn put_entries(&mut self, first: u64, records: &[(Hash, &[u8])]) {
+        let mut at = first;
+        for run in split(records) {
+            self.inner
+                .insert(&index_key(BUNDLE, at), encode_bundle(run));
+            at += run.len() as u64;
+        }
     }
 
     pub(crate) fn put_node(&mut self, level: u8, index: u64, hash: &Hash) {
@@ -303,13 +398,24 @@ impl Store {
             .transpose()
     }
 
+    /// The bundle holding `index`, if any: the last bundle starting at or before it.
+    fn bundle_at(&self, index: u64) -> Result<Option<(sled::IVec, sled::IVec)>, LedgerError> {
+        let found = self
+            .tree
+            .range(index_key(BUNDLE, 0)..=index_key(BUNDLE, index))
+            .next_back();
+        found.transpose().map_err(storage)
+    }
+
     pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
-        let key = index_key(ENTRY, index);
-        self.tree
-            .get(key)
-            .map_err(storage)?
-            .map(|v| decode_entry(&key, v))
-            .transpose()
+        let Some((k, v)) = self.bundle_at(index)? else {
+            return Ok(None);
+        };
+        let b = StoredBundle::decode(&k, v)?;
+        match usize::try_from(index - b.first) {
+            Ok(j) if j < b.bundle.len() => b.entry(j).map(Some),
+            _ => Ok(None),
+        }
     }
 
     pub(crate) fn stored_node(&self, level: u8, index: u64) -> Result<Option<Hash>, LedgerError> {
@@ -342,14 +448,39 @@ impl Store {
         })
     }
 
-    /// Every stored entry in index order.
-    pub(crate) fn entries_from(
+    /// Every stored entry from `start` on, in index order.
+    pub(crate) fn entries_from(&self, start: u64) -> Result<Entries, LedgerError> {
+        let from = match self.bundle_at(start)? {
+            Some((k, _)) => k.to_vec(),
+            None => index_key(BUNDLE, start).to_vec(),
+        };
+        let scan = self.tree.range(from..=index_key(BUNDLE, u64::MAX).to_vec());
+        Ok(Entries {
+            scan,
+            current: None,
+            next: 0,
+            start,
+            failed: false,
+        })
+    }
+
+    /// The stored bundles that start at an index in `[lo, hi)` (`hi` of `None`: no upper bound), in
+    /// index order, each with its first index.
+    pub(crate) fn bundles_between(
         &self,
-        start: u64,
-    ) -> impl Iterator<Item = Result<StoredEntry, LedgerError>> + '_ {
-        self.tree
-            .range(index_key(ENTRY, start)..=index_key(ENTRY, u64::MAX))
-            .map(|r| r.map_err(storage).and_then(|(k, v)| decode_entry(&k, v)))
+        lo: u64,
+        hi: Option<u64>,
+    ) -> impl Iterator<Item = Result<(u64, Bundle<sled::IVec>), LedgerError>> + '_ {
+        let from = index_key(BUNDLE, lo);
+        let scan = match hi {
+            Some(hi) => self.tree.range(from..index_key(BUNDLE, hi)),
+            None => self.tree.range(from..=index_key(BUNDLE, u64::MAX)),
+        };
+        scan.map(|r| {
+            let (k, v) = r.map_err(storage)?;
+            let b = StoredBundle::decode(&k, v)?;
+            Ok((b.first, b.bundle))
+        })
     }
 
     /// Every stored node of one level in index order.
@@ -403,8 +534,12 @@ impl NodeSource for Store {
     fn node(&self, level: u8, index: u64) -> Result<Hash, LedgerError> {
         let found = if level == 0 {
             self.entry(index)?.map(|e| e.leaf)
-        } else {
+        } else if stores_level(level) {
             self.stored_node(level, index)?
+        } else {
+            let left = self.node(level - 1, index * 2)?;
+            let right = self.node(level - 1, index * 2 + 1)?;
+            Some(super::hash::node_hash(&left, &right))
         };
         found.ok_or_else(|| {
             LedgerError::Corrupt(format!(

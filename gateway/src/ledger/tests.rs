@@ -34,15 +34,8 @@ fn filled(n: u32, group: u32) -> tempfile::TempDir {
     dir
 }
 
-/// Raw access to the sled tree, as an attacker with write access to the disk would have it.
-fn raw(path: &Path) -> (sled::Db, sled::Tree) {
-    let db = sled::open(path).unwrap();
-    let tree = db.open_tree(b"ledger/v1").unwrap();
-    (db, tree)
-}
-
-fn entry_key(i: u64) -> Vec<u8> {
-    [&[b'e'][..], &i.to_be_bytes()].concat()
+fn tamper(dir: &tempfile::TempDir) -> testing::Tamper {
+    testing::Tamper::open(&dir.path().join("l"))
 }
 
 fn verify(dir: &tempfile::TempDir) -> Result<VerifyReport, VerifyFailure> {
@@ -156,14 +149,10 @@ fn verify_passes_on_an_untouched_store() {
 fn verify_detects_a_flipped_byte_in_any_entry() {
     for victim in [0u64, 1, 500, 999] {
         let dir = filled(1000, 100);
-        {
-            let (_db, tree) = raw(&dir.path().join("l"));
-            let mut value = tree.get(entry_key(victim)).unwrap().unwrap().to_vec();
-            let last = value.len() - 1;
-            value[last] ^= 0x01;
-            tree.insert(entry_key(victim), value).unwrap();
-            tree.flush().unwrap();
-        }
+        tamper(&dir).edit_entry(victim, |e| {
+            let last = e.len() - 1;
+            e[last] ^= 0x01;
+        });
         let err = verify(&dir).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -175,29 +164,20 @@ fn verify_detects_a_flipped_byte_in_any_entry() {
 #[test]
 fn verify_detects_an_entry_rewritten_with_its_leaf_hash() {
     let dir = filled(64, 64);
-    {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        let forged = b"{\"record\":\"forged\"}";
-        let value = [leaf_hash(forged).as_bytes().as_slice(), forged].concat();
-        tree.insert(entry_key(10), value).unwrap();
-        tree.flush().unwrap();
-    }
+    tamper(&dir).replace_entry(10, b"{\"record\":\"forged\"}");
     let err = verify(&dir).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "entries 10..12 do not match the stored tree node (level 1, index 5)"
+        "entries 8..16 do not match the stored tree node (level 3, index 1)"
     );
 }
 
 #[test]
-fn verify_detects_a_deleted_entry() {
+fn verify_names_a_deleted_entry() {
+    // Stored alone in its bundle (groups of 1), a deleted entry leaves a gap the verifier names exactly.
     for victim in [0u64, 41, 99] {
-        let dir = filled(100, 10);
-        {
-            let (_db, tree) = raw(&dir.path().join("l"));
-            tree.remove(entry_key(victim)).unwrap();
-            tree.flush().unwrap();
-        }
+        let dir = filled(100, 1);
+        tamper(&dir).delete_entry(victim);
         assert_eq!(
             verify(&dir).unwrap_err().to_string(),
             format!("entry {victim} is missing")
@@ -206,20 +186,29 @@ fn verify_detects_a_deleted_entry() {
 }
 
 #[test]
+fn verify_detects_a_deleted_entry_inside_a_bundle() {
+    // Inside a bundle the later entries move down, each with its own leaf hash: the first stored tree
+    // node over the gap no longer matches, and its range names where to look.
+    let dir = filled(100, 10);
+    tamper(&dir).delete_entry(41);
+    assert_eq!(
+        verify(&dir).unwrap_err().to_string(),
+        "entries 40..48 do not match the stored tree node (level 3, index 5)"
+    );
+    // At the very end no node covers the gap, and the shortfall is named.
+    let dir = filled(100, 10);
+    tamper(&dir).delete_entry(99);
+    assert_eq!(verify(&dir).unwrap_err().to_string(), "entry 99 is missing");
+}
+
+#[test]
 fn verify_detects_two_swapped_entries() {
     let dir = filled(100, 10);
-    {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        let a = tree.get(entry_key(20)).unwrap().unwrap();
-        let b = tree.get(entry_key(57)).unwrap().unwrap();
-        tree.insert(entry_key(20), b).unwrap();
-        tree.insert(entry_key(57), a).unwrap();
-        tree.flush().unwrap();
-    }
+    tamper(&dir).swap_entries(20, 57);
     let err = verify(&dir).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "entries 20..22 do not match the stored tree node (level 1, index 10)"
+        "entries 16..24 do not match the stored tree node (level 3, index 2)"
     );
 }
 
@@ -227,9 +216,8 @@ fn verify_detects_two_swapped_entries() {
 fn verify_detects_a_checkpoint_with_a_forged_signature() {
     let dir = filled(50, 10);
     {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        let key = [&[b'c'][..], &30u64.to_be_bytes()].concat();
-        let note = String::from_utf8(tree.get(&key).unwrap().unwrap().to_vec()).unwrap();
+        let t = tamper(&dir);
+        let note = t.checkpoint(30);
         // Same body, signed by a key the log never had, under the log's name and key id.
         let body = note.split("\n\n").next().unwrap().to_owned() + "\n";
         let mallory = Ed25519NoteSigner::from_seed(ORIGIN, &[66u8; 32]).unwrap();
@@ -241,12 +229,8 @@ fn verify_detects_a_checkpoint_with_a_forged_signature() {
             .decode(sig_b64)
             .unwrap();
         raw_sig[..4].copy_from_slice(&real_id);
-        let forged = format!(
-            "{body}\n\u{2014} {ORIGIN} {}\n",
-            base64::engine::general_purpose::STANDARD.encode(raw_sig)
-        );
-        tree.insert(&key, forged.as_bytes()).unwrap();
-        tree.flush().unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw_sig);
+        t.set_checkpoint(30, &format!("{body}\n\u{2014} {ORIGIN} {encoded}\n"));
     }
     let err = verify(&dir).unwrap_err();
     assert_eq!(
@@ -258,18 +242,12 @@ fn verify_detects_a_checkpoint_with_a_forged_signature() {
 #[test]
 fn verify_detects_a_validly_signed_checkpoint_with_the_wrong_root() {
     let dir = filled(50, 10);
-    {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        let key = [&[b'c'][..], &20u64.to_be_bytes()].concat();
-        let wrong = Checkpoint {
-            origin: ORIGIN.into(),
-            size: 20,
-            root: leaf_hash(b"not the root"),
-        };
-        tree.insert(&key, wrong.sign(signer().as_ref()).note.as_bytes())
-            .unwrap();
-        tree.flush().unwrap();
-    }
+    let wrong = Checkpoint {
+        origin: ORIGIN.into(),
+        size: 20,
+        root: leaf_hash(b"not the root"),
+    };
+    tamper(&dir).set_checkpoint(20, &wrong.sign(signer().as_ref()).note);
     assert_eq!(
         verify(&dir).unwrap_err().to_string(),
         "checkpoint at size 20: root does not match the entries"
@@ -291,15 +269,7 @@ fn verify_with_a_pinned_key_refuses_a_store_signed_by_another() {
 #[test]
 fn verify_detects_entries_beyond_the_tree() {
     let dir = filled(10, 10);
-    {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        tree.insert(
-            entry_key(10),
-            [leaf_hash(b"x").as_bytes().as_slice(), b"x"].concat(),
-        )
-        .unwrap();
-        tree.flush().unwrap();
-    }
+    tamper(&dir).add_entry(10, b"x");
     assert_eq!(
         verify(&dir).unwrap_err().to_string(),
         "unexpected entry 10 beyond the tree size 10"
@@ -307,20 +277,24 @@ fn verify_detects_entries_beyond_the_tree() {
 }
 
 #[test]
+fn verify_detects_an_entry_stored_twice() {
+    let dir = filled(10, 10);
+    tamper(&dir).add_entry(5, b"x");
+    assert_eq!(
+        verify(&dir).unwrap_err().to_string(),
+        "entry 5 is stored twice"
+    );
+}
+
+#[test]
 fn open_refuses_a_store_whose_tree_does_not_match_its_checkpoint() {
     let dir = filled(8, 8);
     {
-        let (_db, tree) = raw(&dir.path().join("l"));
-        // Rewrite the last leaf hash consistently with a forged entry: the peaks no longer give the root.
-        let forged = b"forged";
-        tree.insert(
-            entry_key(7),
-            [leaf_hash(forged).as_bytes().as_slice(), forged].concat(),
-        )
-        .unwrap();
-        let node = [&[b'n', 3][..], &0u64.to_be_bytes()].concat();
-        tree.insert(node, leaf_hash(b"junk").as_bytes()).unwrap();
-        tree.flush().unwrap();
+        // Rewrite the last entry consistently with its leaf hash and the peak over it: the stored tree
+        // then hangs together but no longer gives the signed root.
+        let t = tamper(&dir);
+        t.replace_entry(7, b"forged");
+        t.set_node(3, 0, &leaf_hash(b"junk"));
     }
     let err = Ledger::open(LedgerConfig::new(dir.path().join("l"), ORIGIN), signer()).unwrap_err();
     assert_eq!(
@@ -410,4 +384,52 @@ fn open_refuses_foreign_and_damaged_stores_without_panicking() {
         Ledger::open(config, signer()),
         Err(LedgerError::NotFound { .. })
     ));
+}
+
+#[test]
+fn verify_detects_tree_nodes_beyond_the_tree() {
+    let dir = filled(64, 64);
+    tamper(&dir).set_node(3, 100, &leaf_hash(b"junk"));
+    assert_eq!(
+        verify(&dir).unwrap_err().to_string(),
+        "unexpected tree node (level 3, index 100) beyond the tree size 64"
+    );
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Proofs served from the store, whose skipped levels are recomputed on read, verify against roots
+        /// computed independently from the entries, for every leaf and every older size.
+        #[test]
+        fn store_backed_proofs_verify(groups in prop::collection::vec(1usize..40, 1..12), m_seed in any::<u64>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = open(&dir.path().join("l"));
+            let mut all = Vec::new();
+            for g in groups {
+                let batch: Vec<Vec<u8>> = (0..g).map(|k| format!("e{}-{k}", all.len()).into_bytes()).collect();
+                all.extend(batch.clone());
+                ledger.append_blocking(batch).unwrap();
+            }
+            let n = all.len() as u64;
+            let m = m_seed % n + 1;
+            let mut independent = CompactRange::new();
+            for e in &all[..m as usize] {
+                independent.push(leaf_hash(e), |_, _, _| {});
+            }
+            let root_m = ledger.root_at(m).unwrap();
+            prop_assert_eq!(root_m, independent.root());
+            for i in 0..m {
+                let proof = ledger.inclusion_proof(i, m).unwrap();
+                prop_assert_eq!(verify_inclusion(&leaf_hash(&all[i as usize]), i, m, &proof, &root_m), Ok(()));
+            }
+            let root_n = ledger.checkpoint().checkpoint.root;
+            let proof = ledger.consistency_proof(m, n).unwrap();
+            prop_assert_eq!(verify_consistency(m, n, &proof, &root_m, &root_n), Ok(()));
+        }
+    }
 }

@@ -13,7 +13,7 @@ use super::compact::CompactRange;
 use super::error::LedgerError;
 use super::hash::{Hash, leaf_hash};
 use super::note::NoteSigner;
-use super::store::Batch;
+use super::store::{Batch, stores_level};
 use super::{Receipt, Shared};
 
 /// One caller's entries, appended together, and where to send their receipts.
@@ -90,18 +90,21 @@ impl Writer {
         let mut range = self.range.clone();
         let mut batch = Batch::default();
         let mut leaves = Vec::with_capacity(group.iter().map(|r| r.entries.len()).sum());
+        let mut records = Vec::with_capacity(leaves.capacity());
+        let first = range.size();
         for entry in group.iter().flat_map(|r| r.entries.iter()) {
             let leaf = leaf_hash(entry);
             let index = range.size();
-            batch.put_entry(index, &leaf, entry);
             range.push(leaf, |level, index, hash| {
-                // Level 0 already lives beside its entry.
-                if level > 0 {
+                // Leaf hashes live beside their entries; only some interior levels are stored.
+                if stores_level(level) {
                     batch.put_node(level, index, hash);
                 }
             });
             leaves.push((index, leaf));
+            records.push((leaf, entry.as_slice()));
         }
+        batch.put_entries(first, &records);
         let checkpoint = Checkpoint {
             origin: self.shared.origin.clone(),
             size: range.size(),
