@@ -14,7 +14,7 @@
     clippy::expect_used,
     clippy::cast_precision_loss
 )]
-#![allow(clippy::cast_possible_truncation)]
+#![allow(clippy::cast_possible_truncation, clippy::indexing_slicing)] // a benchmark: fixed, known sizes
 
 use std::hash::{BuildHasher as _, RandomState};
 use std::path::Path;

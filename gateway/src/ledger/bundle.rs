@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn split_respects_both_bounds() {
-        assert!(MAX_BYTES >= 32 * 1024);
+        const { assert!(MAX_BYTES >= 32 * 1024) };
         let small = vec![0u8; 10];
         let records: Vec<(Hash, &[u8])> = (0..600)
             .map(|_| (Hash::empty(), small.as_slice()))

@@ -396,6 +396,8 @@ fn verify_detects_tree_nodes_beyond_the_tree() {
     );
 }
 
+// Indices of small in-memory test vectors.
+#[allow(clippy::cast_possible_truncation)]
 mod props {
     use super::*;
     use proptest::prelude::*;
