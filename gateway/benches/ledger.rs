@@ -1,7 +1,8 @@
 //! Ledger benchmark: every number is printed next to a baseline measured in the same run, on the same
 //! disk, so that the ratios mean something on a shared, noisy machine.
 //!
-//! Run: `cargo bench -p gateway --bench ledger` (set `LEDGER_BENCH_SCALE=0.1` for a quick look).
+//! Run: `cargo bench -p gateway --bench ledger`. `LEDGER_BENCH_SCALE=0.1` gives a quick look;
+//! `LEDGER_BENCH_ONLY=appends|proof|verify` runs one part (proof and verify share the large store).
 //!
 //! 1. Durable appends/s of 512-byte entries at batch sizes 1, 64 and 1024, against raw sled: the same
 //!    entries `insert`ed into a tree opened with the same configuration, plus one `flush` per batch.
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gateway::ledger::{Ed25519NoteSigner, Ledger, LedgerConfig, verify_store};
+use gateway::ledger::{Ed25519NoteSigner, Ledger, LedgerConfig};
 use sha2::{Digest as _, Sha256};
 
 const ORIGIN: &str = "bench.ledgergate.local/log";
@@ -32,6 +33,10 @@ fn scale() -> f64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0)
+}
+
+fn wanted(part: &str) -> bool {
+    std::env::var("LEDGER_BENCH_ONLY").map_or(true, |only| only == part)
 }
 
 fn scaled(n: usize) -> usize {
@@ -117,6 +122,15 @@ fn main() {
         scale(),
         dir.display()
     );
+    if wanted("appends") {
+        appends(dir);
+    }
+    if wanted("proof") || wanted("verify") {
+        proofs_and_verify(dir);
+    }
+}
+
+fn appends(dir: &Path) {
     println!();
     println!(
         "1. durable appends/s, {ENTRY_BYTES}-byte entries (median of 3 alternating runs each)"
@@ -155,12 +169,15 @@ fn main() {
         "   target at batch 1024: >= 100000/s and >= 0.70x raw sled: {} ({rate_1024:.0}/s, {ratio_1024:.2}x)",
         verdict(rate_1024 >= 100_000.0 && ratio_1024 >= 0.7)
     );
+}
 
+fn proofs_and_verify(dir: &Path) {
     // One large store serves the proof and the verify measurements.
     let size = scaled(1_000_000);
     println!();
     println!("building a {size}-entry ledger ({ENTRY_BYTES}-byte entries, groups of 4096)...");
-    let big = dir.join("big");
+    let node = dir.join("node");
+    let big = gateway::ledger::store_dir(&node);
     let build_started = Instant::now();
     let ledger = open_ledger(&big);
     for start in (0..size).step_by(4096) {
@@ -170,6 +187,16 @@ fn main() {
     }
     println!("   built in {:.1} s", build_started.elapsed().as_secs_f64());
 
+    if wanted("proof") {
+        proofs(&ledger, size);
+    }
+    ledger.close();
+    if wanted("verify") {
+        verify(&node, size);
+    }
+}
+
+fn proofs(ledger: &Ledger, size: usize) {
     println!();
     println!("2. inclusion proof generation at tree size {size}");
     let rng = RandomState::new();
@@ -195,36 +222,51 @@ fn main() {
         us(p99)
     );
     println!("   target mean <= 50 µs: {}", verdict(us(mean) <= 50.0));
-    ledger.close();
+}
 
+fn verify(node: &Path, size: usize) {
     println!();
-    println!("3. offline verify throughput, against raw SHA-256 of the same entries");
+    println!(
+        "3. offline verify throughput (`gateway ledger verify`), against raw SHA-256 of the same entries"
+    );
     // Raw SHA-256: one digest per entry over the same bytes, from memory (no storage at all).
     let sample = entries(0, 100_000.min(size));
+    let rounds = (size / sample.len()).max(1);
     let sha = (0..3)
         .map(|_| {
             let t = Instant::now();
             let mut acc = 0u8;
-            for _ in 0..(size / sample.len()).max(1) {
+            for _ in 0..rounds {
                 for e in &sample {
                     acc ^= Sha256::digest(e)[0];
                 }
             }
             std::hint::black_box(acc);
-            let bytes = (sample.len() * ENTRY_BYTES * (size / sample.len()).max(1)) as f64;
-            bytes / 1e6 / t.elapsed().as_secs_f64()
+            (sample.len() * ENTRY_BYTES * rounds) as f64 / 1e6 / t.elapsed().as_secs_f64()
         })
         .collect::<Vec<_>>();
-    // One uncounted run first: right after writing half a gigabyte the kernel is still writing it back,
-    // which says nothing about the verifier.
-    verify_store(&big, &[]).unwrap();
-    let verify = (0..3)
-        .map(|_| {
-            // Each run opens the store afresh, as `gateway ledger verify` does: nothing is cached in-process.
-            let report = verify_store(&big, &[]).unwrap();
-            report.entry_bytes as f64 / 1e6 / report.elapsed.as_secs_f64()
-        })
-        .collect::<Vec<_>>();
+    // The verifier as operators run it: the real binary, a fresh process each time, nothing cached
+    // in-process. Right after writing half a gigabyte the kernel is still writing it back, which says
+    // nothing about the verifier: let it finish (`sync`), then one uncounted run.
+    let _ = std::process::Command::new("sync").status();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["ledger", "verify", "--json", "--data"])
+            .arg(node)
+            .env("LEDGERGATE_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let bytes = report["entry_bytes"].as_f64().unwrap();
+        bytes / 1e6 / report["seconds"].as_f64().unwrap()
+    };
+    run();
+    let verify = (0..3).map(|_| run()).collect::<Vec<_>>();
     let (v, s) = (median(verify), median(sha));
     println!(
         "   verify {v:.0} MB/s, raw SHA-256 {s:.0} MB/s, ratio {:.2}x",
