@@ -98,6 +98,17 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         (prev == records_len).then_some(Bundle { data, count })
     }
 
+    /// Checks only that the header (count and offset table) fits: enough for reading single records,
+    /// whose bounds [`Bundle::record`] checks on every access. O(1), where [`Bundle::parse`] checks every
+    /// record (the verifier's job).
+    pub fn parse_header(data: B) -> Option<Bundle<B>> {
+        let bytes = data.as_ref();
+        let count =
+            usize::try_from(u32::from_be_bytes(bytes.get(..COUNT_LEN)?.try_into().ok()?)).ok()?;
+        let records_at = COUNT_LEN.checked_add(count.checked_mul(OFFSET_LEN)?)?;
+        (count > 0 && bytes.len() >= records_at).then_some(Bundle { data, count })
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.count
@@ -118,7 +129,9 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             read_offset(bytes, j - 1)?
         };
         let end = read_offset(bytes, j)?;
-        (j < self.count).then_some((base + start, base + end))
+        // A header-only parse has not checked the offsets: refuse any that run backwards or past the end.
+        (j < self.count && start + HASH_LEN <= end && base + end <= bytes.len())
+            .then_some((base + start, base + end))
     }
 
     /// Record `j`: its leaf hash and entry bytes.
@@ -164,6 +177,19 @@ mod tests {
         fn never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..200), j in 0usize..10) {
             if let Some(b) = Bundle::parse(bytes.as_slice()) {
                 let _ = b.record(j);
+            }
+            if let Some(b) = Bundle::parse_header(bytes.as_slice()) {
+                let _ = b.record(j);
+            }
+        }
+
+        #[test]
+        fn header_parse_reads_the_same_records(entries in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100), 1..20)) {
+            let records: Vec<(Hash, &[u8])> = entries.iter().map(|e| (leaf_hash(e), e.as_slice())).collect();
+            let bytes = encode_bundle(&records);
+            let light = Bundle::parse_header(bytes.as_slice()).unwrap();
+            for (j, e) in entries.iter().enumerate() {
+                prop_assert_eq!(light.record(j), Some((leaf_hash(e), e.as_slice())));
             }
         }
 

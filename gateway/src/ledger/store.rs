@@ -111,12 +111,19 @@ struct StoredBundle {
 }
 
 impl StoredBundle {
-    fn decode(key: &[u8], value: sled::IVec) -> Result<StoredBundle, LedgerError> {
+    /// Decodes a bundle, checking every record's bounds (`full`) or only the header (for single reads,
+    /// where each record access is bounds-checked anyway).
+    fn decode(key: &[u8], value: sled::IVec, full: bool) -> Result<StoredBundle, LedgerError> {
         let first = key
             .get(1..)
             .and_then(be_u64)
             .ok_or_else(|| LedgerError::Corrupt("malformed bundle key".into()))?;
-        let bundle = Bundle::parse(value).ok_or_else(|| {
+        let parsed = if full {
+            Bundle::parse(value)
+        } else {
+            Bundle::parse_header(value)
+        };
+        let bundle = parsed.ok_or_else(|| {
             LedgerError::Corrupt(format!("the bundle of entries from {first} is malformed"))
         })?;
         Ok(StoredBundle { first, bundle })
@@ -172,7 +179,7 @@ impl Iterator for Entries {
                 return Some(item);
             }
             let decoded = match self.scan.next()? {
-                Ok((k, v)) => StoredBundle::decode(&k, v),
+                Ok((k, v)) => StoredBundle::decode(&k, v, true),
                 Err(e) => Err(storage(e)),
             };
             match decoded {
@@ -411,7 +418,7 @@ impl Store {
         let Some((k, v)) = self.bundle_at(index)? else {
             return Ok(None);
         };
-        let b = StoredBundle::decode(&k, v)?;
+        let b = StoredBundle::decode(&k, v, false)?;
         match usize::try_from(index - b.first) {
             Ok(j) if j < b.bundle.len() => b.entry(j).map(Some),
             _ => Ok(None),
@@ -478,7 +485,7 @@ impl Store {
         };
         scan.map(|r| {
             let (k, v) = r.map_err(storage)?;
-            let b = StoredBundle::decode(&k, v)?;
+            let b = StoredBundle::decode(&k, v, true)?;
             Ok((b.first, b.bundle))
         })
     }
