@@ -140,4 +140,33 @@ mod tests {
         }
         assert!(Checkpoint::parse_body(&format!("log\n1\n{root}\next line\n")).is_ok());
     }
+
+    proptest::proptest! {
+        /// Any single flipped bit of a checkpoint's signature, size or root makes it fail to verify.
+        #[test]
+        fn any_flipped_bit_fails(size in proptest::prelude::any::<u64>(), seed in proptest::prelude::any::<[u8; 32]>(), bit in 0usize..(68 * 8)) {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let signer = Ed25519NoteSigner::from_seed("ledgergate.local/log", &seed).unwrap();
+            let trusted = [signer.verifier().clone()];
+            let cp = Checkpoint { origin: "ledgergate.local/log".into(), size, root: leaf_hash(&seed) };
+            let signed = cp.sign(&signer);
+            proptest::prop_assert!(SignedCheckpoint::open(&signed.note, &trusted).is_ok());
+            // The signature: key id (4 bytes) and Ed25519 signature (64 bytes).
+            let (head, sig) = signed.note.rsplit_once(' ').unwrap();
+            let mut raw = b64.decode(sig.trim_end()).unwrap();
+            raw[bit / 8] ^= 1 << (bit % 8);
+            let forged = format!("{head} {}\n", b64.encode(&raw));
+            proptest::prop_assert!(SignedCheckpoint::open(&forged, &trusted).is_err());
+            // The body: another size or a root with one bit flipped, under the original signature.
+            let other_size = Checkpoint { size: size ^ (1 << (bit % 64)), ..cp.clone() };
+            let mut root = cp.root;
+            root.0[(bit / 8) % 32] ^= 1 << (bit % 8);
+            let other_root = Checkpoint { root, ..cp.clone() };
+            for body in [other_size.body(), other_root.body()] {
+                let note = signed.note.replacen(&cp.body(), &body, 1);
+                proptest::prop_assert!(SignedCheckpoint::open(&note, &trusted).is_err());
+            }
+        }
+    }
 }
