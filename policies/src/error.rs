@@ -122,11 +122,23 @@ pub struct RecordError {
 }
 
 impl RecordError {
-    pub(crate) fn new(code: RecordErrorCode, path: Option<&str>, reason: impl Into<String>) -> RecordError {
-        RecordError { code, path: path.map(str::to_owned), reason: reason.into() }
+    pub(crate) fn new(
+        code: RecordErrorCode,
+        path: Option<&str>,
+        reason: impl Into<String>,
+    ) -> RecordError {
+        RecordError {
+            code,
+            path: path.map(str::to_owned),
+            reason: reason.into(),
+        }
     }
 
-    pub(crate) fn field(code: RecordErrorCode, path: &str, reason: impl Into<String>) -> RecordError {
+    pub(crate) fn field(
+        code: RecordErrorCode,
+        path: &str,
+        reason: impl Into<String>,
+    ) -> RecordError {
         RecordError::new(code, Some(path), reason)
     }
 }

@@ -57,7 +57,13 @@ mod transform;
 
 pub use error::{PolicyError, PolicyErrors, RecordError, RecordErrorCode};
 pub use keys::{KeyBytes, KeyError, KeyProvider, KeyRef, SaltSource};
-pub use model::{Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit, UnknownFields};
+pub use model::{
+    Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit,
+    UnknownFields,
+};
 pub use record::{Desensitized, JsonLimits, parse_json};
 pub use set::{Action, PeerIdentity, PolicySet};
-pub use transform::{SALT_LEN, SealedField, commitment_text, generalize, mask, pseudonym, truncate_date, truncate_timestamp};
+pub use transform::{
+    SALT_LEN, SealedField, commitment_text, generalize, mask, pseudonym, truncate_date,
+    truncate_timestamp,
+};

@@ -21,11 +21,17 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, PolicyErrors> {
     let mut out: Vec<PathBuf> = listing
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(PolicyErrors::one(path, "no_policy_files", "no *.yaml files in the directory"));
+        return Err(PolicyErrors::one(
+            path,
+            "no_policy_files",
+            "no *.yaml files in the directory",
+        ));
     }
     Ok(out)
 }
@@ -38,10 +44,20 @@ pub(crate) fn parse_file(file: &Path, src: &str) -> (FileDoc, Vec<PolicyError>) 
             let text = e.to_string();
             // serde_yaml appends " at line L column C"; the position has its own place in our format.
             let message = text.split(" at line ").next().unwrap_or(&text).to_owned();
-            let code = if message.contains("duplicate entry") { "duplicate_key" } else { "yaml_syntax" };
+            let duplicate = message
+                .strip_prefix("duplicate entry with key ")
+                .map(|k| k.trim_matches('"').to_owned());
+            let code = if duplicate.is_some() {
+                "duplicate_key"
+            } else {
+                "yaml_syntax"
+            };
+            let position = duplicate
+                .and_then(|k| crate::locate::locate_duplicate(src, &k))
+                .or_else(|| e.location().map(|l| (l.line(), l.column())));
             let error = PolicyError {
                 file: file.to_owned(),
-                position: e.location().map(|l| (l.line(), l.column())),
+                position,
                 path: String::new(),
                 code,
                 message,
@@ -90,7 +106,13 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
     for (file, src, doc) in &docs {
         for (s, p) in &doc.subjects {
             if subjects.contains_key(&s.name) {
-                err(file, src, p, "duplicate_subject", format!("subject `{}` is defined in another file too", s.name));
+                err(
+                    file,
+                    src,
+                    p,
+                    "duplicate_subject",
+                    format!("subject `{}` is defined in another file too", s.name),
+                );
             } else if let Some(other) = matchers.get(&s.matcher) {
                 let msg = format!("matches exactly the certificates subject `{other}` matches");
                 err(file, src, p, "duplicate_subject_match", msg);
@@ -101,12 +123,24 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
         }
         for (rt, p) in &doc.record_types {
             if record_types.insert(rt.name.clone(), rt.clone()).is_some() {
-                err(file, src, p, "duplicate_record_type", format!("record type `{}` is defined in another file too", rt.name));
+                err(
+                    file,
+                    src,
+                    p,
+                    "duplicate_record_type",
+                    format!("record type `{}` is defined in another file too", rt.name),
+                );
             }
         }
         for (role, l, p) in &doc.limits {
             if limits.insert(role.clone(), *l).is_some() {
-                err(file, src, p, "duplicate_limits", format!("limits for role `{role}` are defined in another file too"));
+                err(
+                    file,
+                    src,
+                    p,
+                    "duplicate_limits",
+                    format!("limits for role `{role}` are defined in another file too"),
+                );
             }
         }
     }
@@ -114,7 +148,13 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
     for (file, src, doc) in &docs {
         for (role, p) in &doc.role_refs {
             if !held.contains(role) {
-                err(file, src, p, "unknown_role", format!("no subject has the role `{role}`"));
+                err(
+                    file,
+                    src,
+                    p,
+                    "unknown_role",
+                    format!("no subject has the role `{role}`"),
+                );
             }
         }
     }

@@ -23,7 +23,11 @@ struct Region<'a> {
 
 /// 1-based (line, column) of `path` in `src`: of the key for a key step, of the item for an index step.
 pub(crate) fn locate(src: &str, path: &[Seg]) -> Option<(usize, usize)> {
-    let mut region = Region { src, start: 0, end: src.len() };
+    let mut region = Region {
+        src,
+        start: 0,
+        end: src.len(),
+    };
     let mut at = None;
     for seg in path {
         let found = match seg {
@@ -31,9 +35,60 @@ pub(crate) fn locate(src: &str, path: &[Seg]) -> Option<(usize, usize)> {
             Seg::Index(i) => find_item(&region, *i)?,
         };
         at = Some(found.0);
-        region = Region { src, start: found.1, end: node_end(src, found.0, found.1, region.end) };
+        region = Region {
+            src,
+            start: found.1,
+            end: node_end(src, found.0, found.1, region.end),
+        };
     }
-    at.map(|offset| position(src, offset))
+    match at {
+        Some(offset) => Some(position(src, offset)),
+        // The document itself: its first line that is not blank or a comment.
+        None => first_content(src).map(|offset| position(src, offset)),
+    }
+}
+
+fn first_content(src: &str) -> Option<usize> {
+    let mut pos = 0;
+    for line in src.split_inclusive('\n') {
+        let t = line.trim_start();
+        if !t.is_empty() && !t.starts_with('#') && !t.starts_with("---") {
+            return Some(pos + (line.len() - t.len()));
+        }
+        pos += line.len();
+    }
+    None
+}
+
+/// Where mapping key `key` is written for the second time: serde_yaml reports a duplicate key at the
+/// start of the mapping, but the person wants the repeated line.
+pub(crate) fn locate_duplicate(src: &str, key: &str) -> Option<(usize, usize)> {
+    let region = Region {
+        src,
+        start: 0,
+        end: src.len(),
+    };
+    let first = find_key(&region, key)?;
+    let rest = Region {
+        src,
+        start: first.1,
+        end: src.len(),
+    };
+    // Any later occurrence in key position; the first such is the duplicate the parser tripped on.
+    let mut from = rest.start;
+    while from < src.len() {
+        let r = Region {
+            src,
+            start: from,
+            end: src.len(),
+        };
+        let (at, after) = find_key(&r, key)?;
+        if at > first.0 {
+            return Some(position(src, at));
+        }
+        from = after;
+    }
+    None
 }
 
 fn position(src: &str, offset: usize) -> (usize, usize) {
@@ -48,7 +103,9 @@ fn indent_of(line: &str) -> usize {
 }
 
 fn line_start(src: &str, offset: usize) -> usize {
-    src.get(..offset).and_then(|b| b.rfind('\n')).map_or(0, |i| i + 1)
+    src.get(..offset)
+        .and_then(|b| b.rfind('\n'))
+        .map_or(0, |i| i + 1)
 }
 
 /// The text of the node whose key (or item) starts at `key` and whose value starts after `value`: a
@@ -57,7 +114,11 @@ fn line_start(src: &str, offset: usize) -> usize {
 fn node_end(src: &str, key: usize, value: usize, limit: usize) -> usize {
     let rest = src.get(value..limit).unwrap_or_default();
     let skipped = rest.len() - rest.trim_start_matches(' ').len();
-    if let Some(open) = rest.get(skipped..).and_then(|r| r.chars().next()).filter(|c| matches!(c, '{' | '[')) {
+    if let Some(open) = rest
+        .get(skipped..)
+        .and_then(|r| r.chars().next())
+        .filter(|c| matches!(c, '{' | '['))
+    {
         let mut depth = 0i32;
         let mut quote: Option<char> = None;
         for (j, c) in rest.get(skipped..).unwrap_or_default().char_indices() {
@@ -79,9 +140,15 @@ fn node_end(src: &str, key: usize, value: usize, limit: usize) -> usize {
         return limit;
     }
     let key_col = key - line_start(src, key);
-    let mut pos = src.get(key..limit).and_then(|r| r.find('\n')).map_or(limit, |i| key + i + 1);
+    let mut pos = src
+        .get(key..limit)
+        .and_then(|r| r.find('\n'))
+        .map_or(limit, |i| key + i + 1);
     while pos < limit {
-        let line = src.get(pos..limit).and_then(|r| r.split('\n').next()).unwrap_or_default();
+        let line = src
+            .get(pos..limit)
+            .and_then(|r| r.split('\n').next())
+            .unwrap_or_default();
         let trimmed = line.trim_start();
         if !trimmed.is_empty() && !trimmed.starts_with('#') && indent_of(line) <= key_col {
             return pos;
@@ -109,7 +176,11 @@ fn find_key(region: &Region<'_>, k: &str) -> Option<(usize, usize)> {
             let before = text.get(..at).unwrap_or_default();
             let prev = before.chars().last();
             let line_prefix = before.rsplit('\n').next().unwrap_or_default();
-            let block = line_prefix.trim_start_matches(' ').trim_start_matches("- ").trim().is_empty();
+            let block = line_prefix
+                .trim_start_matches(' ')
+                .trim_start_matches("- ")
+                .trim()
+                .is_empty();
             if !(block || matches!(prev, Some('{') | Some(',') | Some(' '))) {
                 continue;
             }
@@ -183,24 +254,71 @@ mod tests {
     fn finds_block_and_flow_keys() {
         assert_eq!(locate(DOC, &[k("version")]), Some((1, 1)));
         assert_eq!(locate(DOC, &[k("subjects"), k("bank-a")]), Some((3, 3)));
-        assert_eq!(locate(DOC, &[k("subjects"), k("bank-a"), k("roles")]), Some((3, 48)));
-        assert_eq!(locate(DOC, &[k("subjects"), k("officer"), k("match"), k("cn")]), Some((6, 7)));
         assert_eq!(
-            locate(DOC, &[k("record_types"), k("loan"), k("fields"), k("age"), k("transform"), k("generalize"), k("bucket")]),
+            locate(DOC, &[k("subjects"), k("bank-a"), k("roles")]),
+            Some((3, 48))
+        );
+        assert_eq!(
+            locate(DOC, &[k("subjects"), k("officer"), k("match"), k("cn")]),
+            Some((6, 7))
+        );
+        assert_eq!(
+            locate(
+                DOC,
+                &[
+                    k("record_types"),
+                    k("loan"),
+                    k("fields"),
+                    k("age"),
+                    k("transform"),
+                    k("generalize"),
+                    k("bucket")
+                ]
+            ),
             Some((12, 56))
         );
-        assert_eq!(locate(DOC, &[k("record_types"), k("loan"), k("fields"), k("type_note"), k("type")]), Some((13, 20)));
+        assert_eq!(
+            locate(
+                DOC,
+                &[
+                    k("record_types"),
+                    k("loan"),
+                    k("fields"),
+                    k("type_note"),
+                    k("type")
+                ]
+            ),
+            Some((13, 20))
+        );
     }
 
     #[test]
     fn finds_sequence_items() {
-        assert_eq!(locate(DOC, &[k("subjects"), k("bank-a"), k("roles"), Seg::Index(1)]), Some((3, 66)));
-        assert_eq!(locate(DOC, &[k("subjects"), k("officer"), k("roles"), Seg::Index(0)]), Some((8, 9)));
+        assert_eq!(
+            locate(
+                DOC,
+                &[k("subjects"), k("bank-a"), k("roles"), Seg::Index(1)]
+            ),
+            Some((3, 66))
+        );
+        assert_eq!(
+            locate(
+                DOC,
+                &[k("subjects"), k("officer"), k("roles"), Seg::Index(0)]
+            ),
+            Some((8, 9))
+        );
     }
 
     #[test]
     fn answers_none_when_absent() {
         assert_eq!(locate(DOC, &[k("nope")]), None);
-        assert_eq!(locate(DOC, &[k("subjects"), k("officer"), k("roles"), Seg::Index(3)]), None);
+        assert_eq!(
+            locate(
+                DOC,
+                &[k("subjects"), k("officer"), k("roles"), Seg::Index(3)]
+            ),
+            None
+        );
     }
 }

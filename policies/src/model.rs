@@ -183,5 +183,9 @@ pub struct Limits {
 impl Limits {
     /// What applies to a subject none of whose roles has limits: conservative, so that forgetting a
     /// `limits` entry never means "unlimited".
-    pub const DEFAULT: Limits = Limits { rate_per_second: 10.0, burst: 20, max_record_bytes: 64 * 1024 };
+    pub const DEFAULT: Limits = Limits {
+        rate_per_second: 10.0,
+        burst: 20,
+        max_record_bytes: 64 * 1024,
+    };
 }

@@ -10,7 +10,8 @@ use serde_yaml::{Mapping, Value};
 use crate::error::PolicyError;
 use crate::locate::{Seg, locate};
 use crate::model::{
-    Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit, UnknownFields,
+    Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit,
+    UnknownFields,
 };
 
 /// Deepest nesting of object fields: keeps record validation and its recursion shallow and bounded.
@@ -83,7 +84,11 @@ fn valid_name(name: &str) -> bool {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(file: &'a Path, src: &'a str) -> Parser<'a> {
-        Parser { file, src, errors: Vec::new() }
+        Parser {
+            file,
+            src,
+            errors: Vec::new(),
+        }
     }
 
     pub(crate) fn error(&mut self, path: &[Seg], code: &'static str, message: impl Into<String>) {
@@ -100,7 +105,11 @@ impl<'a> Parser<'a> {
         match v {
             Value::Mapping(m) => Some(m),
             other => {
-                self.error(path, "invalid_type", format!("expected a mapping, found {}", kind(other)));
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!("expected a mapping, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -112,7 +121,11 @@ impl<'a> Parser<'a> {
         for (k, v) in m {
             match k.as_str() {
                 Some(k) => out.push((k, v)),
-                None => self.error(path, "invalid_type", format!("keys must be text, found {}", kind(k))),
+                None => self.error(
+                    path,
+                    "invalid_type",
+                    format!("keys must be text, found {}", kind(k)),
+                ),
             }
         }
         out
@@ -122,7 +135,11 @@ impl<'a> Parser<'a> {
     fn only_keys(&mut self, m: &Mapping, path: &[Seg], allowed: &[&str]) {
         for (k, _) in self.entries(m, path) {
             if !allowed.contains(&k) {
-                self.error(&child(path, k), "unknown_key", format!("unknown key; expected one of: {}", allowed.join(", ")));
+                self.error(
+                    &child(path, k),
+                    "unknown_key",
+                    format!("unknown key; expected one of: {}", allowed.join(", ")),
+                );
             }
         }
     }
@@ -131,7 +148,11 @@ impl<'a> Parser<'a> {
         match v {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.error(path, "invalid_type", format!("expected text, found {}", kind(other)));
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!("expected text, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -141,7 +162,11 @@ impl<'a> Parser<'a> {
         match v {
             Value::Bool(b) => Some(*b),
             other => {
-                self.error(path, "invalid_type", format!("expected true or false, found {}", kind(other)));
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!("expected true or false, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -151,8 +176,16 @@ impl<'a> Parser<'a> {
         match v.as_u64() {
             Some(n) => Some(n),
             None => {
-                let found = if v.as_i64().is_some() { "a negative number".to_owned() } else { kind(v).to_owned() };
-                self.error(path, "invalid_type", format!("expected a whole number ≥ 0, found {found}"));
+                let found = if v.as_i64().is_some() {
+                    "a negative number".to_owned()
+                } else {
+                    kind(v).to_owned()
+                };
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!("expected a whole number ≥ 0, found {found}"),
+                );
                 None
             }
         }
@@ -162,7 +195,11 @@ impl<'a> Parser<'a> {
         match v.as_f64() {
             Some(n) if n.is_finite() => Some(n),
             _ => {
-                self.error(path, "invalid_type", format!("expected a number, found {}", kind(v)));
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!("expected a number, found {}", kind(v)),
+                );
                 None
             }
         }
@@ -170,7 +207,11 @@ impl<'a> Parser<'a> {
 
     fn names(&mut self, v: &Value, path: &[Seg]) -> Vec<(String, Vec<Seg>)> {
         let Value::Sequence(items) = v else {
-            self.error(path, "invalid_type", format!("expected a list of names, found {}", kind(v)));
+            self.error(
+                path,
+                "invalid_type",
+                format!("expected a list of names, found {}", kind(v)),
+            );
             return Vec::new();
         };
         let mut out = Vec::with_capacity(items.len());
@@ -195,7 +236,9 @@ impl<'a> Parser<'a> {
     pub(crate) fn document(&mut self, root: &Value) -> FileDoc {
         let mut doc = FileDoc::default();
         let top: &[Seg] = &[];
-        let Some(m) = self.mapping(root, top) else { return doc };
+        let Some(m) = self.mapping(root, top) else {
+            return doc;
+        };
         self.only_keys(m, top, &["version", "subjects", "record_types", "limits"]);
         if let Some(v) = self.required(m, top, "version") {
             let p = child(top, "version");
@@ -216,26 +259,50 @@ impl<'a> Parser<'a> {
     }
 
     fn subjects(&mut self, v: &Value, path: &[Seg], doc: &mut FileDoc) {
-        let Some(m) = self.mapping(v, path) else { return };
+        let Some(m) = self.mapping(v, path) else {
+            return;
+        };
         for (name, spec) in self.entries(m, path) {
             let p = child(path, name);
-            let Some(sm) = self.mapping(spec, &p) else { continue };
+            let Some(sm) = self.mapping(spec, &p) else {
+                continue;
+            };
             self.only_keys(sm, &p, &["match", "roles"]);
-            let matcher = self.required(sm, &p, "match").and_then(|mv| self.matcher(mv, &child(&p, "match")));
+            let matcher = self
+                .required(sm, &p, "match")
+                .and_then(|mv| self.matcher(mv, &child(&p, "match")));
             let roles_path = child(&p, "roles");
             let roles: BTreeSet<String> = match self.required(sm, &p, "roles") {
-                Some(rv) => self.names(rv, &roles_path).into_iter().map(|(r, _)| r).collect(),
+                Some(rv) => self
+                    .names(rv, &roles_path)
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect(),
                 None => BTreeSet::new(),
             };
             if roles.is_empty() && sm.get("roles").is_some() {
-                self.error(&roles_path, "empty_roles", "a subject needs at least one role");
+                self.error(
+                    &roles_path,
+                    "empty_roles",
+                    "a subject needs at least one role",
+                );
             }
             if let Some(matcher) = matcher {
                 if let Some((other, _)) = doc.subjects.iter().find(|(s, _)| s.matcher == matcher) {
-                    let msg = format!("matches exactly the certificates subject `{}` matches", other.name);
+                    let msg = format!(
+                        "matches exactly the certificates subject `{}` matches",
+                        other.name
+                    );
                     self.error(&child(&p, "match"), "duplicate_subject_match", msg);
                 } else {
-                    doc.subjects.push((Subject { name: name.to_owned(), matcher, roles }, p));
+                    doc.subjects.push((
+                        Subject {
+                            name: name.to_owned(),
+                            matcher,
+                            roles,
+                        },
+                        p,
+                    ));
                 }
             }
         }
@@ -245,9 +312,21 @@ impl<'a> Parser<'a> {
         let m = self.mapping(v, path)?;
         self.only_keys(m, path, &["cn", "san_uri", "san_dns", "fingerprint"]);
         let mut get = |key: &str| m.get(key).and_then(|x| self.text(x, &child(path, key)));
-        let mut matcher = Matcher { cn: get("cn"), san_uri: get("san_uri"), san_dns: get("san_dns"), fingerprint: None };
-        if let Some(fp) = m.get("fingerprint").and_then(|x| self.text(x, &child(path, "fingerprint"))) {
-            let hexed: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let mut matcher = Matcher {
+            cn: get("cn"),
+            san_uri: get("san_uri"),
+            san_dns: get("san_dns"),
+            fingerprint: None,
+        };
+        if let Some(fp) = m
+            .get("fingerprint")
+            .and_then(|x| self.text(x, &child(path, "fingerprint")))
+        {
+            let hexed: String = fp
+                .chars()
+                .filter(|c| *c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
             if hexed.len() == 64 && hexed.chars().all(|c| c.is_ascii_hexdigit()) {
                 matcher.fingerprint = Some(hexed);
             } else {
@@ -257,24 +336,48 @@ impl<'a> Parser<'a> {
             }
         }
         if matcher == Matcher::default() {
-            self.error(path, "empty_match", "give at least one of cn, san_uri, san_dns, fingerprint");
+            self.error(
+                path,
+                "empty_match",
+                "give at least one of cn, san_uri, san_dns, fingerprint",
+            );
             return None;
         }
         Some(matcher)
     }
 
     fn record_types(&mut self, v: &Value, path: &[Seg], doc: &mut FileDoc) {
-        let Some(m) = self.mapping(v, path) else { return };
+        let Some(m) = self.mapping(v, path) else {
+            return;
+        };
         for (name, spec) in self.entries(m, path) {
             let p = child(path, name);
             if !valid_name(name) {
-                self.error(&p, "invalid_name", "record type names are lowercase letters, digits and _, starting with a letter");
+                self.error(
+                    &p,
+                    "invalid_name",
+                    "record type names are lowercase letters, digits and _, starting with a letter",
+                );
             }
-            let Some(tm) = self.mapping(spec, &p) else { continue };
-            self.only_keys(tm, &p, &["submit", "read", "subject_field", "unknown_fields", "fields"]);
+            let Some(tm) = self.mapping(spec, &p) else {
+                continue;
+            };
+            self.only_keys(
+                tm,
+                &p,
+                &[
+                    "submit",
+                    "read",
+                    "subject_field",
+                    "unknown_fields",
+                    "fields",
+                ],
+            );
             let mut roles = |this: &mut Self, key: &str| -> BTreeSet<String> {
                 let rp = child(&p, key);
-                let Some(rv) = tm.get(key) else { return BTreeSet::new() };
+                let Some(rv) = tm.get(key) else {
+                    return BTreeSet::new();
+                };
                 let named = this.names(rv, &rp);
                 let set = named.iter().map(|(r, _)| r.clone()).collect();
                 doc.role_refs.extend(named);
@@ -287,7 +390,11 @@ impl<'a> Parser<'a> {
                 Some(Value::String(s)) if s == "reject" => UnknownFields::Reject,
                 Some(Value::String(s)) if s == "drop" => UnknownFields::Drop,
                 Some(_) => {
-                    self.error(&child(&p, "unknown_fields"), "invalid_value", "expected `reject` or `drop`");
+                    self.error(
+                        &child(&p, "unknown_fields"),
+                        "invalid_value",
+                        "expected `reject` or `drop`",
+                    );
                     UnknownFields::Reject
                 }
             };
@@ -297,18 +404,38 @@ impl<'a> Parser<'a> {
                 None => BTreeMap::new(),
             };
             let sf_path = child(&p, "subject_field");
-            let subject_field = self.required(tm, &p, "subject_field").and_then(|sv| self.text(sv, &sf_path));
+            let subject_field = self
+                .required(tm, &p, "subject_field")
+                .and_then(|sv| self.text(sv, &sf_path));
             if let Some(sf) = &subject_field {
                 match fields.get(sf) {
-                    None if tm.get("fields").is_some() => {
-                        self.error(&sf_path, "subject_field_undeclared", format!("`{sf}` is not a declared field"));
+                    // With no fields at all, `no_fields` has said it already.
+                    None if !fields.is_empty() => {
+                        self.error(
+                            &sf_path,
+                            "subject_field_undeclared",
+                            format!("`{sf}` is not a declared field"),
+                        );
                     }
                     None => {}
-                    Some(f) if !matches!(f.ty, FieldType::Scalar(ScalarType::String | ScalarType::Integer)) => {
-                        self.error(&sf_path, "subject_field_type", format!("`{sf}` must be a string or integer field"));
+                    Some(f)
+                        if !matches!(
+                            f.ty,
+                            FieldType::Scalar(ScalarType::String | ScalarType::Integer)
+                        ) =>
+                    {
+                        self.error(
+                            &sf_path,
+                            "subject_field_type",
+                            format!("`{sf}` must be a string or integer field"),
+                        );
                     }
                     Some(f) if !f.required => {
-                        self.error(&sf_path, "subject_field_optional", format!("`{sf}` must be `required: true`: every record has a subject"));
+                        self.error(
+                            &sf_path,
+                            "subject_field_optional",
+                            format!("`{sf}` must be `required: true`: every record has a subject"),
+                        );
                     }
                     Some(_) => {}
                 }
@@ -327,14 +454,20 @@ impl<'a> Parser<'a> {
 
     fn fields(&mut self, v: &Value, path: &[Seg], depth: usize) -> BTreeMap<String, Field> {
         let mut out = BTreeMap::new();
-        let Some(m) = self.mapping(v, path) else { return out };
+        let Some(m) = self.mapping(v, path) else {
+            return out;
+        };
         if m.is_empty() {
             self.error(path, "no_fields", "declare at least one field");
         }
         for (name, spec) in self.entries(m, path) {
             let p = child(path, name);
             if !valid_name(name) {
-                self.error(&p, "invalid_name", "field names are lowercase letters, digits and _, starting with a letter");
+                self.error(
+                    &p,
+                    "invalid_name",
+                    "field names are lowercase letters, digits and _, starting with a letter",
+                );
             }
             if let Some(f) = self.field(spec, &p, depth) {
                 out.insert(name.to_owned(), f);
@@ -358,25 +491,52 @@ impl<'a> Parser<'a> {
 
     fn field(&mut self, v: &Value, path: &[Seg], depth: usize) -> Option<Field> {
         let m = self.mapping(v, path)?;
-        self.only_keys(m, path, &["type", "required", "max_length", "min", "max", "enum", "items", "fields", "transform"]);
+        self.only_keys(
+            m,
+            path,
+            &[
+                "type",
+                "required",
+                "max_length",
+                "min",
+                "max",
+                "enum",
+                "items",
+                "fields",
+                "transform",
+            ],
+        );
         let type_path = child(path, "type");
-        let type_name = self.required(m, path, "type").and_then(|t| self.text(t, &type_path))?;
+        let type_name = self
+            .required(m, path, "type")
+            .and_then(|t| self.text(t, &type_path))?;
         let ty = match type_name.as_str() {
             "object" => {
                 if depth >= MAX_SCHEMA_DEPTH {
-                    self.error(path, "nested_too_deep", format!("objects nest at most {MAX_SCHEMA_DEPTH} levels deep"));
+                    self.error(
+                        path,
+                        "nested_too_deep",
+                        format!("objects nest at most {MAX_SCHEMA_DEPTH} levels deep"),
+                    );
                     return None;
                 }
                 let fp = child(path, "fields");
-                let nested = self.required(m, path, "fields").map(|fv| self.fields(fv, &fp, depth + 1))?;
+                let nested = self
+                    .required(m, path, "fields")
+                    .map(|fv| self.fields(fv, &fp, depth + 1))?;
                 FieldType::Object(nested)
             }
             "array" => {
                 let ip = child(path, "items");
-                match self.required(m, path, "items").and_then(|iv| self.scalar_type(iv, &ip))? {
+                match self
+                    .required(m, path, "items")
+                    .and_then(|iv| self.scalar_type(iv, &ip))?
+                {
                     Ok(s) => FieldType::Array(s),
                     Err(other) => {
-                        let msg = format!("arrays hold scalars (string, integer, number, boolean, date, timestamp), not `{other}`");
+                        let msg = format!(
+                            "arrays hold scalars (string, integer, number, boolean, date, timestamp), not `{other}`"
+                        );
                         self.error(&ip, "array_item_type", msg);
                         return None;
                     }
@@ -385,43 +545,86 @@ impl<'a> Parser<'a> {
             _ => match self.scalar_type(&Value::String(type_name.clone()), &type_path)? {
                 Ok(s) => FieldType::Scalar(s),
                 Err(other) => {
-                    let msg = format!("unknown type `{other}`; expected string, integer, number, boolean, date, timestamp, object or array");
+                    let msg = format!(
+                        "unknown type `{other}`; expected string, integer, number, boolean, date, timestamp, object or array"
+                    );
                     self.error(&type_path, "unknown_type", msg);
                     return None;
                 }
             },
         };
         if !matches!(ty, FieldType::Object(_)) && m.get("fields").is_some() {
-            self.error(&child(path, "fields"), "unexpected_key", "`fields` belongs to `type: object` only");
+            self.error(
+                &child(path, "fields"),
+                "unexpected_key",
+                "`fields` belongs to `type: object` only",
+            );
         }
         if !matches!(ty, FieldType::Array(_)) && m.get("items").is_some() {
-            self.error(&child(path, "items"), "unexpected_key", "`items` belongs to `type: array` only");
+            self.error(
+                &child(path, "items"),
+                "unexpected_key",
+                "`items` belongs to `type: array` only",
+            );
         }
-        let required = m.get("required").and_then(|r| self.boolean(r, &child(path, "required"))).unwrap_or(false);
+        let required = m
+            .get("required")
+            .and_then(|r| self.boolean(r, &child(path, "required")))
+            .unwrap_or(false);
         let scalar = match &ty {
             FieldType::Scalar(s) => Some(*s),
             _ => None,
         };
-        let max_length = m.get("max_length").and_then(|x| self.whole(x, &child(path, "max_length")));
-        if max_length.is_some() && !matches!(ty, FieldType::Scalar(ScalarType::String) | FieldType::Array(_)) {
-            self.error(&child(path, "max_length"), "constraint_type_mismatch", "`max_length` applies to strings and arrays");
+        let max_length = m
+            .get("max_length")
+            .and_then(|x| self.whole(x, &child(path, "max_length")));
+        if max_length.is_some()
+            && !matches!(
+                ty,
+                FieldType::Scalar(ScalarType::String) | FieldType::Array(_)
+            )
+        {
+            self.error(
+                &child(path, "max_length"),
+                "constraint_type_mismatch",
+                "`max_length` applies to strings and arrays",
+            );
         }
-        let min = m.get("min").and_then(|x| self.number(x, &child(path, "min")));
-        let max = m.get("max").and_then(|x| self.number(x, &child(path, "max")));
+        let min = m
+            .get("min")
+            .and_then(|x| self.number(x, &child(path, "min")));
+        let max = m
+            .get("max")
+            .and_then(|x| self.number(x, &child(path, "max")));
         for (key, given) in [("min", min), ("max", max)] {
-            if given.is_some() && !matches!(scalar, Some(ScalarType::Integer | ScalarType::Number)) {
-                self.error(&child(path, key), "constraint_type_mismatch", format!("`{key}` applies to integer and number fields"));
+            if given.is_some() && !matches!(scalar, Some(ScalarType::Integer | ScalarType::Number))
+            {
+                self.error(
+                    &child(path, key),
+                    "constraint_type_mismatch",
+                    format!("`{key}` applies to integer and number fields"),
+                );
             }
         }
         if let (Some(lo), Some(hi)) = (min, max)
             && lo > hi
         {
-            self.error(&child(path, "min"), "invalid_range", format!("min {lo} is greater than max {hi}"));
+            self.error(
+                &child(path, "min"),
+                "invalid_range",
+                format!("min {lo} is greater than max {hi}"),
+            );
         }
-        let enum_values = m.get("enum").and_then(|e| self.enumeration(e, &child(path, "enum"), scalar));
+        let enum_values = m
+            .get("enum")
+            .and_then(|e| self.enumeration(e, &child(path, "enum"), scalar));
         let tp = child(path, "transform");
         let Some(tv) = m.get("transform") else {
-            self.error(path, "missing_transform", "every field needs exactly one transform");
+            self.error(
+                path,
+                "missing_transform",
+                "every field needs exactly one transform",
+            );
             return None;
         };
         let transform = self.transform(tv, &tp)?;
@@ -429,28 +632,59 @@ impl<'a> Parser<'a> {
             self.error(&tp, "transform_type_mismatch", why);
             return None;
         }
-        Some(Field { ty, required, max_length: max_length.and_then(|n| usize::try_from(n).ok()), min, max, enum_values, transform })
+        Some(Field {
+            ty,
+            required,
+            max_length: max_length.and_then(|n| usize::try_from(n).ok()),
+            min,
+            max,
+            enum_values,
+            transform,
+        })
     }
 
-    fn enumeration(&mut self, v: &Value, path: &[Seg], scalar: Option<ScalarType>) -> Option<Vec<serde_json::Value>> {
+    fn enumeration(
+        &mut self,
+        v: &Value,
+        path: &[Seg],
+        scalar: Option<ScalarType>,
+    ) -> Option<Vec<serde_json::Value>> {
         let Value::Sequence(items) = v else {
-            self.error(path, "invalid_enum", format!("expected a list of allowed values, found {}", kind(v)));
+            self.error(
+                path,
+                "invalid_enum",
+                format!("expected a list of allowed values, found {}", kind(v)),
+            );
             return None;
         };
         let Some(scalar) = scalar else {
-            self.error(path, "constraint_type_mismatch", "`enum` applies to scalar fields");
+            self.error(
+                path,
+                "constraint_type_mismatch",
+                "`enum` applies to scalar fields",
+            );
             return None;
         };
         if items.is_empty() {
-            self.error(path, "invalid_enum", "an empty enum would refuse every value");
+            self.error(
+                path,
+                "invalid_enum",
+                "an empty enum would refuse every value",
+            );
             return None;
         }
         let mut out = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
-            let json = serde_json::to_value(it).ok().filter(|j| crate::record::check_scalar(j, scalar).is_ok());
+            let json = serde_json::to_value(it)
+                .ok()
+                .filter(|j| crate::record::check_scalar(j, scalar).is_ok());
             match json {
                 Some(j) => out.push(j),
-                None => self.error(&item(path, i), "invalid_enum", format!("not a valid {} value", crate::record::type_name(scalar))),
+                None => self.error(
+                    &item(path, i),
+                    "invalid_enum",
+                    format!("not a valid {} value", crate::record::type_name(scalar)),
+                ),
             }
         }
         Some(out)
@@ -468,17 +702,32 @@ impl<'a> Parser<'a> {
                 (k, Some(p), child(path, k))
             }
             Value::Mapping(m) if m.is_empty() => {
-                self.error(path, "missing_transform", "every field needs exactly one transform");
+                self.error(
+                    path,
+                    "missing_transform",
+                    "every field needs exactly one transform",
+                );
                 return None;
             }
             Value::Mapping(m) => {
                 let names: Vec<&str> = m.keys().filter_map(Value::as_str).collect();
-                let msg = format!("exactly one transform per field, found {}: {}", names.len(), names.join(", "));
+                let msg = format!(
+                    "exactly one transform per field, found {}: {}",
+                    names.len(),
+                    names.join(", ")
+                );
                 self.error(path, "multiple_transforms", msg);
                 return None;
             }
             other => {
-                self.error(path, "invalid_type", format!("expected a transform name or mapping, found {}", kind(other)));
+                self.error(
+                    path,
+                    "invalid_type",
+                    format!(
+                        "expected a transform name or mapping, found {}",
+                        kind(other)
+                    ),
+                );
                 return None;
             }
         };
@@ -498,13 +747,23 @@ impl<'a> Parser<'a> {
             }
             "redact" => {
                 self.only_keys(params, &pp, &["with"]);
-                let with = params.get("with").and_then(|w| self.text(w, &child(&pp, "with")));
-                Transform::Redact { with: with.unwrap_or_else(|| "[REDACTED]".to_owned()) }
+                let with = params
+                    .get("with")
+                    .and_then(|w| self.text(w, &child(&pp, "with")));
+                Transform::Redact {
+                    with: with.unwrap_or_else(|| "[REDACTED]".to_owned()),
+                }
             }
             "mask" => {
                 self.only_keys(params, &pp, &["keep_first", "keep_last", "char"]);
-                let keep_first = params.get("keep_first").and_then(|x| self.whole(x, &child(&pp, "keep_first"))).unwrap_or(0);
-                let keep_last = params.get("keep_last").and_then(|x| self.whole(x, &child(&pp, "keep_last"))).unwrap_or(0);
+                let keep_first = params
+                    .get("keep_first")
+                    .and_then(|x| self.whole(x, &child(&pp, "keep_first")))
+                    .unwrap_or(0);
+                let keep_last = params
+                    .get("keep_last")
+                    .and_then(|x| self.whole(x, &child(&pp, "keep_last")))
+                    .unwrap_or(0);
                 let ch = match params.get("char") {
                     None => '*',
                     Some(c) => {
@@ -520,18 +779,31 @@ impl<'a> Parser<'a> {
                         }
                     }
                 };
-                let (Ok(keep_first), Ok(keep_last)) = (usize::try_from(keep_first), usize::try_from(keep_last)) else {
+                let (Ok(keep_first), Ok(keep_last)) =
+                    (usize::try_from(keep_first), usize::try_from(keep_last))
+                else {
                     self.error(&pp, "invalid_mask", "counts are too large");
                     return None;
                 };
-                Transform::Mask { keep_first, keep_last, ch }
+                Transform::Mask {
+                    keep_first,
+                    keep_last,
+                    ch,
+                }
             }
             "hash" => {
                 self.only_keys(params, &pp, &["key"]);
-                match params.get("key").and_then(|k| self.text(k, &child(&pp, "key"))) {
+                match params
+                    .get("key")
+                    .and_then(|k| self.text(k, &child(&pp, "key")))
+                {
                     Some(key) if !key.is_empty() => Transform::Hash { key },
                     _ => {
-                        self.error(&pp, "hash_key_missing", "`hash` names the managed key it uses: `hash: { key: pseudonym }`");
+                        self.error(
+                            &pp,
+                            "hash_key_missing",
+                            "`hash` names the managed key it uses: `hash: { key: pseudonym }`",
+                        );
                         return None;
                     }
                 }
@@ -542,11 +814,19 @@ impl<'a> Parser<'a> {
                 match params.get("bucket").map(|b| (b.as_u64(), b)) {
                     Some((Some(b), _)) if b > 0 => Transform::Generalize { bucket: b },
                     Some((_, b)) => {
-                        self.error(&bp, "invalid_bucket", format!("bucket must be a whole number > 0, found {}", describe(b)));
+                        self.error(
+                            &bp,
+                            "invalid_bucket",
+                            format!("bucket must be a whole number > 0, found {}", describe(b)),
+                        );
                         return None;
                     }
                     None => {
-                        self.error(&pp, "invalid_bucket", "`generalize` needs a bucket width: `generalize: { bucket: 10 }`");
+                        self.error(
+                            &pp,
+                            "invalid_bucket",
+                            "`generalize` needs a bucket width: `generalize: { bucket: 10 }`",
+                        );
                         return None;
                     }
                 }
@@ -559,14 +839,20 @@ impl<'a> Parser<'a> {
                     Some("day") => TruncateUnit::Day,
                     Some("hour") => TruncateUnit::Hour,
                     _ => {
-                        self.error(&pp, "invalid_truncate_unit", "`truncate` needs `to: year | month | day | hour`");
+                        self.error(
+                            &pp,
+                            "invalid_truncate_unit",
+                            "`truncate` needs `to: year | month | day | hour`",
+                        );
                         return None;
                     }
                 };
                 Transform::Truncate { to }
             }
             other => {
-                let msg = format!("unknown transform `{other}`; expected keep, drop, redact, mask, hash, generalize, truncate or seal");
+                let msg = format!(
+                    "unknown transform `{other}`; expected keep, drop, redact, mask, hash, generalize, truncate or seal"
+                );
                 self.error(path, "unknown_transform", msg);
                 return None;
             }
@@ -575,26 +861,45 @@ impl<'a> Parser<'a> {
     }
 
     fn limits(&mut self, v: &Value, path: &[Seg], doc: &mut FileDoc) {
-        let Some(m) = self.mapping(v, path) else { return };
+        let Some(m) = self.mapping(v, path) else {
+            return;
+        };
         for (role, spec) in self.entries(m, path) {
             let p = child(path, role);
             doc.role_refs.push((role.to_owned(), p.clone()));
-            let Some(lm) = self.mapping(spec, &p) else { continue };
+            let Some(lm) = self.mapping(spec, &p) else {
+                continue;
+            };
             self.only_keys(lm, &p, &["rate_per_second", "burst", "max_record_bytes"]);
-            let rate = self.required(lm, &p, "rate_per_second").and_then(|x| self.number(x, &child(&p, "rate_per_second")));
-            let burst = self.required(lm, &p, "burst").and_then(|x| self.whole(x, &child(&p, "burst")));
-            let bytes = self.required(lm, &p, "max_record_bytes").and_then(|x| self.whole(x, &child(&p, "max_record_bytes")));
+            let rate = self
+                .required(lm, &p, "rate_per_second")
+                .and_then(|x| self.number(x, &child(&p, "rate_per_second")));
+            let burst = self
+                .required(lm, &p, "burst")
+                .and_then(|x| self.whole(x, &child(&p, "burst")));
+            let bytes = self
+                .required(lm, &p, "max_record_bytes")
+                .and_then(|x| self.whole(x, &child(&p, "max_record_bytes")));
             let mut ok = true;
             if rate.is_some_and(|r| r <= 0.0) {
-                self.error(&child(&p, "rate_per_second"), "invalid_limit", "rate_per_second must be > 0");
+                self.error(
+                    &child(&p, "rate_per_second"),
+                    "invalid_limit",
+                    "rate_per_second must be > 0",
+                );
                 ok = false;
             }
             if burst == Some(0) || burst.is_some_and(|b| b > u64::from(u32::MAX)) {
-                self.error(&child(&p, "burst"), "invalid_limit", "burst must be at least 1");
+                self.error(
+                    &child(&p, "burst"),
+                    "invalid_limit",
+                    "burst must be at least 1",
+                );
                 ok = false;
             }
             if bytes.is_some_and(|b| b == 0 || b > MAX_RECORD_BYTES_CEILING) {
-                let msg = format!("max_record_bytes must be between 1 and {MAX_RECORD_BYTES_CEILING}");
+                let msg =
+                    format!("max_record_bytes must be between 1 and {MAX_RECORD_BYTES_CEILING}");
                 self.error(&child(&p, "max_record_bytes"), "invalid_limit", msg);
                 ok = false;
             }
@@ -629,13 +934,22 @@ fn transform_mismatch(t: &Transform, ty: &FieldType) -> Option<String> {
         (Transform::Mask { .. }, Some(S::String)) => None,
         (Transform::Mask { .. }, _) => Some("`mask` applies to string fields".into()),
         (Transform::Hash { .. }, Some(_)) => None,
-        (Transform::Hash { .. }, None) => Some("`hash` applies to scalar fields; hash the fields inside the object".into()),
-        (Transform::Generalize { .. }, Some(S::Integer | S::Number)) => None,
-        (Transform::Generalize { .. }, _) => Some("`generalize` applies to integer and number fields".into()),
-        (Transform::Truncate { to: TruncateUnit::Hour }, Some(S::Date)) => {
-            Some("a date has no hour: truncate a date to year, month or day".into())
+        (Transform::Hash { .. }, None) => {
+            Some("`hash` applies to scalar fields; hash the fields inside the object".into())
         }
+        (Transform::Generalize { .. }, Some(S::Integer | S::Number)) => None,
+        (Transform::Generalize { .. }, _) => {
+            Some("`generalize` applies to integer and number fields".into())
+        }
+        (
+            Transform::Truncate {
+                to: TruncateUnit::Hour,
+            },
+            Some(S::Date),
+        ) => Some("a date has no hour: truncate a date to year, month or day".into()),
         (Transform::Truncate { .. }, Some(S::Date | S::Timestamp)) => None,
-        (Transform::Truncate { .. }, _) => Some("`truncate` applies to date and timestamp fields".into()),
+        (Transform::Truncate { .. }, _) => {
+            Some("`truncate` applies to date and timestamp fields".into())
+        }
     }
 }

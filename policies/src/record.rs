@@ -27,7 +27,10 @@ pub struct JsonLimits {
 
 impl Default for JsonLimits {
     fn default() -> Self {
-        JsonLimits { max_bytes: 64 * 1024, max_depth: 32 }
+        JsonLimits {
+            max_bytes: 64 * 1024,
+            max_depth: 32,
+        }
     }
 }
 
@@ -35,8 +38,16 @@ impl Default for JsonLimits {
 /// 10,000 nested arrays is refused without deep recursion; `max_depth` is then checked iteratively.
 pub fn parse_json(bytes: &[u8], limits: JsonLimits) -> Result<Value, RecordError> {
     if bytes.len() > limits.max_bytes {
-        let why = format!("{} bytes is more than the limit of {}", bytes.len(), limits.max_bytes);
-        return Err(RecordError::new(RecordErrorCode::PayloadTooLarge, None, why));
+        let why = format!(
+            "{} bytes is more than the limit of {}",
+            bytes.len(),
+            limits.max_bytes
+        );
+        return Err(RecordError::new(
+            RecordErrorCode::PayloadTooLarge,
+            None,
+            why,
+        ));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         let why = if e.to_string().contains("recursion limit") {
@@ -81,8 +92,12 @@ pub(crate) fn check_scalar(v: &Value, t: ScalarType) -> Result<(), String> {
         ScalarType::Integer => v.as_i64().is_some(),
         ScalarType::Number => v.as_f64().is_some_and(f64::is_finite),
         ScalarType::Boolean => v.is_boolean(),
-        ScalarType::Date => v.as_str().is_some_and(|s| time::Date::parse(s, DATE_FORMAT).is_ok()),
-        ScalarType::Timestamp => v.as_str().is_some_and(|s| time::OffsetDateTime::parse(s, &Rfc3339).is_ok()),
+        ScalarType::Date => v
+            .as_str()
+            .is_some_and(|s| time::Date::parse(s, DATE_FORMAT).is_ok()),
+        ScalarType::Timestamp => v
+            .as_str()
+            .is_some_and(|s| time::OffsetDateTime::parse(s, &Rfc3339).is_ok()),
     };
     if ok {
         return Ok(());
@@ -90,7 +105,15 @@ pub(crate) fn check_scalar(v: &Value, t: ScalarType) -> Result<(), String> {
     Err(match t {
         ScalarType::Date => "expected a date (RFC 3339 full-date, YYYY-MM-DD)".to_owned(),
         ScalarType::Timestamp => "expected a timestamp (RFC 3339)".to_owned(),
-        other => format!("expected {} {}", if other == ScalarType::Integer { "an" } else { "a" }, type_name(other)),
+        other => format!(
+            "expected {} {}",
+            if other == ScalarType::Integer {
+                "an"
+            } else {
+                "a"
+            },
+            type_name(other)
+        ),
     })
 }
 
@@ -103,14 +126,22 @@ fn check_constraints(v: &Value, f: &Field, path: &str) -> Result<(), RecordError
     }
     if let Some(n) = v.as_f64() {
         if f.min.is_some_and(|min| n < min) {
-            return Err(invalid(format!("below the minimum {}", f.min.unwrap_or_default())));
+            return Err(invalid(format!(
+                "below the minimum {}",
+                f.min.unwrap_or_default()
+            )));
         }
         if f.max.is_some_and(|max| n > max) {
-            return Err(invalid(format!("above the maximum {}", f.max.unwrap_or_default())));
+            return Err(invalid(format!(
+                "above the maximum {}",
+                f.max.unwrap_or_default()
+            )));
         }
     }
     if let Some(allowed) = &f.enum_values
-        && !allowed.iter().any(|a| a == v || (a.as_f64().is_some() && a.as_f64() == v.as_f64()))
+        && !allowed
+            .iter()
+            .any(|a| a == v || (a.as_f64().is_some() && a.as_f64() == v.as_f64()))
     {
         return Err(invalid("not one of the allowed values".to_owned()));
     }
@@ -132,9 +163,17 @@ pub struct Desensitized {
 }
 
 /// Validates `fields` against `rt` and desensitizes them.
-pub(crate) fn desensitize(rt: &RecordType, fields: &Value, ctx: &mut Ctx<'_>) -> Result<(Map<String, Value>, String), RecordError> {
+pub(crate) fn desensitize(
+    rt: &RecordType,
+    fields: &Value,
+    ctx: &mut Ctx<'_>,
+) -> Result<(Map<String, Value>, String), RecordError> {
     let Value::Object(input) = fields else {
-        return Err(RecordError::new(RecordErrorCode::InvalidField, Some("fields"), "expected an object"));
+        return Err(RecordError::new(
+            RecordErrorCode::InvalidField,
+            Some("fields"),
+            "expected an object",
+        ));
     };
     let subject = match input.get(&rt.subject_field) {
         Some(Value::String(s)) => s.clone(),
@@ -147,7 +186,11 @@ pub(crate) fn desensitize(rt: &RecordType, fields: &Value, ctx: &mut Ctx<'_>) ->
 }
 
 fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 fn walk(
@@ -162,13 +205,21 @@ fn walk(
         && let Some(extra) = input.keys().find(|k| !decl.contains_key(*k))
     {
         let path = join(prefix, extra);
-        return Err(RecordError::field(RecordErrorCode::UnknownField, &path, "not declared by the record type"));
+        return Err(RecordError::field(
+            RecordErrorCode::UnknownField,
+            &path,
+            "not declared by the record type",
+        ));
     }
     for (name, f) in decl {
         let path = join(prefix, name);
         let value = match input.get(name) {
             None | Some(Value::Null) if f.required => {
-                return Err(RecordError::field(RecordErrorCode::MissingField, &path, "required"));
+                return Err(RecordError::field(
+                    RecordErrorCode::MissingField,
+                    &path,
+                    "required",
+                ));
             }
             None | Some(Value::Null) => continue,
             Some(v) => v,
@@ -181,7 +232,13 @@ fn walk(
 }
 
 /// One field: validated, then transformed; `None` when it is dropped.
-fn field(f: &Field, value: &Value, path: &str, unknown: UnknownFields, ctx: &mut Ctx<'_>) -> Result<Option<Value>, RecordError> {
+fn field(
+    f: &Field,
+    value: &Value,
+    path: &str,
+    unknown: UnknownFields,
+    ctx: &mut Ctx<'_>,
+) -> Result<Option<Value>, RecordError> {
     let invalid = |why: String| RecordError::field(RecordErrorCode::InvalidField, path, why);
     // Validate the whole value first: a sealed or dropped value must still be what the schema says.
     let transformed_object = match &f.ty {
@@ -191,7 +248,9 @@ fn field(f: &Field, value: &Value, path: &str, unknown: UnknownFields, ctx: &mut
             None
         }
         FieldType::Array(t) => {
-            let items = value.as_array().ok_or_else(|| invalid("expected an array".to_owned()))?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| invalid("expected an array".to_owned()))?;
             if let Some(max) = f.max_length
                 && items.len() > max
             {
@@ -199,13 +258,16 @@ fn field(f: &Field, value: &Value, path: &str, unknown: UnknownFields, ctx: &mut
             }
             for (i, it) in items.iter().enumerate() {
                 let p = format!("{path}[{i}]");
-                check_scalar(it, *t).map_err(|why| RecordError::field(RecordErrorCode::InvalidField, &p, why))?;
+                check_scalar(it, *t)
+                    .map_err(|why| RecordError::field(RecordErrorCode::InvalidField, &p, why))?;
                 check_constraints(it, f, &p)?;
             }
             None
         }
         FieldType::Object(nested) => {
-            let obj = value.as_object().ok_or_else(|| invalid("expected an object".to_owned()))?;
+            let obj = value
+                .as_object()
+                .ok_or_else(|| invalid("expected an object".to_owned()))?;
             let mut inner = Map::new();
             walk(nested, obj, path, unknown, ctx, &mut inner)?;
             Some(inner)
@@ -240,7 +302,14 @@ mod tests {
     #[test]
     fn ten_thousand_levels_of_nesting_are_refused_without_overflow() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let err = parse_json(deep.as_bytes(), JsonLimits { max_bytes: 1 << 20, max_depth: 32 }).unwrap_err();
+        let err = parse_json(
+            deep.as_bytes(),
+            JsonLimits {
+                max_bytes: 1 << 20,
+                max_depth: 32,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.code, RecordErrorCode::MalformedJson);
         assert_eq!(err.reason, "nested deeper than 32 levels");
         let deep_obj = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
@@ -253,14 +322,34 @@ mod tests {
     #[test]
     fn size_and_syntax_are_checked() {
         let big = vec![b' '; 70_000];
-        assert_eq!(parse_json(&big, JsonLimits::default()).unwrap_err().code, RecordErrorCode::PayloadTooLarge);
-        assert_eq!(parse_json(b"{\"a\":", JsonLimits::default()).unwrap_err().code, RecordErrorCode::MalformedJson);
+        assert_eq!(
+            parse_json(&big, JsonLimits::default()).unwrap_err().code,
+            RecordErrorCode::PayloadTooLarge
+        );
+        assert_eq!(
+            parse_json(b"{\"a\":", JsonLimits::default())
+                .unwrap_err()
+                .code,
+            RecordErrorCode::MalformedJson
+        );
     }
 
     #[test]
     fn scalar_checks_name_what_was_expected() {
-        assert_eq!(check_scalar(&Value::from(1.5), ScalarType::Integer), Err("expected an integer".into()));
-        assert_eq!(check_scalar(&Value::from("1987-02-30"), ScalarType::Date), Err("expected a date (RFC 3339 full-date, YYYY-MM-DD)".into()));
-        assert!(check_scalar(&Value::from("2024-03-05T14:23:11.5+02:00"), ScalarType::Timestamp).is_ok());
+        assert_eq!(
+            check_scalar(&Value::from(1.5), ScalarType::Integer),
+            Err("expected an integer".into())
+        );
+        assert_eq!(
+            check_scalar(&Value::from("1987-02-30"), ScalarType::Date),
+            Err("expected a date (RFC 3339 full-date, YYYY-MM-DD)".into())
+        );
+        assert!(
+            check_scalar(
+                &Value::from("2024-03-05T14:23:11.5+02:00"),
+                ScalarType::Timestamp
+            )
+            .is_ok()
+        );
     }
 }

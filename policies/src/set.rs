@@ -61,7 +61,13 @@ impl PolicySet {
             "limits": limits,
         });
         let digest = Sha256::digest(serde_json::to_vec(&canonical).unwrap_or_default()).into();
-        PolicySet { subjects, record_types, limits, digest, sources }
+        PolicySet {
+            subjects,
+            record_types,
+            limits,
+            digest,
+            sources,
+        }
     }
 
     /// Loads a policy file, or every `*.yaml`/`*.yml` file of a directory. Returns every error found.
@@ -105,16 +111,27 @@ impl PolicySet {
         let mut found = self.subjects.iter().filter(|s| matches(&s.matcher, peer));
         match (found.next(), found.next()) {
             (Some(s), None) => Ok(s),
-            (None, _) => Err(RecordError::new(RecordErrorCode::Forbidden, None, "the certificate matches no subject of the policy")),
-            (Some(_), Some(_)) => {
-                Err(RecordError::new(RecordErrorCode::Forbidden, None, "the certificate matches more than one subject of the policy"))
-            }
+            (None, _) => Err(RecordError::new(
+                RecordErrorCode::Forbidden,
+                None,
+                "the certificate matches no subject of the policy",
+            )),
+            (Some(_), Some(_)) => Err(RecordError::new(
+                RecordErrorCode::Forbidden,
+                None,
+                "the certificate matches more than one subject of the policy",
+            )),
         }
     }
 
     /// Whether `subject` may do `action` on `record_type`; default deny. A subject that may do `action`
     /// on no type at all learns nothing of which types exist.
-    pub fn authorize(&self, subject: &Subject, action: Action, record_type: &str) -> Result<&RecordType, RecordError> {
+    pub fn authorize(
+        &self,
+        subject: &Subject,
+        action: Action,
+        record_type: &str,
+    ) -> Result<&RecordType, RecordError> {
         let allowed = |rt: &RecordType| {
             let roles = match action {
                 Action::Submit => &rt.submit,
@@ -127,15 +144,30 @@ impl PolicySet {
             Action::Read => "read",
         };
         let forbidden = || {
-            RecordError::new(RecordErrorCode::Forbidden, None, format!("subject `{}` may not {verb} `{record_type}` records", subject.name))
+            RecordError::new(
+                RecordErrorCode::Forbidden,
+                None,
+                format!(
+                    "subject `{}` may not {verb} `{record_type}` records",
+                    subject.name
+                ),
+            )
         };
         if !self.record_types.values().any(allowed) {
             return Err(forbidden());
         }
         let rt = self.record_types.get(record_type).ok_or_else(|| {
-            RecordError::new(RecordErrorCode::UnknownRecordType, None, format!("no record type `{record_type}`"))
+            RecordError::new(
+                RecordErrorCode::UnknownRecordType,
+                None,
+                format!("no record type `{record_type}`"),
+            )
         })?;
-        if allowed(rt) { Ok(rt) } else { Err(forbidden()) }
+        if allowed(rt) {
+            Ok(rt)
+        } else {
+            Err(forbidden())
+        }
     }
 
     /// The admission limits of a subject: the most generous among its roles' limits, or
@@ -165,7 +197,12 @@ impl PolicySet {
         let mut ctx = Ctx::new(keys, salts);
         let (payload, subject) = crate::record::desensitize(record_type, fields, &mut ctx)?;
         let key_refs = ctx.key_refs();
-        Ok(Desensitized { payload, sealed: ctx.sealed, key_refs, subject })
+        Ok(Desensitized {
+            payload,
+            sealed: ctx.sealed,
+            key_refs,
+            subject,
+        })
     }
 }
 
@@ -173,5 +210,7 @@ fn matches(m: &crate::model::Matcher, peer: &PeerIdentity) -> bool {
     m.cn.as_ref().is_none_or(|cn| peer.cn.as_ref() == Some(cn))
         && m.san_uri.as_ref().is_none_or(|u| peer.san_uris.contains(u))
         && m.san_dns.as_ref().is_none_or(|d| peer.san_dns.contains(d))
-        && m.fingerprint.as_ref().is_none_or(|f| peer.fingerprint.eq_ignore_ascii_case(f))
+        && m.fingerprint
+            .as_ref()
+            .is_none_or(|f| peer.fingerprint.eq_ignore_ascii_case(f))
 }

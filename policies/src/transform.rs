@@ -33,7 +33,9 @@ pub struct SealedField {
 
 impl std::fmt::Debug for SealedField {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedField").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SealedField")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,11 +55,22 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(keys: &'a dyn KeyProvider, salts: &'a mut dyn SaltSource) -> Ctx<'a> {
-        Ctx { keys, salts, resolved: BTreeMap::new(), sealed: Vec::new() }
+        Ctx {
+            keys,
+            salts,
+            resolved: BTreeMap::new(),
+            sealed: Vec::new(),
+        }
     }
 
     pub(crate) fn key_refs(&self) -> Vec<KeyRef> {
-        self.resolved.iter().map(|(name, (version, _))| KeyRef { name: name.clone(), version: *version }).collect()
+        self.resolved
+            .iter()
+            .map(|(name, (version, _))| KeyRef {
+                name: name.clone(),
+                version: *version,
+            })
+            .collect()
     }
 
     fn key(&mut self, name: &str, path: &str) -> Result<(u32, &[u8]), RecordError> {
@@ -72,7 +85,11 @@ impl<'a> Ctx<'a> {
             self.resolved.insert(name.to_owned(), got);
         }
         let (v, bytes) = self.resolved.get(name).ok_or_else(|| {
-            RecordError::field(RecordErrorCode::KeyUnavailable, path, format!("key `{name}` vanished"))
+            RecordError::field(
+                RecordErrorCode::KeyUnavailable,
+                path,
+                format!("key `{name}` vanished"),
+            )
         })?;
         Ok((*v, bytes.as_slice()))
     }
@@ -82,8 +99,17 @@ impl<'a> Ctx<'a> {
         let bytes = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
         let mut salt = [0u8; SALT_LEN];
         self.salts.fill(&mut salt);
-        let commitment: [u8; 32] = Sha256::new().chain_update(salt).chain_update(bytes.as_slice()).finalize().into();
-        self.sealed.push(SealedField { path: path.to_owned(), value: bytes, salt, commitment });
+        let commitment: [u8; 32] = Sha256::new()
+            .chain_update(salt)
+            .chain_update(bytes.as_slice())
+            .finalize()
+            .into();
+        self.sealed.push(SealedField {
+            path: path.to_owned(),
+            value: bytes,
+            salt,
+            commitment,
+        });
         Value::String(commitment_text(&commitment))
     }
 }
@@ -96,7 +122,10 @@ pub fn pseudonym(key: &[u8], version: u32, value: &Value) -> String {
         Err(_) => return format!("v{version}:"), // unreachable: HMAC takes keys of any length
     };
     mac.update(&serde_json::to_vec(value).unwrap_or_default());
-    format!("v{version}:{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "v{version}:{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Masks all but the first and last few characters. When those would be the whole value, everything is
@@ -106,7 +135,13 @@ pub fn mask(text: &str, keep_first: usize, keep_last: usize, ch: char) -> String
     let reveal = keep_first.saturating_add(keep_last) < n;
     text.chars()
         .enumerate()
-        .map(|(i, c)| if reveal && (i < keep_first || i >= n - keep_last) { c } else { ch })
+        .map(|(i, c)| {
+            if reveal && (i < keep_first || i >= n - keep_last) {
+                c
+            } else {
+                ch
+            }
+        })
         .collect()
 }
 
@@ -130,18 +165,29 @@ pub fn truncate_date(text: &str, to: TruncateUnit) -> Option<String> {
         TruncateUnit::Month => (d.month(), 1),
         TruncateUnit::Day | TruncateUnit::Hour => (d.month(), d.day()),
     };
-    time::Date::from_calendar_date(d.year(), month, day).ok()?.format(DATE_FORMAT).ok()
+    time::Date::from_calendar_date(d.year(), month, day)
+        .ok()?
+        .format(DATE_FORMAT)
+        .ok()
 }
 
 /// Cuts an RFC 3339 timestamp down to `to`, in UTC, keeping it a valid timestamp.
 pub fn truncate_timestamp(text: &str, to: TruncateUnit) -> Option<String> {
-    let t = time::OffsetDateTime::parse(text, &Rfc3339).ok()?.to_offset(time::UtcOffset::UTC);
+    let t = time::OffsetDateTime::parse(text, &Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
     let date = match to {
-        TruncateUnit::Year => time::Date::from_calendar_date(t.year(), time::Month::January, 1).ok()?,
+        TruncateUnit::Year => {
+            time::Date::from_calendar_date(t.year(), time::Month::January, 1).ok()?
+        }
         TruncateUnit::Month => time::Date::from_calendar_date(t.year(), t.month(), 1).ok()?,
         TruncateUnit::Day | TruncateUnit::Hour => t.date(),
     };
-    let hour = if to == TruncateUnit::Hour { t.hour() } else { 0 };
+    let hour = if to == TruncateUnit::Hour {
+        t.hour()
+    } else {
+        0
+    };
     let cut = date.with_hms(hour, 0, 0).ok()?.assume_utc();
     cut.format(&Rfc3339).ok()
 }
@@ -155,12 +201,17 @@ pub(crate) fn apply_scalar(
     path: &str,
     ctx: &mut Ctx<'_>,
 ) -> Result<Value, RecordError> {
-    let invalid = |why: &str| RecordError::field(RecordErrorCode::InvalidField, path, why.to_owned());
+    let invalid =
+        |why: &str| RecordError::field(RecordErrorCode::InvalidField, path, why.to_owned());
     Ok(match t {
         Transform::Keep => value.clone(),
         Transform::Drop | Transform::Seal => value.clone(), // handled by the caller
         Transform::Redact { with } => Value::String(with.clone()),
-        Transform::Mask { keep_first, keep_last, ch } => {
+        Transform::Mask {
+            keep_first,
+            keep_last,
+            ch,
+        } => {
             let text = value.as_str().ok_or_else(|| invalid("expected text"))?;
             Value::String(mask(text, *keep_first, *keep_last, *ch))
         }
@@ -170,7 +221,9 @@ pub(crate) fn apply_scalar(
         }
         Transform::Generalize { bucket } => {
             let v = value.as_f64().ok_or_else(|| invalid("expected a number"))?;
-            Value::String(generalize(v, *bucket).ok_or_else(|| invalid("number too large to generalize"))?)
+            Value::String(
+                generalize(v, *bucket).ok_or_else(|| invalid("number too large to generalize"))?,
+            )
         }
         Transform::Truncate { to } => {
             let text = value.as_str().ok_or_else(|| invalid("expected text"))?;
@@ -207,14 +260,23 @@ mod tests {
 
     #[test]
     fn truncates_dates_and_timestamps_to_valid_values() {
-        assert_eq!(truncate_date("1987-06-15", TruncateUnit::Year).as_deref(), Some("1987-01-01"));
-        assert_eq!(truncate_date("1987-06-15", TruncateUnit::Month).as_deref(), Some("1987-06-01"));
+        assert_eq!(
+            truncate_date("1987-06-15", TruncateUnit::Year).as_deref(),
+            Some("1987-01-01")
+        );
+        assert_eq!(
+            truncate_date("1987-06-15", TruncateUnit::Month).as_deref(),
+            Some("1987-06-01")
+        );
         assert_eq!(truncate_date("1987-02-30", TruncateUnit::Year), None);
         assert_eq!(
             truncate_timestamp("2024-03-05T14:23:11+02:00", TruncateUnit::Hour).as_deref(),
             Some("2024-03-05T12:00:00Z")
         );
-        assert_eq!(truncate_timestamp("2024-03-05T14:23:11Z", TruncateUnit::Month).as_deref(), Some("2024-03-01T00:00:00Z"));
+        assert_eq!(
+            truncate_timestamp("2024-03-05T14:23:11Z", TruncateUnit::Month).as_deref(),
+            Some("2024-03-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -223,6 +285,9 @@ mod tests {
         assert!(a.starts_with("v3:"));
         assert_eq!(a, pseudonym(b"k1", 3, &Value::String("A-1".into())));
         assert_ne!(a, pseudonym(b"k2", 3, &Value::String("A-1".into())));
-        assert_ne!(pseudonym(b"k1", 3, &serde_json::json!(1)), pseudonym(b"k1", 3, &serde_json::json!("1")));
+        assert_ne!(
+            pseudonym(b"k1", 3, &serde_json::json!(1)),
+            pseudonym(b"k1", 3, &serde_json::json!("1"))
+        );
     }
 }
