@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and the dispatch to each subcommand's module.
 
 mod ledger;
+mod policy;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,9 @@ pub(crate) enum Command {
     /// Inspect and verify the chain store (ledger) of a stopped node.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Check access policy files.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 pub(crate) fn init_logging(format: LogFormat) {
@@ -48,6 +52,7 @@ pub(crate) fn init_logging(format: LogFormat) {
 pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
     }
 }
 
