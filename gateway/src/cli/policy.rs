@@ -40,7 +40,11 @@ fn check(path: &std::path::Path, json_mode: bool) -> ExitCode {
                 });
                 println!("{v}");
             } else {
-                let names = types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
+                let names = types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 println!(
                     "ok: {} record types ({names}), {} subjects, {} files, digest {}",
                     types.len(),
