@@ -1,0 +1,28 @@
+//! Ledgergate key management: every key the gateway uses has a name, numbered versions and a life —
+//! active, deactivated, compromised, destroyed (NIST SP 800-57, KMIP) — and no key is valid forever.
+//! Secrets at rest are wrapped under a key-encryption key; officers drive it all with the `keymgr` CLI.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod audit;
+mod error;
+mod kek;
+mod lifecycle;
+mod manager;
+mod purpose;
+mod record;
+mod secret;
+mod store;
+
+pub use audit::AuditEvent;
+pub use error::Error;
+pub use kek::{
+    ARGON2_M_KIB, ARGON2_P, ARGON2_T, KdfParams, Kek, KekSource, UnwrapError, create_key_file,
+    derive,
+};
+pub use lifecycle::{RevocationReason, Timestamp, TransitionError, VersionState, rfc3339};
+pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey};
+pub use purpose::Purpose;
+pub use record::{KeyRecord, UseError, VersionRecord};
+pub use secret::Secret;

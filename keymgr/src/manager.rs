@@ -1,0 +1,593 @@
+//! The key manager: the store, the KEK, and the in-memory cache of primary keys for the hot path. Every
+//! change is one atomic write (the key record and its audit event together); time is passed in.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::Error;
+use crate::audit::AuditEvent;
+use crate::kek::{KdfParams, Kek, KekSource, derive};
+use crate::lifecycle::{RevocationReason, Timestamp};
+use crate::purpose::Purpose;
+use crate::record::{KeyRecord, VersionRecord};
+use crate::secret::Secret;
+use crate::store::{Batch, Store};
+
+/// What the KEK verifier wraps: unwrapping it proves the KEK is the store's.
+const VERIFIER_PLAINTEXT: &[u8] = b"ledgergate-kek-verifier";
+const VERIFIER_AAD: &[u8] = b"ledgergate-kek-verifier/1";
+/// Maximum age of a key whose creator gave none: no key is valid forever.
+pub const DEFAULT_MAX_AGE: u64 = 365 * 24 * 3600;
+
+/// The AAD that binds wrapped material to its key: name, version and purpose.
+fn aad(name: &str, version: u32, purpose: Purpose) -> Vec<u8> {
+    format!("ledgergate-key/1\0{name}\0{version}\0{}", purpose.as_str()).into_bytes()
+}
+
+/// The key name of a data subject's key. The subject id is personal data, so the name carries only a
+/// hash of it (unkeyed: the key store itself must be protected; see docs/keys.md).
+fn subject_key_name(subject: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"ledgergate-subject:")
+        .chain_update(subject.as_bytes())
+        .finalize();
+    format!(
+        "subject/{}",
+        hex::encode(digest.get(..16).unwrap_or_default())
+    )
+}
+
+/// Key names: lowercase letters, digits and `-_./`, starting with a letter or digit.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
+}
+
+/// The version new work uses, unwrapped and cached; material zeroized on drop.
+#[derive(Debug)]
+pub struct PrimaryKey {
+    /// Key name.
+    pub name: String,
+    /// Version.
+    pub version: u32,
+    /// Purpose.
+    pub purpose: Purpose,
+    /// When it stops being usable for new work.
+    pub expires_at: Timestamp,
+    /// The material.
+    pub material: Secret,
+}
+
+/// An open key store.
+pub struct KeyManager {
+    store: Store,
+    kek: Kek,
+    /// Serialises changes: read-modify-write of a record and the audit sequence.
+    write: Mutex<()>,
+    /// Primary keys by name, for the hot path; a change to a key drops its entry.
+    cache: RwLock<HashMap<String, Arc<PrimaryKey>>>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("path", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyManager {
+    /// Creates a new store at `dir` protected by `source`.
+    pub fn init(
+        dir: &Path,
+        source: &KekSource,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyManager, Error> {
+        let store = Store::open(dir, true)?;
+        let params = KdfParams::fresh(source)?;
+        let kek = derive(source, &params)?;
+        let mut batch = Store::format_batch();
+        batch.put_meta(
+            "kdf",
+            &serde_json::to_vec(&params).map_err(|e| Error::Storage(e.to_string()))?,
+        );
+        batch.put_meta("verifier", &kek.wrap(VERIFIER_PLAINTEXT, VERIFIER_AAD)?);
+        let m = KeyManager {
+            store,
+            kek,
+            write: Mutex::new(()),
+            cache: RwLock::new(HashMap::new()),
+        };
+        m.commit_with_audit(batch, now, actor, "init", None, None, String::new())?;
+        Ok(m)
+    }
+
+    /// Opens the store at `dir`; a wrong passphrase or key file is detected before anything changes.
+    pub fn open(dir: &Path, source: &KekSource) -> Result<KeyManager, Error> {
+        let store = Store::open(dir, false)?;
+        let params: KdfParams = store
+            .meta("kdf")?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .ok_or_else(|| Error::StoreCorrupt("missing KEK parameters".into()))?;
+        let kek = derive(source, &params)?;
+        let verifier = store
+            .meta("verifier")?
+            .ok_or_else(|| Error::StoreCorrupt("missing KEK verifier".into()))?;
+        kek.unwrap(&verifier, VERIFIER_AAD)
+            .map_err(|_| Error::WrongKek)?;
+        Ok(KeyManager {
+            store,
+            kek,
+            write: Mutex::new(()),
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[allow(clippy::too_many_arguments)] // every field of the event, named at the call site
+    fn commit_with_audit(
+        &self,
+        mut batch: Batch,
+        now: Timestamp,
+        actor: &str,
+        action: &str,
+        key: Option<&str>,
+        version: Option<u32>,
+        detail: String,
+    ) -> Result<(), Error> {
+        let seq = self.store.last_audit_seq()? + 1;
+        let event = AuditEvent {
+            seq,
+            at: now,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            key: key.map(str::to_owned),
+            version,
+            detail,
+        };
+        batch.put_audit(&event)?;
+        self.store.commit(batch)?;
+        if let Some(k) = key {
+            self.cache
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(k);
+        }
+        Ok(())
+    }
+
+    fn new_version(
+        &self,
+        name: &str,
+        version: u32,
+        purpose: Purpose,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<VersionRecord, Error> {
+        let (material, public_key) = purpose.generate()?;
+        let wrapped = self
+            .kek
+            .wrap(material.expose(), &aad(name, version, purpose))?;
+        Ok(VersionRecord {
+            version,
+            created_at: now,
+            created_by: actor.to_owned(),
+            state: crate::lifecycle::VersionState::Active,
+            public_key,
+            wrapped: Some(B64.encode(wrapped)),
+        })
+    }
+
+    fn record(&self, name: &str) -> Result<KeyRecord, Error> {
+        self.store
+            .key(name)?
+            .ok_or_else(|| Error::NoSuchKey(name.to_owned()))
+    }
+
+    /// Applies `change` to the key's record and stores it with its audit event.
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &self,
+        name: &str,
+        now: Timestamp,
+        actor: &str,
+        action: &str,
+        version: Option<u32>,
+        detail: String,
+        change: impl FnOnce(&mut KeyRecord) -> Result<(), Error>,
+    ) -> Result<KeyRecord, Error> {
+        let _guard = self.lock();
+        let mut record = self.record(name)?;
+        change(&mut record)?;
+        let mut batch = Batch::default();
+        batch.put_key(&record)?;
+        self.commit_with_audit(batch, now, actor, action, Some(name), version, detail)?;
+        Ok(record)
+    }
+
+    /// Creates a key whose version 1 is primary.
+    pub fn create(
+        &self,
+        name: &str,
+        purpose: Purpose,
+        rotate_every: Option<u64>,
+        max_age: Option<u64>,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        if !valid_name(name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid key name `{name}`: use lowercase letters, digits and -_./"
+            )));
+        }
+        if max_age == Some(0) || rotate_every == Some(0) {
+            return Err(Error::InvalidArgument(
+                "durations must be longer than zero".into(),
+            ));
+        }
+        let _guard = self.lock();
+        if self.store.key(name)?.is_some() {
+            return Err(Error::KeyExists(name.to_owned()));
+        }
+        let first = self.new_version(name, 1, purpose, now, actor)?;
+        let record = KeyRecord::new(
+            name,
+            purpose,
+            rotate_every,
+            max_age.unwrap_or(DEFAULT_MAX_AGE),
+            first,
+        );
+        let mut batch = Batch::default();
+        batch.put_key(&record)?;
+        self.commit_with_audit(
+            batch,
+            now,
+            actor,
+            "create",
+            Some(name),
+            Some(1),
+            format!("purpose {purpose}"),
+        )?;
+        Ok(record)
+    }
+
+    /// Makes a new primary version; the old one is deactivated (verify/decrypt only).
+    pub fn rotate(&self, name: &str, now: Timestamp, actor: &str) -> Result<KeyRecord, Error> {
+        let _guard = self.lock();
+        let mut record = self.record(name)?;
+        let version = record.next_version();
+        let new = self.new_version(name, version, record.purpose, now, actor)?;
+        record.rotate(new, now, actor)?;
+        let mut batch = Batch::default();
+        batch.put_key(&record)?;
+        self.commit_with_audit(
+            batch,
+            now,
+            actor,
+            "rotate",
+            Some(name),
+            Some(version),
+            String::new(),
+        )?;
+        Ok(record)
+    }
+
+    /// Revokes a version. A compromise may be dated back with `occurred_at`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn revoke(
+        &self,
+        name: &str,
+        version: u32,
+        reason: RevocationReason,
+        occurred_at: Option<Timestamp>,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        let when = occurred_at.unwrap_or(now);
+        let detail = format!(
+            "reason {reason:?}, occurred at {}",
+            crate::lifecycle::rfc3339(when)
+        )
+        .to_lowercase();
+        self.change(name, now, actor, "revoke", Some(version), detail, |r| {
+            r.revoke(version, reason, when, now, actor)
+        })
+    }
+
+    /// Schedules a version's destruction after `window` seconds.
+    pub fn schedule_destroy(
+        &self,
+        name: &str,
+        version: u32,
+        window: u64,
+        force: bool,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        let detail = format!("window {}s{}", window, if force { ", forced" } else { "" });
+        self.change(
+            name,
+            now,
+            actor,
+            "schedule-destroy",
+            Some(version),
+            detail,
+            |r| r.schedule_destroy(version, window, force, now, actor),
+        )
+    }
+
+    /// Cancels a scheduled destruction.
+    pub fn cancel_destroy(
+        &self,
+        name: &str,
+        version: u32,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        self.change(
+            name,
+            now,
+            actor,
+            "cancel-destroy",
+            Some(version),
+            String::new(),
+            |r| r.cancel_destroy(version),
+        )
+    }
+
+    /// Destroys a version whose window has passed: its wrapped material is erased from the record.
+    pub fn destroy(
+        &self,
+        name: &str,
+        version: u32,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        self.change(
+            name,
+            now,
+            actor,
+            "destroy",
+            Some(version),
+            String::new(),
+            |r| r.destroy(version, now, actor, false),
+        )
+    }
+
+    /// Crypto-shredding: destroys every version of a data subject's key at once.
+    pub fn shred_subject(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        let name = subject_key_name(subject);
+        self.change(&name, now, actor, "shred", None, String::new(), |r| {
+            if r.destroyed() {
+                return Err(Error::KeyDestroyed(r.name.clone()));
+            }
+            let live: Vec<u32> = r
+                .versions
+                .iter()
+                .filter(|v| !matches!(v.state, crate::lifecycle::VersionState::Destroyed { .. }))
+                .map(|v| v.version)
+                .collect();
+            for v in live {
+                r.destroy(v, now, actor, true)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The data key for new data of `subject`: made on first use, rotated on use once expired.
+    pub fn subject_key(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<Arc<PrimaryKey>, Error> {
+        let name = subject_key_name(subject);
+        match self.primary(&name, now) {
+            Ok(k) => Ok(k),
+            Err(Error::NoSuchKey(_)) => {
+                match self.create(&name, Purpose::Subject, None, None, now, actor) {
+                    Ok(_) | Err(Error::KeyExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.primary(&name, now)
+            }
+            Err(Error::Unusable(crate::record::UseError::Expired { .. })) => {
+                self.rotate(&name, now, actor)?;
+                self.primary(&name, now)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The name under which `subject`'s data key is kept.
+    pub fn subject_key_name(subject: &str) -> String {
+        subject_key_name(subject)
+    }
+
+    /// Every key, by name.
+    pub fn list(&self) -> Result<Vec<KeyRecord>, Error> {
+        self.store.keys()
+    }
+
+    /// One key.
+    pub fn show(&self, name: &str) -> Result<KeyRecord, Error> {
+        self.record(name)
+    }
+
+    /// Keys past their rotation period or without a usable primary.
+    pub fn due(&self, now: Timestamp) -> Result<Vec<KeyRecord>, Error> {
+        Ok(self
+            .store
+            .keys()?
+            .into_iter()
+            .filter(|k| k.due(now))
+            .collect())
+    }
+
+    /// The primary key of `name` for new work: from the cache when it can be (the hot path), checked
+    /// against its expiry at `now` on every call.
+    pub fn primary(&self, name: &str, now: Timestamp) -> Result<Arc<PrimaryKey>, Error> {
+        if let Some(k) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            if now < k.expires_at {
+                return Ok(Arc::clone(k));
+            }
+        }
+        let record = self.record(name)?;
+        let v = record.usable(now)?;
+        let material = self.unwrap_version(&record, v)?;
+        let key = Arc::new(PrimaryKey {
+            name: name.to_owned(),
+            version: v.version,
+            purpose: record.purpose,
+            expires_at: record.expires_at(v),
+            material,
+        });
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::clone(&key));
+        Ok(key)
+    }
+
+    fn unwrap_version(&self, record: &KeyRecord, v: &VersionRecord) -> Result<Secret, Error> {
+        let blob = v
+            .wrapped
+            .as_ref()
+            .and_then(|b| B64.decode(b).ok())
+            .ok_or_else(|| {
+                Error::Illegal(crate::lifecycle::TransitionError::Destroyed(v.version))
+            })?;
+        self.kek
+            .unwrap(&blob, &aad(&record.name, v.version, record.purpose))
+            .map_err(|_| {
+                Error::StoreCorrupt(format!(
+                    "key `{}` version {} does not unwrap: altered",
+                    record.name, v.version
+                ))
+            })
+    }
+
+    /// The material of any version that is not destroyed, to verify or decrypt old work.
+    pub fn version_material(&self, name: &str, version: u32) -> Result<Secret, Error> {
+        let record = self.record(name)?;
+        let v = record.version(version).ok_or(Error::NoSuchVersion {
+            name: name.to_owned(),
+            version,
+        })?;
+        self.unwrap_version(&record, v)
+    }
+
+    /// Whether work (a signature, a ciphertext) made by `name`@`version` at `made_at` may be believed:
+    /// not if the version is destroyed, nor if it was compromised at or before `made_at`.
+    pub fn trusted_at(&self, name: &str, version: u32, made_at: Timestamp) -> Result<bool, Error> {
+        Ok(self.record(name)?.trusted_at(version, made_at))
+    }
+
+    /// Feeds the key-usage index: `locator` (a record's place, e.g. `ledger:42`) used these versions.
+    pub fn record_usage(&self, refs: &[(String, u32)], locator: &str) -> Result<(), Error> {
+        let mut batch = Batch::default();
+        for (name, version) in refs {
+            batch.put_usage(name, *version, locator);
+        }
+        self.store.commit(batch)
+    }
+
+    /// Everything recorded as having used `name`@`version`.
+    pub fn affected(&self, name: &str, version: u32) -> Result<Vec<String>, Error> {
+        let record = self.record(name)?;
+        record.version(version).ok_or(Error::NoSuchVersion {
+            name: name.to_owned(),
+            version,
+        })?;
+        self.store.usage(name, version)
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit(&self) -> Result<Vec<AuditEvent>, Error> {
+        self.store.audit()
+    }
+
+    /// Re-wraps every secret under a new KEK and stores the new KEK parameters, all in one atomic write:
+    /// a crash leaves either the old KEK in force or the new one.
+    pub fn change_kek(
+        &mut self,
+        new: &KekSource,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<(), Error> {
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let params = KdfParams::fresh(new)?;
+        let new_kek = derive(new, &params)?;
+        let mut batch = Batch::default();
+        for mut record in self.store.keys()? {
+            for v in &mut record.versions {
+                let Some(blob) = v.wrapped.as_ref().and_then(|b| B64.decode(b).ok()) else {
+                    continue;
+                };
+                let a = aad(&record.name, v.version, record.purpose);
+                let secret = self.kek.unwrap(&blob, &a).map_err(|_| {
+                    Error::StoreCorrupt(format!("key `{}` does not unwrap", record.name))
+                })?;
+                v.wrapped = Some(B64.encode(new_kek.wrap(secret.expose(), &a)?));
+            }
+            batch.put_key(&record)?;
+        }
+        batch.put_meta(
+            "kdf",
+            &serde_json::to_vec(&params).map_err(|e| Error::Storage(e.to_string()))?,
+        );
+        batch.put_meta("verifier", &new_kek.wrap(VERIFIER_PLAINTEXT, VERIFIER_AAD)?);
+        drop(_guard);
+        self.commit_with_audit(
+            batch,
+            now,
+            actor,
+            "change-passphrase",
+            None,
+            None,
+            String::new(),
+        )?;
+        self.kek = new_kek;
+        Ok(())
+    }
+
+    /// Every secret in the store, unwrapped: only for tests that check no secret reaches the disk.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn all_material_for_tests(&self) -> Result<Vec<Secret>, Error> {
+        let mut out = Vec::new();
+        for record in self.store.keys()? {
+            for v in &record.versions {
+                if v.wrapped.is_some() {
+                    out.push(self.unwrap_version(&record, v)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,231 @@
+//! The key store on disk, and the only module that knows it is sled. One tree, `keys/v1`, with
+//! one-byte prefixes so that every operation (the changed key, its audit event, the sequence number) is
+//! one atomic `apply_batch`:
+//!
+//! | key | value |
+//! |---|---|
+//! | `m` ‖ `format` / `kdf` / `verifier` | format marker; KEK derivation parameters (JSON); a constant wrapped under the KEK, to detect a wrong one |
+//! | `k` ‖ name | the key record (JSON): versions, states, wrapped material |
+//! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ locator | key-usage index: a record that used that version |
+//! | `a` ‖ seq (u64 BE) | an audit event (JSON) |
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::audit::AuditEvent;
+use crate::record::KeyRecord;
+
+const TREE: &[u8] = b"keys/v1";
+const FORMAT: &[u8] = b"ledgergate-keystore/1";
+
+fn storage(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Corruption { .. } => {
+            Error::StoreCorrupt("the storage engine found damaged data".into())
+        }
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn usage_prefix(name: &str, version: u32) -> Vec<u8> {
+    let mut k = prefixed(b'u', name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The open store.
+pub(crate) struct Store {
+    path: PathBuf,
+    tree: sled::Tree,
+}
+
+/// Writes applied together by [`Store::commit`].
+#[derive(Default)]
+pub(crate) struct Batch(sled::Batch);
+
+impl Batch {
+    pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) {
+        self.0.insert(prefixed(b'm', name.as_bytes()), value);
+    }
+
+    pub(crate) fn put_key(&mut self, record: &KeyRecord) -> Result<(), Error> {
+        let json = serde_json::to_vec(record).map_err(|e| Error::Storage(e.to_string()))?;
+        self.0.insert(prefixed(b'k', record.name.as_bytes()), json);
+        Ok(())
+    }
+
+    pub(crate) fn put_audit(&mut self, event: &AuditEvent) -> Result<(), Error> {
+        let json = serde_json::to_vec(event).map_err(|e| Error::Storage(e.to_string()))?;
+        self.0
+            .insert(prefixed(b'a', &event.seq.to_be_bytes()), json);
+        Ok(())
+    }
+
+    pub(crate) fn put_usage(&mut self, name: &str, version: u32, locator: &str) {
+        let mut k = usage_prefix(name, version);
+        k.extend_from_slice(locator.as_bytes());
+        self.0.insert(k, &[]);
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`; `create` makes a new one and refuses an existing one.
+    pub(crate) fn open(path: &Path, create: bool) -> Result<Store, Error> {
+        let exists = path.join("db").exists() || path.join("conf").exists();
+        match (create, exists) {
+            (true, true) => return Err(Error::StoreExists(path.to_owned())),
+            (false, false) => return Err(Error::StoreNotFound(path.to_owned())),
+            _ => {}
+        }
+        if path.exists() && !path.is_dir() {
+            return Err(Error::StoreCorrupt(format!(
+                "{} is a file, not a directory",
+                path.display()
+            )));
+        }
+        if create {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt as _;
+                b.mode(0o700);
+            }
+            b.create(path)
+                .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+        }
+        // No background flusher: every operation flushes itself.
+        let config = sled::Config::new().path(path).flush_every_ms(None);
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            config
+                .open()
+                .and_then(|db| db.open_tree(TREE).map(|t| (db, t)))
+        }));
+        let tree = match opened {
+            Ok(Ok((_db, tree))) => tree,
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                return Err(Error::StoreLocked(path.to_owned()));
+            }
+            Ok(Err(e)) => return Err(storage(e)),
+            Err(_) => {
+                return Err(Error::StoreCorrupt(format!(
+                    "the storage engine could not read {}",
+                    path.display()
+                )));
+            }
+        };
+        let store = Store {
+            path: path.to_owned(),
+            tree,
+        };
+        match store.meta("format")? {
+            Some(f) if f == FORMAT => {}
+            Some(_) => return Err(Error::StoreCorrupt("unsupported key store format".into())),
+            None if create => {}
+            None => {
+                return Err(Error::StoreCorrupt(
+                    "no key store format marker (another database, or damaged files)".into(),
+                ));
+            }
+        }
+        Ok(store)
+    }
+
+    /// A batch that marks a new store with the format.
+    pub(crate) fn format_batch() -> Batch {
+        let mut b = Batch::default();
+        b.put_meta("format", FORMAT);
+        b
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies a batch atomically and makes it durable.
+    pub(crate) fn commit(&self, batch: Batch) -> Result<(), Error> {
+        self.tree.apply_batch(batch.0).map_err(storage)?;
+        self.tree.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    pub(crate) fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .tree
+            .get(prefixed(b'm', name.as_bytes()))
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    pub(crate) fn key(&self, name: &str) -> Result<Option<KeyRecord>, Error> {
+        match self
+            .tree
+            .get(prefixed(b'k', name.as_bytes()))
+            .map_err(storage)?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| Error::StoreCorrupt(format!("key `{name}` record: {e}"))),
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Result<Vec<KeyRecord>, Error> {
+        self.tree
+            .scan_prefix([b'k'])
+            .map(|r| {
+                let (_, v) = r.map_err(storage)?;
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("key record: {e}")))
+            })
+            .collect()
+    }
+
+    pub(crate) fn usage(&self, name: &str, version: u32) -> Result<Vec<String>, Error> {
+        let prefix = usage_prefix(name, version);
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|r| {
+                let (k, _) = r.map_err(storage)?;
+                Ok(String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned())
+            })
+            .collect()
+    }
+
+    pub(crate) fn audit(&self) -> Result<Vec<AuditEvent>, Error> {
+        self.tree
+            .scan_prefix([b'a'])
+            .map(|r| {
+                let (_, v) = r.map_err(storage)?;
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("audit event: {e}")))
+            })
+            .collect()
+    }
+
+    pub(crate) fn last_audit_seq(&self) -> Result<u64, Error> {
+        match self
+            .tree
+            .scan_prefix([b'a'])
+            .next_back()
+            .transpose()
+            .map_err(storage)?
+        {
+            None => Ok(0),
+            Some((k, _)) => Ok(k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)),
+        }
+    }
+}
