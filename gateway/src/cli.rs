@@ -89,3 +89,11 @@ pub(crate) fn report(e: &CliError) {
         eprintln!("{line}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod command;
 mod error;
 mod kek;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod secret;
 mod store;
 
 pub use audit::AuditEvent;
+pub use command::{Backend, Command, KeyView, Outcome, VersionView, execute};
 pub use error::Error;
 pub use kek::{
     ARGON2_M_KIB, ARGON2_P, ARGON2_T, KdfParams, Kek, KekSource, UnwrapError, create_key_file,

@@ -300,11 +300,11 @@ impl KeyManager {
         actor: &str,
     ) -> Result<KeyRecord, Error> {
         let when = occurred_at.unwrap_or(now);
+        let reason_name = format!("{reason:?}").to_lowercase();
         let detail = format!(
-            "reason {reason:?}, occurred at {}",
+            "reason {reason_name}, occurred at {}",
             crate::lifecycle::rfc3339(when)
-        )
-        .to_lowercase();
+        );
         self.change(name, now, actor, "revoke", Some(version), detail, |r| {
             r.revoke(version, reason, when, now, actor)
         })

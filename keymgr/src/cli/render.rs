@@ -1,0 +1,150 @@
+//! Output: tables for people, JSON for scripts (`--json`), and one line per failure.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // printing is this module's job
+
+use std::path::Path;
+
+use keymgr::{Command, Error, KeyManager, KeyView, Outcome, rfc3339};
+use serde_json::json;
+
+/// The name of the step a command is, for error lines.
+pub(crate) fn step(c: &Command) -> &'static str {
+    match c {
+        Command::List => "list",
+        Command::Show { .. } => "show",
+        Command::Create { .. } => "create",
+        Command::Rotate { .. } => "rotate",
+        Command::Due => "due",
+        Command::Revoke { .. } => "revoke",
+        Command::ScheduleDestroy { .. } => "schedule-destroy",
+        Command::CancelDestroy { .. } => "cancel-destroy",
+        Command::Destroy { .. } => "destroy",
+        Command::Shred { .. } => "shred",
+        Command::Affected { .. } => "affected",
+        Command::Audit => "audit",
+    }
+}
+
+pub(crate) fn failure(json_mode: bool, step: &str, e: &Error) {
+    if json_mode {
+        println!(
+            "{}",
+            json!({ "ok": false, "code": e.code(), "error": e.to_string() })
+        );
+    }
+    eprintln!("keymgr: {step}: {e}");
+}
+
+pub(crate) fn initialised(json_mode: bool, store: &Path, _m: &KeyManager) {
+    if json_mode {
+        println!("{}", json!({ "ok": true, "store": store }));
+    } else {
+        println!("key store created at {}", store.display());
+    }
+}
+
+pub(crate) fn changed(json_mode: bool) {
+    if json_mode {
+        println!("{}", json!({ "ok": true }));
+    } else {
+        println!("every key re-wrapped under the new key-encryption key");
+    }
+}
+
+fn key_table(keys: &[KeyView]) {
+    println!(
+        "{:<32} {:<19} {:>7} {:>8}  {:<24} {}",
+        "NAME", "PURPOSE", "PRIMARY", "VERSIONS", "STATES", "DUE"
+    );
+    for k in keys {
+        let states: Vec<String> = k
+            .versions
+            .iter()
+            .map(|v| format!("{}:{}", v.version, v.state))
+            .collect();
+        println!(
+            "{:<32} {:<19} {:>7} {:>8}  {:<24} {}",
+            k.name,
+            k.purpose.as_str(),
+            k.primary.map_or("-".to_owned(), |p| p.to_string()),
+            k.versions.len(),
+            states.join(","),
+            if k.due { "yes" } else { "no" }
+        );
+    }
+}
+
+fn key_detail(k: &KeyView) {
+    println!(
+        "key {} ({}), primary {}",
+        k.name,
+        k.purpose,
+        k.primary.map_or("none".to_owned(), |p| p.to_string())
+    );
+    println!(
+        "created {} by {}; max age {}s{}",
+        k.created_at,
+        k.created_by,
+        k.max_age,
+        k.rotate_every
+            .map(|r| format!(", rotate every {r}s"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:>7}  {:<18} {:<21} {:<21} {}",
+        "VERSION", "STATE", "CREATED", "EXPIRES", "PUBLIC KEY"
+    );
+    for v in &k.versions {
+        println!(
+            "{:>7}  {:<18} {:<21} {:<21} {}",
+            format!("{}{}", v.version, if v.primary { "*" } else { "" }),
+            v.state,
+            v.created_at,
+            v.expires_at,
+            v.public_key.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+pub(crate) fn outcome(json_mode: bool, o: &Outcome) {
+    if json_mode {
+        println!("{}", serde_json::to_string(o).unwrap_or_default());
+        return;
+    }
+    match o {
+        Outcome::Keys { keys } => key_table(keys),
+        Outcome::Key { key } => key_detail(key),
+        Outcome::Affected {
+            name,
+            version,
+            records,
+        } => {
+            println!("{} records used {name}@{version}", records.len());
+            for r in records {
+                println!("{r}");
+            }
+        }
+        Outcome::Audit { events } => {
+            println!(
+                "{:>5}  {:<20} {:<16} {:<18} {:<32} {}",
+                "SEQ", "AT", "ACTOR", "ACTION", "KEY", "DETAIL"
+            );
+            for e in events {
+                let key = match (&e.key, e.version) {
+                    (Some(k), Some(v)) => format!("{k}@{v}"),
+                    (Some(k), None) => k.clone(),
+                    _ => "-".to_owned(),
+                };
+                println!(
+                    "{:>5}  {:<20} {:<16} {:<18} {:<32} {}",
+                    e.seq,
+                    rfc3339(e.at),
+                    e.actor,
+                    e.action,
+                    key,
+                    e.detail
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The key manager through its library API: lifecycle rules, the hot path, subjects, usage, the KEK.
+
+// Test code: a failed unwrap is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use keymgr::{Error, KekSource, KeyManager, Purpose, RevocationReason, Secret, UseError};
+
+const T0: i64 = 1_800_000_000;
+const DAY: u64 = 86_400;
+
+fn pass(p: &str) -> KekSource {
+    KekSource::Passphrase(Secret::new(p.as_bytes().to_vec()))
+}
+
+fn fresh() -> (tempfile::TempDir, KeyManager) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = KeyManager::init(
+        &dir.path().join("keys"),
+        &pass("a long test passphrase"),
+        T0,
+        "tester",
+    )
+    .unwrap();
+    (dir, m)
+}
+
+#[test]
+fn rotation_switches_new_work_and_keeps_old_versions_for_verification() {
+    let (_d, m) = fresh();
+    m.create(
+        "pseudonym",
+        Purpose::Pseudonym,
+        Some(30 * DAY),
+        None,
+        T0,
+        "o",
+    )
+    .unwrap();
+    let v1 = m.primary("pseudonym", T0).unwrap();
+    assert_eq!(v1.version, 1);
+    m.rotate("pseudonym", T0 + 10, "o").unwrap();
+    let v2 = m.primary("pseudonym", T0 + 10).unwrap();
+    assert_eq!(
+        v2.version, 2,
+        "the cache must not serve the old primary after a rotation"
+    );
+    assert_ne!(v1.material.expose(), v2.material.expose());
+    assert_eq!(
+        m.version_material("pseudonym", 1).unwrap().expose(),
+        v1.material.expose()
+    );
+    assert!(
+        m.due(T0 + 30 * 86_400 + 10)
+            .unwrap()
+            .iter()
+            .any(|k| k.name == "pseudonym")
+    );
+}
+
+#[test]
+fn a_compromised_primary_is_never_used_again_and_its_later_signatures_are_not_believed() {
+    let (_d, m) = fresh();
+    m.create(
+        "checkpoint",
+        Purpose::CheckpointSigning,
+        None,
+        None,
+        T0,
+        "o",
+    )
+    .unwrap();
+    m.primary("checkpoint", T0).unwrap();
+    m.revoke(
+        "checkpoint",
+        1,
+        RevocationReason::Compromised,
+        Some(T0 + 100),
+        T0 + 500,
+        "o",
+    )
+    .unwrap();
+    let err = m.primary("checkpoint", T0 + 501).unwrap_err();
+    assert_eq!(err.code(), "key_revoked");
+    assert!(m.trusted_at("checkpoint", 1, T0 + 99).unwrap());
+    assert!(!m.trusted_at("checkpoint", 1, T0 + 100).unwrap());
+    m.rotate("checkpoint", T0 + 600, "o").unwrap();
+    assert_eq!(m.primary("checkpoint", T0 + 601).unwrap().version, 2);
+}
+
+#[test]
+fn a_key_past_its_maximum_age_is_refused_for_new_work() {
+    let (_d, m) = fresh();
+    m.create("node", Purpose::NodeIdentity, None, Some(DAY), T0, "o")
+        .unwrap();
+    assert!(m.primary("node", T0 + 86_399).is_ok());
+    let err = m.primary("node", T0 + 86_400).unwrap_err();
+    assert!(
+        matches!(err, Error::Unusable(UseError::Expired { .. })),
+        "{err}"
+    );
+    assert_eq!(err.code(), "key_expired");
+}
+
+#[test]
+fn subject_keys_are_made_on_demand_and_shredding_makes_them_unreadable() {
+    let (_d, m) = fresh();
+    let k = m.subject_key("A-1001", T0, "gateway").unwrap();
+    assert_eq!(
+        m.subject_key("A-1001", T0 + 1, "gateway")
+            .unwrap()
+            .material
+            .expose(),
+        k.material.expose()
+    );
+    assert!(
+        !KeyManager::subject_key_name("A-1001").contains("A-1001"),
+        "subject ids are personal data"
+    );
+    m.shred_subject("A-1001", T0 + 2, "officer").unwrap();
+    let name = KeyManager::subject_key_name("A-1001");
+    assert_eq!(
+        m.version_material(&name, 1).unwrap_err().code(),
+        "illegal_transition"
+    );
+    assert_eq!(
+        m.shred_subject("A-1001", T0 + 3, "officer")
+            .unwrap_err()
+            .code(),
+        "illegal_transition"
+    );
+    assert_eq!(m.primary(&name, T0 + 3).unwrap_err().code(), "key_revoked");
+}
+
+#[test]
+fn usage_is_indexed_by_key_version() {
+    let (_d, m) = fresh();
+    m.create("pseudonym", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    m.record_usage(&[("pseudonym".into(), 1)], "ledger:0")
+        .unwrap();
+    m.record_usage(&[("pseudonym".into(), 1)], "ledger:1")
+        .unwrap();
+    m.rotate("pseudonym", T0 + 1, "o").unwrap();
+    m.record_usage(&[("pseudonym".into(), 2)], "ledger:2")
+        .unwrap();
+    assert_eq!(
+        m.affected("pseudonym", 1).unwrap(),
+        ["ledger:0", "ledger:1"]
+    );
+    assert_eq!(m.affected("pseudonym", 2).unwrap(), ["ledger:2"]);
+    assert_eq!(m.affected("pseudonym", 3).unwrap_err().code(), "not_found");
+}
+
+#[test]
+fn a_wrong_passphrase_is_detected_and_changing_it_rewraps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let mut m = KeyManager::init(&path, &pass("first passphrase!"), T0, "o").unwrap();
+    m.create("pseudonym", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    let before = m
+        .primary("pseudonym", T0)
+        .unwrap()
+        .material
+        .expose()
+        .to_vec();
+    m.change_kek(&pass("second passphrase!"), T0 + 1, "o")
+        .unwrap();
+    drop(m);
+    assert_eq!(
+        KeyManager::open(&path, &pass("first passphrase!"))
+            .unwrap_err()
+            .code(),
+        "wrong_passphrase"
+    );
+    let m = KeyManager::open(&path, &pass("second passphrase!")).unwrap();
+    assert_eq!(
+        m.primary("pseudonym", T0 + 2).unwrap().material.expose(),
+        before.as_slice()
+    );
+    assert_eq!(
+        m.audit().unwrap().last().unwrap().action,
+        "change-passphrase"
+    );
+}
+
+#[test]
+fn no_secret_and_no_passphrase_is_anywhere_in_the_store_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let passphrase = "Tr0ub4dor&3 is not my passphrase";
+    let m = KeyManager::init(&path, &pass(passphrase), T0, "o").unwrap();
+    for (i, p) in Purpose::ALL.into_iter().enumerate() {
+        m.create(&format!("k{i}"), p, None, None, T0, "o").unwrap();
+        m.rotate(&format!("k{i}"), T0 + 1, "o").unwrap();
+    }
+    m.subject_key("S-1", T0, "o").unwrap();
+    let secrets = m.all_material_for_tests().unwrap();
+    assert_eq!(secrets.len(), 11);
+    drop(m);
+    let mut files = Vec::new();
+    let mut stack = vec![path.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                files.push(p)
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for s in &secrets {
+            assert!(
+                !bytes.windows(32).any(|w| w == s.expose()),
+                "a key's material is in {}",
+                f.display()
+            );
+            let hexed = hex::encode(s.expose());
+            assert!(
+                !bytes.windows(hexed.len()).any(|w| w == hexed.as_bytes()),
+                "hex material in {}",
+                f.display()
+            );
+        }
+        assert!(
+            !bytes
+                .windows(passphrase.len())
+                .any(|w| w == passphrase.as_bytes()),
+            "the passphrase is in {}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let (_d, m) = fresh();
+    m.create("k", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    let k = m.primary("k", T0).unwrap();
+    let shown = format!("{k:?} {m:?}");
+    assert!(shown.contains("Secret(32 bytes)"), "{shown}");
+    assert!(!shown.contains(&hex::encode(k.material.expose())));
+    assert!(!shown.contains(&format!("{:?}", k.material.expose())));
+}
