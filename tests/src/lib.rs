@@ -10,35 +10,46 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `gateway` binary of this build, built (once per test process) if it is missing or stale:
-/// `cargo test -p e2e` alone does not rebuild another package's binaries, and testing a stale binary
+/// A binary of this build, built (once per test process and binary) if it is missing or stale:
+/// `cargo test -p e2e` alone does not rebuild other packages' binaries, and testing a stale binary
 /// would test the wrong code.
+pub fn bin(package: &str, name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>> =
+        OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test exe> → target/<profile>/
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    let path = profile_dir.join(name);
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// The `gateway` binary of this build.
 pub fn gateway_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap_or_default();
-            // target/<profile>/deps/<test exe> → target/<profile>/
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "--quiet", "-p", "gateway", "--bin", "gateway"]);
-            if profile_dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            if let Some(target_dir) = profile_dir.parent() {
-                cmd.arg("--target-dir").arg(target_dir);
-            }
-            let status = cmd
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run cargo to build the gateway: {e}"));
-            assert!(status.success(), "building the gateway binary failed");
-            profile_dir.join("gateway")
-        })
-        .clone()
+    bin("gateway", "gateway")
 }
 
 /// Runs `gateway` with `args` and returns its output.
@@ -79,4 +90,9 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The `keymgr` binary of this build.
+pub fn keymgr_bin() -> PathBuf {
+    bin("keymgr", "keymgr")
 }
