@@ -448,15 +448,21 @@ impl KeyManager {
     /// The primary key of `name` for new work: from the cache when it can be (the hot path), checked
     /// against its expiry at `now` on every call.
     pub fn primary(&self, name: &str, now: Timestamp) -> Result<Arc<PrimaryKey>, Error> {
-        if let Some(k) = self
-            .cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            if now < k.expires_at {
-                return Ok(Arc::clone(k));
-            }
+        let cached = |cache: &HashMap<String, Arc<PrimaryKey>>| {
+            cache
+                .get(name)
+                .filter(|k| now < k.expires_at)
+                .map(Arc::clone)
+        };
+        if let Some(k) = cached(&self.cache.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(k);
+        }
+        // On a miss, read the record and fill the cache under the write lock: a change commits first
+        // and then drops the entry under this same lock, so an older record read here can never be
+        // inserted after that drop (which would serve a rotated-away version).
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = cached(&cache) {
+            return Ok(k);
         }
         let record = self.record(name)?;
         let v = record.usable(now)?;
@@ -468,21 +474,17 @@ impl KeyManager {
             expires_at: record.expires_at(v),
             material,
         });
-        self.cache
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), Arc::clone(&key));
+        cache.insert(name.to_owned(), Arc::clone(&key));
         Ok(key)
     }
 
     fn unwrap_version(&self, record: &KeyRecord, v: &VersionRecord) -> Result<Secret, Error> {
+        let destroyed = Error::Illegal(crate::lifecycle::TransitionError::Destroyed(v.version));
         let blob = v
             .wrapped
             .as_ref()
             .and_then(|b| B64.decode(b).ok())
-            .ok_or_else(|| {
-                Error::Illegal(crate::lifecycle::TransitionError::Destroyed(v.version))
-            })?;
+            .ok_or(destroyed)?;
         self.kek
             .unwrap(&blob, &aad(&record.name, v.version, record.purpose))
             .map_err(|_| {

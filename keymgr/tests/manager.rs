@@ -252,3 +252,40 @@ fn secrets_never_show_in_debug_output() {
     assert!(!shown.contains(&hex::encode(k.material.expose())));
     assert!(!shown.contains(&format!("{:?}", k.material.expose())));
 }
+
+#[test]
+fn after_a_rotation_returns_no_reader_ever_gets_the_old_primary() {
+    let (_d, m) = fresh();
+    m.create("k", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    let m = std::sync::Arc::new(m);
+    let latest = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(1));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (m, latest, stop) = (m.clone(), latest.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut stale = 0;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    // Read what has surely been committed before asking: the answer may be newer, never older.
+                    let floor = latest.load(std::sync::atomic::Ordering::Acquire);
+                    if m.primary("k", T0).unwrap().version < floor {
+                        stale += 1;
+                    }
+                }
+                stale
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        let r = m.rotate("k", T0, "o").unwrap();
+        latest.store(r.primary.unwrap(), std::sync::atomic::Ordering::Release);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let stale: u32 = readers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        stale, 0,
+        "readers got a rotated-away primary after the rotation returned"
+    );
+    assert_eq!(m.primary("k", T0).unwrap().version, 101);
+}

@@ -341,7 +341,7 @@ fn a_damaged_store_and_a_locked_store_are_reported_not_panicked_on() {
         );
     }
     let db = store.join("db");
-    let len = std::fs::metadata(&db).unwrap().len() as usize;
+    let len = usize::try_from(std::fs::metadata(&db).unwrap().len()).unwrap();
     std::fs::write(&db, vec![0x5Au8; len]).unwrap();
     let out = keymgr(&store, PASS, &["list"]);
     assert_eq!(out.status.code(), Some(1));

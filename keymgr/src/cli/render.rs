@@ -53,8 +53,8 @@ pub(crate) fn changed(json_mode: bool) {
 
 fn key_table(keys: &[KeyView]) {
     println!(
-        "{:<32} {:<19} {:>7} {:>8}  {:<24} {}",
-        "NAME", "PURPOSE", "PRIMARY", "VERSIONS", "STATES", "DUE"
+        "{:<32} {:<19} {:>7} {:>8}  {:<24} DUE",
+        "NAME", "PURPOSE", "PRIMARY", "VERSIONS", "STATES"
     );
     for k in keys {
         let states: Vec<String> = k
@@ -91,8 +91,8 @@ fn key_detail(k: &KeyView) {
             .unwrap_or_default()
     );
     println!(
-        "{:>7}  {:<18} {:<21} {:<21} {}",
-        "VERSION", "STATE", "CREATED", "EXPIRES", "PUBLIC KEY"
+        "{:>7}  {:<18} {:<21} {:<21} PUBLIC KEY",
+        "VERSION", "STATE", "CREATED", "EXPIRES"
     );
     for v in &k.versions {
         println!(
@@ -126,8 +126,8 @@ pub(crate) fn outcome(json_mode: bool, o: &Outcome) {
         }
         Outcome::Audit { events } => {
             println!(
-                "{:>5}  {:<20} {:<16} {:<18} {:<32} {}",
-                "SEQ", "AT", "ACTOR", "ACTION", "KEY", "DETAIL"
+                "{:>5}  {:<20} {:<16} {:<18} {:<32} DETAIL",
+                "SEQ", "AT", "ACTOR", "ACTION", "KEY"
             );
             for e in events {
                 let key = match (&e.key, e.version) {
