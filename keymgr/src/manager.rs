@@ -190,6 +190,7 @@ impl KeyManager {
             created_by: actor.to_owned(),
             state: crate::lifecycle::VersionState::Active,
             public_key,
+            history: Vec::new(),
             wrapped: Some(B64.encode(wrapped)),
         })
     }

@@ -15,8 +15,12 @@ pub struct VersionRecord {
     pub created_at: Timestamp,
     /// Who made it.
     pub created_by: String,
-    /// Its state, with the history of how it got there.
+    /// Its state now.
     pub state: VersionState,
+    /// Every earlier state, oldest first: with `state` and `created_*`, each version keeps when and by
+    /// whom it was activated, deactivated, revoked, scheduled for destruction and destroyed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<VersionState>,
     /// The public half (hex), for Ed25519 and X25519 keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
@@ -64,6 +68,16 @@ pub enum UseError {
         /// RFC 3339 time it expired.
         at: String,
     },
+}
+
+impl VersionRecord {
+    /// Moves to `next`, keeping the current state in the history.
+    fn set(&mut self, next: VersionState) {
+        if next != self.state {
+            let previous = std::mem::replace(&mut self.state, next);
+            self.history.push(previous);
+        }
+    }
 }
 
 impl KeyRecord {
@@ -124,7 +138,8 @@ impl KeyRecord {
         }
         if let Some(p) = self.primary {
             let v = self.version_mut(p)?;
-            v.state = v.state.deactivate(p, now, by)?;
+            let next = v.state.deactivate(p, now, by)?;
+            v.set(next);
         }
         self.primary = Some(new.version);
         self.versions.push(new);
@@ -141,7 +156,8 @@ impl KeyRecord {
         by: &str,
     ) -> Result<(), crate::Error> {
         let v = self.version_mut(version)?;
-        v.state = v.state.revoke(version, reason, occurred_at, now, by)?;
+        let next = v.state.revoke(version, reason, occurred_at, now, by)?;
+        v.set(next);
         if self.primary == Some(version) {
             self.primary = None;
         }
@@ -160,9 +176,10 @@ impl KeyRecord {
         let in_use = self.primary == Some(version);
         let window = i64::try_from(window).unwrap_or(i64::MAX);
         let v = self.version_mut(version)?;
-        v.state = v
+        let next = v
             .state
             .schedule_destroy(version, window, now, by, in_use, force)?;
+        v.set(next);
         if in_use {
             self.primary = None;
         }
@@ -174,15 +191,18 @@ impl KeyRecord {
     pub(crate) fn cancel_destroy(&mut self, version: u32) -> Result<(), crate::Error> {
         let has_primary = self.primary.is_some();
         let v = self.version_mut(version)?;
-        v.state = v.state.cancel_destroy(version)?;
+        let next = v.state.cancel_destroy(version)?;
+        v.set(next);
         if v.state == VersionState::Active && !has_primary {
             self.primary = Some(version);
         } else if v.state == VersionState::Active {
-            v.state = VersionState::Deactivated {
+            // Another version became primary meanwhile: this one returns for verify/decrypt only.
+            let next = VersionState::Deactivated {
                 at: v.created_at,
                 by: v.created_by.clone(),
                 reason: None,
             };
+            v.set(next);
         }
         Ok(())
     }
@@ -196,7 +216,8 @@ impl KeyRecord {
         immediately: bool,
     ) -> Result<(), crate::Error> {
         let v = self.version_mut(version)?;
-        v.state = v.state.destroy(version, now, by, immediately)?;
+        let next = v.state.destroy(version, now, by, immediately)?;
+        v.set(next);
         v.wrapped = None;
         if self.primary == Some(version) {
             self.primary = None;

@@ -134,6 +134,55 @@ fn subject_keys_are_made_on_demand_and_shredding_makes_them_unreadable() {
         "illegal_transition"
     );
     assert_eq!(m.primary(&name, T0 + 3).unwrap_err().code(), "key_revoked");
+    let err = m.rotate(&name, T0 + 4, "officer").unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string()),
+        (
+            "illegal_transition",
+            format!("key `{name}` is destroyed; create a new key")
+        )
+    );
+}
+
+#[test]
+fn every_version_keeps_the_whole_history_of_its_states() {
+    let (_d, m) = fresh();
+    m.create("k", Purpose::NodeIdentity, None, None, T0, "alice")
+        .unwrap();
+    m.rotate("k", T0 + 1, "bob").unwrap();
+    m.revoke(
+        "k",
+        1,
+        RevocationReason::Compromised,
+        Some(T0),
+        T0 + 2,
+        "carol",
+    )
+    .unwrap();
+    m.schedule_destroy("k", 1, 60, false, T0 + 3, "dave")
+        .unwrap();
+    let r = m.destroy("k", 1, T0 + 63, "erin").unwrap();
+    let v = r.version(1).unwrap();
+    let names: Vec<&str> = v
+        .history
+        .iter()
+        .map(keymgr::VersionState::name)
+        .chain([v.state.name()])
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "active",
+            "deactivated",
+            "compromised",
+            "destroy-scheduled",
+            "destroyed"
+        ]
+    );
+    let who = serde_json::to_string(&v.history).unwrap();
+    for actor in ["bob", "carol", "dave"] {
+        assert!(who.contains(actor), "{who}");
+    }
 }
 
 #[test]

@@ -393,3 +393,33 @@ fn a_key_file_kek_must_be_private() {
         );
     }
 }
+
+#[test]
+fn changing_the_passphrase_rewraps_everything_and_retires_the_old_one() {
+    let (_d, store) = init();
+    let before = ok_json(&store, &["create", "pseudonym", "--purpose", "pseudonym"]);
+    let out = Command::new(keymgr_bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["change-passphrase", "--json"])
+        .env("LEDGERGATE_KEK_PASSPHRASE", PASS)
+        .env(
+            "LEDGERGATE_NEW_KEK_PASSPHRASE",
+            "the new officer passphrase",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&keymgr(&store, PASS, &["list"])),
+        "keymgr: open store: wrong passphrase or key file: it does not open this key store\n"
+    );
+    let after = keymgr(
+        &store,
+        "the new officer passphrase",
+        &["show", "pseudonym", "--json"],
+    );
+    assert!(after.status.success(), "{}", stderr(&after));
+    let after: Value = serde_json::from_str(&stdout(&after)).unwrap();
+    assert_eq!(after["key"]["versions"], before["key"]["versions"]);
+}
