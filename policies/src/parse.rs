@@ -144,32 +144,31 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn text(&mut self, v: &Value, path: &[Seg]) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            other => {
-                self.error(
-                    path,
-                    "invalid_type",
-                    format!("expected text, found {}", kind(other)),
-                );
-                None
-            }
+    /// `get(v)`, or an `invalid_type` error saying what was expected and what was found.
+    fn expect<T>(
+        &mut self,
+        v: &Value,
+        path: &[Seg],
+        what: &str,
+        get: impl FnOnce(&Value) -> Option<T>,
+    ) -> Option<T> {
+        let got = get(v);
+        if got.is_none() {
+            self.error(
+                path,
+                "invalid_type",
+                format!("expected {what}, found {}", kind(v)),
+            );
         }
+        got
+    }
+
+    fn text(&mut self, v: &Value, path: &[Seg]) -> Option<String> {
+        self.expect(v, path, "text", |v| v.as_str().map(str::to_owned))
     }
 
     fn boolean(&mut self, v: &Value, path: &[Seg]) -> Option<bool> {
-        match v {
-            Value::Bool(b) => Some(*b),
-            other => {
-                self.error(
-                    path,
-                    "invalid_type",
-                    format!("expected true or false, found {}", kind(other)),
-                );
-                None
-            }
-        }
+        self.expect(v, path, "true or false", Value::as_bool)
     }
 
     fn whole(&mut self, v: &Value, path: &[Seg]) -> Option<u64> {
@@ -192,17 +191,9 @@ impl<'a> Parser<'a> {
     }
 
     fn number(&mut self, v: &Value, path: &[Seg]) -> Option<f64> {
-        match v.as_f64() {
-            Some(n) if n.is_finite() => Some(n),
-            _ => {
-                self.error(
-                    path,
-                    "invalid_type",
-                    format!("expected a number, found {}", kind(v)),
-                );
-                None
-            }
-        }
+        self.expect(v, path, "a number", |v| {
+            v.as_f64().filter(|n| n.is_finite())
+        })
     }
 
     fn names(&mut self, v: &Value, path: &[Seg]) -> Vec<(String, Vec<Seg>)> {

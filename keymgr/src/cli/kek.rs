@@ -44,30 +44,30 @@ pub(crate) fn existing(file: Option<&Path>) -> Result<KekSource, Error> {
     }
 }
 
-/// The KEK for a new store: a key file (made if missing), or a new passphrase.
-pub(crate) fn for_init(file: Option<&Path>) -> Result<KekSource, Error> {
+/// A new KEK: a key file (made if missing), or a new passphrase from `env` or asked twice.
+fn new_kek(file: Option<&Path>, env: &str, question: &str) -> Result<KekSource, Error> {
     if let Some(f) = file {
         if !f.exists() {
             keymgr::create_key_file(f)?;
         }
         return Ok(KekSource::File(f.to_owned()));
     }
-    match from_env("LEDGERGATE_KEK_PASSPHRASE") {
+    match from_env(env) {
         Some(p) => Ok(KekSource::Passphrase(p)),
-        None => prompt_twice("New key store passphrase: ").map(KekSource::Passphrase),
+        None => prompt_twice(question).map(KekSource::Passphrase),
     }
+}
+
+/// The KEK for a new store.
+pub(crate) fn for_init(file: Option<&Path>) -> Result<KekSource, Error> {
+    new_kek(
+        file,
+        "LEDGERGATE_KEK_PASSPHRASE",
+        "New key store passphrase: ",
+    )
 }
 
 /// The new KEK for `change-passphrase`.
 pub(crate) fn for_change(file: Option<&Path>) -> Result<KekSource, Error> {
-    if let Some(f) = file {
-        if !f.exists() {
-            keymgr::create_key_file(f)?;
-        }
-        return Ok(KekSource::File(f.to_owned()));
-    }
-    match from_env("LEDGERGATE_NEW_KEK_PASSPHRASE") {
-        Some(p) => Ok(KekSource::Passphrase(p)),
-        None => prompt_twice("New passphrase: ").map(KekSource::Passphrase),
-    }
+    new_kek(file, "LEDGERGATE_NEW_KEK_PASSPHRASE", "New passphrase: ")
 }
