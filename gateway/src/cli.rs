@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the dispatch to each subcommand's module.
 
+mod init;
 mod ledger;
 mod policy;
 
@@ -29,6 +30,8 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Make a node directory: development PKI, keys, policies, an empty ledger and gateway.yaml.
+    Init(init::InitArgs),
     /// Inspect and verify the chain store (ledger) of a stopped node.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -51,6 +54,7 @@ pub(crate) fn init_logging(format: LogFormat) {
 
 pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
+        Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
     }

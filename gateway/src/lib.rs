@@ -6,4 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod files;
+pub mod init;
 pub mod ledger;
+pub mod pki;

@@ -1,0 +1,208 @@
+//! `gateway init`: lay out a node's directory exactly as the contract says — development PKI, KEK
+//! passphrase file, key store with the node's keys, example policies, an empty ledger, `gateway.yaml` —
+//! so that `gateway serve` (and `quickstart`) can start from it. Never overwrites anything.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use keymgr::{KekSource, KeyManager, Purpose, Secret};
+
+use crate::files::{FileError, private_dir, write_private, write_public};
+use crate::ledger::{self, Ledger, LedgerConfig, NoteSigner as _};
+
+/// The log name of a development node.
+pub const DEFAULT_ORIGIN: &str = "ledgergate.local/log";
+/// Managed key names the gateway uses.
+pub const PSEUDONYM_KEY: &str = "pseudonym";
+/// See [`PSEUDONYM_KEY`].
+pub const CHECKPOINT_KEY: &str = "checkpoint-signing";
+/// See [`PSEUDONYM_KEY`].
+pub const NODE_IDENTITY_KEY: &str = "node-identity";
+/// See [`PSEUDONYM_KEY`].
+pub const CHANNEL_STATIC_KEY: &str = "channel-static";
+
+/// The example policies, as shipped in `policies/examples/`.
+const EXAMPLE_POLICIES: [(&str, &str); 3] = [
+    (
+        "subjects.yaml",
+        include_str!("../../policies/examples/subjects.yaml"),
+    ),
+    (
+        "finance.yaml",
+        include_str!("../../policies/examples/finance.yaml"),
+    ),
+    (
+        "health.yaml",
+        include_str!("../../policies/examples/health.yaml"),
+    ),
+];
+
+const CONFIG: &str = r#"# Ledgergate node configuration, made by `gateway init`. Paths are relative to this file.
+# Every option is documented in deploy/gateway.yaml.
+listen: 127.0.0.1:8443
+metrics_listen: 127.0.0.1:9464
+tls:
+  cert: pki/server.pem
+  key: pki/server.key
+  client_ca: pki/ca.pem
+  crls: [pki/crl.pem]
+policies: policies
+data: data
+kek:
+  passphrase_file: kek.pass          # development only: production uses a prompt, a key file or an HSM
+ledger:
+  origin: ledgergate.local/log
+"#;
+
+/// Why a node directory could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The directory holds something, but not a complete node.
+    #[error("{} exists but is not a complete node directory (no gateway.yaml); move it away or pick another --dir", .0.display())]
+    Partial(PathBuf),
+    /// A file could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The PKI could not be made.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// The key store failed.
+    #[error("key store: {0}")]
+    Keys(#[from] keymgr::Error),
+    /// The ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+}
+
+/// What `init` found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Whether it was made now (false: an existing node was found).
+    pub created: bool,
+    /// The checkpoint verifier key (C2SP vkey).
+    pub vkey: String,
+}
+
+/// The KEK of a node made by `init`: its passphrase file.
+pub fn dev_kek(dir: &Path) -> Result<KekSource, InitError> {
+    let path = dir.join("kek.pass");
+    let text = std::fs::read_to_string(&path).map_err(|e| FileError {
+        path: path.clone(),
+        why: format!("cannot read it: {e}"),
+    })?;
+    Ok(KekSource::Passphrase(Secret::new(
+        text.trim_end().as_bytes().to_vec(),
+    )))
+}
+
+/// A ledger note signer from keymgr's checkpoint-signing key: the ledger never sees the store.
+pub fn checkpoint_signer(
+    keys: &KeyManager,
+    origin: &str,
+    now: i64,
+) -> Result<ledger::Ed25519NoteSigner, InitError> {
+    let key = keys.primary(CHECKPOINT_KEY, now)?;
+    let seed: [u8; 32] = key
+        .material
+        .expose()
+        .try_into()
+        .map_err(|_| keymgr::Error::StoreCorrupt("checkpoint key is not 32 bytes".into()))?;
+    let seed = zeroize::Zeroizing::new(seed);
+    ledger::Ed25519NoteSigner::from_seed(origin, &seed).map_err(|e| {
+        InitError::Keys(keymgr::Error::InvalidArgument(format!(
+            "checkpoint key name: {e}"
+        )))
+    })
+}
+
+/// Makes the node directory at `dir`, or finds the complete one already there.
+pub fn init(dir: &Path, now: time::OffsetDateTime, actor: &str) -> Result<NodeDir, InitError> {
+    let config = dir.join("gateway.yaml");
+    let t = now.unix_timestamp();
+    if config.exists() {
+        let keys = KeyManager::open(&dir.join("data/keys"), &dev_kek(dir)?)?;
+        let vkey = checkpoint_signer(&keys, DEFAULT_ORIGIN, t)?
+            .verifier()
+            .to_vkey();
+        return Ok(NodeDir {
+            dir: dir.to_owned(),
+            created: false,
+            vkey,
+        });
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(InitError::Partial(dir.to_owned()));
+    }
+    private_dir(dir)?;
+    private_dir(&dir.join("pki"))?;
+    crate::pki::make_dev_pki(&dir.join("pki"), now)?;
+    private_dir(&dir.join("policies"))?;
+    for (name, text) in EXAMPLE_POLICIES {
+        write_public(&dir.join("policies").join(name), text.as_bytes())?;
+    }
+    let passphrase = Secret::random(32).map_err(keymgr::Error::from)?;
+    let text = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(passphrase.expose()),
+    );
+    write_private(
+        &dir.join("kek.pass"),
+        format!("{}\n", text.as_str()).as_bytes(),
+    )?;
+    private_dir(&dir.join("data"))?;
+    let keys = KeyManager::init(&dir.join("data/keys"), &dev_kek(dir)?, t, actor)?;
+    let day = 86_400;
+    keys.create(
+        PSEUDONYM_KEY,
+        Purpose::Pseudonym,
+        Some(30 * day),
+        None,
+        t,
+        actor,
+    )?;
+    keys.create(
+        CHECKPOINT_KEY,
+        Purpose::CheckpointSigning,
+        Some(180 * day),
+        None,
+        t,
+        actor,
+    )?;
+    keys.create(
+        NODE_IDENTITY_KEY,
+        Purpose::NodeIdentity,
+        Some(180 * day),
+        None,
+        t,
+        actor,
+    )?;
+    keys.create(
+        CHANNEL_STATIC_KEY,
+        Purpose::ChannelStatic,
+        Some(30 * day),
+        None,
+        t,
+        actor,
+    )?;
+    let signer = checkpoint_signer(&keys, DEFAULT_ORIGIN, t)?;
+    let vkey = signer.verifier().to_vkey();
+    let ledger = Ledger::open(
+        LedgerConfig::new(ledger::store_dir(&dir.join("data")), DEFAULT_ORIGIN),
+        Arc::new(signer),
+    )?;
+    ledger.close();
+    // Last: its presence marks a complete node directory.
+    write_public(&config, CONFIG.as_bytes())?;
+    Ok(NodeDir {
+        dir: dir.to_owned(),
+        created: true,
+        vkey,
+    })
+}
