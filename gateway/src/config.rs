@@ -1,0 +1,179 @@
+//! The node's configuration file (`gateway.yaml`): every option is in `deploy/gateway.yaml` with its
+//! meaning. Paths are relative to the file's directory. Errors name file, line and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration, with paths resolved against the file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where providers and officers connect (mTLS).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where Prometheus scrapes (plain HTTP; keep it on a private interface).
+    #[serde(default = "default_metrics")]
+    pub metrics_listen: SocketAddr,
+    /// TLS material.
+    pub tls: TlsConfig,
+    /// A policy file or a directory of them.
+    pub policies: PathBuf,
+    /// The data directory: ledger, vault and key store.
+    pub data: PathBuf,
+    /// Where the key-encryption key comes from.
+    pub kek: KekConfig,
+    /// The ledger.
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// TLS material of the ingress listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// The CA bundle client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM), checked for every client certificate.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Also accept TLS 1.2 (default: TLS 1.3 only).
+    #[serde(default)]
+    pub allow_tls12: bool,
+}
+
+/// Where the KEK comes from: exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KekConfig {
+    /// A file holding the passphrase (mode 0600; development).
+    pub passphrase_file: Option<PathBuf>,
+    /// A key file of 64 hex digits (mode 0600).
+    pub key_file: Option<PathBuf>,
+}
+
+/// Ledger options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// The log's name in its checkpoints.
+    #[serde(default = "default_origin")]
+    pub origin: String,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection { origin: default_origin() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_metrics() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_origin() -> String {
+    crate::init::DEFAULT_ORIGIN.to_owned()
+}
+
+/// A configuration that cannot be used: `file:line:col: code: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {code}: {message}", file.display(), position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// Stable code: `io_error`, `invalid_config`, `invalid_value`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths in it are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |position, code, message: String| ConfigError { file: path.to_owned(), position, code, message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(None, "io_error", format!("cannot read it: {e}")))?;
+        let mut c: Config = serde_yaml::from_str(&text).map_err(|e| {
+            let full = e.to_string();
+            let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+            err(e.location().map(|l| (l.line(), l.column())), "invalid_config", message)
+        })?;
+        match (&c.kek.passphrase_file, &c.kek.key_file) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(err(None, "invalid_value", "kek: give exactly one of passphrase_file, key_file".into())),
+        }
+        if c.ledger.origin.is_empty() || c.ledger.origin.contains(char::is_whitespace) || c.ledger.origin.contains('+') {
+            return Err(err(None, "invalid_value", format!("ledger.origin {:?} must be non-empty, without spaces or '+'", c.ledger.origin)));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [&mut c.tls.cert, &mut c.tls.key, &mut c.tls.client_ca, &mut c.policies, &mut c.data] {
+            resolve(p);
+        }
+        c.tls.crls.iter_mut().for_each(resolve);
+        if let Some(p) = c.kek.passphrase_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = c.kek.key_file.as_mut() {
+            resolve(p);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "gateway.yaml"))
+    }
+
+    const MINIMAL: &str = "tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: { passphrase_file: kek.pass }\n";
+
+    #[test]
+    fn relative_paths_resolve_against_the_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.tls.cert, dir.path().join("s.pem"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.ledger.origin, "ledgergate.local/log");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        assert_eq!(
+            load(&format!("{MINIMAL}listen: nowhere\n")).unwrap_err(),
+            "gateway.yaml:5:9: invalid_config: listen: invalid socket address syntax"
+        );
+        assert_eq!(
+            load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`"
+        );
+        assert_eq!(
+            load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),
+            "gateway.yaml: invalid_value: kek: give exactly one of passphrase_file, key_file"
+        );
+        let syntax = load("policies: [\n").unwrap_err();
+        assert!(syntax.starts_with("gateway.yaml:") && syntax.contains(": invalid_config: "), "{syntax}");
+    }
+}
