@@ -3,6 +3,7 @@
 mod init;
 mod ledger;
 mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,10 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// First run: make a node directory with a development PKI (or reuse it), print curl commands, serve.
+    Quickstart(serve::QuickstartArgs),
+    /// Run a node from its configuration file.
+    Serve(serve::ServeArgs),
     /// Make a node directory: development PKI, keys, policies, an empty ledger and gateway.yaml.
     Init(init::InitArgs),
     /// Inspect and verify the chain store (ledger) of a stopped node.
@@ -55,6 +60,8 @@ pub(crate) fn init_logging(format: LogFormat) {
 pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::Init(args) => init::run(&args),
+        Command::Quickstart(args) => serve::quickstart(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
     }

@@ -68,7 +68,9 @@ pub struct LedgerSection {
 
 impl Default for LedgerSection {
     fn default() -> Self {
-        LedgerSection { origin: default_origin() }
+        LedgerSection {
+            origin: default_origin(),
+        }
     }
 }
 
@@ -101,19 +103,45 @@ pub struct ConfigError {
 impl Config {
     /// Reads and checks `path`; relative paths in it are resolved against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |position, code, message: String| ConfigError { file: path.to_owned(), position, code, message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(None, "io_error", format!("cannot read it: {e}")))?;
+        let err = |position, code, message: String| ConfigError {
+            file: path.to_owned(),
+            position,
+            code,
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(None, "io_error", format!("cannot read it: {e}")))?;
         let mut c: Config = serde_yaml::from_str(&text).map_err(|e| {
             let full = e.to_string();
             let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
-            err(e.location().map(|l| (l.line(), l.column())), "invalid_config", message)
+            err(
+                e.location().map(|l| (l.line(), l.column())),
+                "invalid_config",
+                message,
+            )
         })?;
         match (&c.kek.passphrase_file, &c.kek.key_file) {
             (Some(_), None) | (None, Some(_)) => {}
-            _ => return Err(err(None, "invalid_value", "kek: give exactly one of passphrase_file, key_file".into())),
+            _ => {
+                return Err(err(
+                    None,
+                    "invalid_value",
+                    "kek: give exactly one of passphrase_file, key_file".into(),
+                ));
+            }
         }
-        if c.ledger.origin.is_empty() || c.ledger.origin.contains(char::is_whitespace) || c.ledger.origin.contains('+') {
-            return Err(err(None, "invalid_value", format!("ledger.origin {:?} must be non-empty, without spaces or '+'", c.ledger.origin)));
+        if c.ledger.origin.is_empty()
+            || c.ledger.origin.contains(char::is_whitespace)
+            || c.ledger.origin.contains('+')
+        {
+            return Err(err(
+                None,
+                "invalid_value",
+                format!(
+                    "ledger.origin {:?} must be non-empty, without spaces or '+'",
+                    c.ledger.origin
+                ),
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
@@ -121,7 +149,13 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        for p in [&mut c.tls.cert, &mut c.tls.key, &mut c.tls.client_ca, &mut c.policies, &mut c.data] {
+        for p in [
+            &mut c.tls.cert,
+            &mut c.tls.key,
+            &mut c.tls.client_ca,
+            &mut c.policies,
+            &mut c.data,
+        ] {
             resolve(p);
         }
         c.tls.crls.iter_mut().for_each(resolve);
@@ -143,7 +177,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.yaml");
         std::fs::write(&path, text).unwrap();
-        Config::load(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "gateway.yaml"))
+        Config::load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "gateway.yaml")
+        })
     }
 
     const MINIMAL: &str = "tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: { passphrase_file: kek.pass }\n";
@@ -174,6 +211,9 @@ mod tests {
             "gateway.yaml: invalid_value: kek: give exactly one of passphrase_file, key_file"
         );
         let syntax = load("policies: [\n").unwrap_err();
-        assert!(syntax.starts_with("gateway.yaml:") && syntax.contains(": invalid_config: "), "{syntax}");
+        assert!(
+            syntax.starts_with("gateway.yaml:") && syntax.contains(": invalid_config: "),
+            "{syntax}"
+        );
     }
 }

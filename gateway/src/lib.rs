@@ -8,6 +8,12 @@
 
 pub mod config;
 pub mod files;
+pub mod ingress;
 pub mod init;
+pub mod keys;
 pub mod ledger;
+pub mod pipeline;
 pub mod pki;
+pub mod risk;
+pub mod serve;
+pub mod vault;

@@ -1,0 +1,6 @@
+//! The ingress: mTLS termination, the peer's identity, the HTTP API and its problem responses.
+
+pub mod api;
+pub mod identity;
+pub mod problem;
+pub mod tls;

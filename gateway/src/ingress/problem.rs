@@ -1,0 +1,102 @@
+//! Every failure as `application/problem+json` (RFC 9457) with a stable `code`, and the one function
+//! that decides status and code for every error (as rustls maps every error to its alert in one place).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use policies::RecordErrorCode;
+use serde_json::json;
+
+use crate::ledger::LedgerError;
+use crate::pipeline::PipelineError;
+
+/// A problem response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine code.
+    pub code: &'static str,
+    /// Human detail; never quotes submitted values.
+    pub detail: String,
+    /// Seconds for `Retry-After`, when there is one.
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with no retry hint.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// The status and code of every pipeline error.
+pub fn problem(e: &PipelineError) -> Problem {
+    use RecordErrorCode as C;
+    let (status, code) = match e {
+        PipelineError::Record(r) => match r.code {
+            C::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            C::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+            C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            C::KeyRevoked => (StatusCode::SERVICE_UNAVAILABLE, "key_revoked"),
+            C::KeyUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            other => (StatusCode::UNPROCESSABLE_ENTITY, other.as_str()),
+        },
+        PipelineError::RateLimited { retry_after } => {
+            return Problem {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "rate_limited",
+                detail: e.to_string(),
+                retry_after: Some(*retry_after),
+            };
+        }
+        PipelineError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        PipelineError::NotFound { .. } | PipelineError::Ledger(LedgerError::NoSuchEntry { .. }) => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        PipelineError::Ledger(
+            LedgerError::SizeBeyondTree { .. } | LedgerError::BadProofRequest(_),
+        ) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        PipelineError::Keys(k) if matches!(k.code(), "key_revoked" | "key_expired") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "key_revoked")
+        }
+        PipelineError::Ledger(_) | PipelineError::Vault(_) | PipelineError::Keys(_) => {
+            // Internal detail goes to the log, not to the client.
+            tracing::error!(error = %e, "request failed");
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the gateway cannot complete the request now",
+            );
+        }
+    };
+    Problem::new(status, code, e.to_string())
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = json!({
+            "type": format!("urn:ledgergate:problem:{}", self.code),
+            "title": title,
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        let mut r = (self.status, body.to_string()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
