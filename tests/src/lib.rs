@@ -5,6 +5,9 @@
 // This library exists only to serve tests: failing loudly is its job.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod client;
+pub mod node;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -1,0 +1,165 @@
+//! A real TLS client for the black-box tests: HTTP/1.1 over rustls, with or without a client
+//! certificate, reporting handshake refusals as the TLS alert the server sent.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// `Retry-After`, if any.
+    pub retry_after: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A TLS client trusting one CA, presenting `identity` if given.
+#[derive(Clone)]
+pub struct Client {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Client")
+    }
+}
+
+impl Client {
+    /// A client trusting `ca` and presenting the PEM chain and key, if any.
+    pub fn from_pem(ca: &Path, identity: Option<(&str, &str)>) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        Client {
+            config: Arc::new(config),
+        }
+    }
+
+    /// A client presenting `<pki>/<who>.pem` and `.key`.
+    pub fn for_identity(pki: &Path, who: &str) -> Client {
+        let cert = std::fs::read_to_string(pki.join(format!("{who}.pem"))).unwrap();
+        let key = std::fs::read_to_string(pki.join(format!("{who}.key"))).unwrap();
+        Client::from_pem(&pki.join("ca.pem"), Some((&cert, &key)))
+    }
+
+    /// Sends one request on a new connection; `Err` carries the error chain (e.g. the TLS alert).
+    pub fn request(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(self.send(addr, method, path, body))
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, String> {
+        let chain = |e: &dyn std::error::Error| {
+            let mut s = e.to_string();
+            let mut cur = e.source();
+            while let Some(c) = cur {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                cur = c.source();
+            }
+            s
+        };
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| chain(&e))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
+        let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let tls = connector.connect(name, tcp).await.map_err(|e| chain(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| chain(&e))?;
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(bytes::Bytes::copy_from_slice(
+                body.unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (status, content_type, retry_after) = (
+            resp.status().as_u16(),
+            header("content-type").unwrap_or_default(),
+            header("retry-after"),
+        );
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| chain(&e))?
+            .to_bytes()
+            .to_vec();
+        Ok(Answer {
+            status,
+            content_type,
+            retry_after,
+            body,
+        })
+    }
+}
