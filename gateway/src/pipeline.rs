@@ -20,6 +20,8 @@ use crate::vault::{SealedRecord, Submission, Vault, VaultError};
 
 /// The managed key that makes request MACs (recognising retries without storing the record's hash).
 pub const REQUEST_MAC_KEY: &str = "request-mac";
+/// The role that may read raw ledger entries (`/v1/entries`).
+pub const AUDITOR_ROLE: &str = "auditor";
 /// Deepest JSON nesting a submission may have.
 pub const MAX_JSON_DEPTH: usize = 32;
 /// Record ids: 1 to this many characters.
@@ -127,14 +129,68 @@ impl Pipeline {
             )?;
         }
         let locks = (0..ID_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
-        Ok(Pipeline {
+        let p = Pipeline {
             policy,
             keys,
             ledger,
             vault,
             limiter: RateLimiter::default(),
             locks,
-        })
+        };
+        p.resolve_pending()?;
+        Ok(p)
+    }
+
+    /// After a crash: each pending submission either reached the ledger (its entry is in the tail after
+    /// `after`), and is completed with its receipt and key usage, or did not, and is forgotten. No
+    /// client was told "accepted" for either, so both are safe; a retry then finds the truth.
+    fn resolve_pending(&self) -> Result<(), PipelineError> {
+        for (provider, id, pending) in self.vault.pending()? {
+            let size = self.ledger.size();
+            let mut found = None;
+            for (index, bytes) in self.ledger.entries(pending.after, size)? {
+                let Ok(entry) = serde_json::from_slice::<Value>(&bytes) else {
+                    continue;
+                };
+                let field = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_owned);
+                if field("provider").as_deref() == Some(provider.as_str())
+                    && field("id").as_deref() == Some(id.as_str())
+                {
+                    found = Some((index, bytes, entry));
+                    break;
+                }
+            }
+            let Some((index, bytes, entry)) = found else {
+                tracing::warn!(%provider, %id, "an unacknowledged submission did not reach the ledger before a crash; forgotten");
+                self.vault.remove_submission(&provider, &id)?;
+                continue;
+            };
+            let checkpoint = self.ledger.checkpoint();
+            let receipt = json!({
+                "index": index,
+                "leaf_hash": crate::ledger::leaf_hash(&bytes).to_base64(),
+                "tree_size": checkpoint.checkpoint.size,
+                "checkpoint": checkpoint.note,
+            });
+            let refs: Vec<(String, u32)> = entry
+                .get("key_refs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|r| r.split_once('@'))
+                .filter_map(|(n, v)| v.parse().ok().map(|v| (n.to_owned(), v)))
+                .collect();
+            self.keys.record_usage(&refs, &format!("ledger:{index}"))?;
+            let done = Submission {
+                request_mac: pending.request_mac,
+                receipt: Some(receipt),
+                after: pending.after,
+            };
+            self.vault.put_submission(&provider, &id, &done)?;
+            tracing::info!(%provider, %id, index, "completed a submission interrupted by a crash");
+        }
+        Ok(())
     }
 
     /// The ledger.
@@ -197,10 +253,14 @@ impl Pipeline {
         let _guard = self.lock_for(provider, id).lock().await;
         let now = crate::keys::unix_now();
         if let Some(seen) = self.vault.submission(provider, id)? {
+            // Pending records are resolved at start-up and this id's lock is held: seen is complete.
+            let receipt = seen
+                .receipt
+                .ok_or(PipelineError::Ledger(LedgerError::Closed))?;
             return if self.same_request(&seen.request_mac, &record)? {
                 Ok(Accepted {
                     created: false,
-                    receipt: seen.receipt,
+                    receipt,
                 })
             } else {
                 Err(PipelineError::Conflict { id: id.to_owned() })
@@ -246,29 +306,33 @@ impl Pipeline {
             "time": keymgr::rfc3339(now),
         });
         let bytes = serde_json::to_vec(&entry).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        let receipt = self
-            .ledger
-            .append(vec![bytes])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(LedgerError::Closed)?;
+        let mac = self.request_mac(&record, now)?;
+        let pending = Submission {
+            request_mac: mac.clone(),
+            receipt: None,
+            after: self.ledger.size(),
+        };
+        self.vault.put_submission(provider, id, &pending)?;
+        let appended = match self.ledger.append(vec![bytes]).await {
+            Ok(receipts) => receipts.into_iter().next().ok_or(LedgerError::Closed),
+            Err(e) => Err(e),
+        };
+        let receipt = match appended {
+            Ok(r) => r,
+            Err(e) => {
+                // Not appended: forget it, so that a retry is a new submission.
+                self.vault.remove_submission(provider, id)?;
+                return Err(e.into());
+            }
+        };
         let receipt = json!({
             "index": receipt.index,
             "leaf_hash": receipt.leaf_hash.to_base64(),
             "tree_size": receipt.tree_size,
             "checkpoint": receipt.checkpoint.note,
         });
-        // index: retries and `keymgr affected`
-        let mac = self.request_mac(&record, now)?;
-        self.vault.put_submission(
-            provider,
-            id,
-            &Submission {
-                request_mac: mac,
-                receipt: receipt.clone(),
-            },
-        )?;
+        // index: `keymgr affected` first, then the submission record last, so that a crash anywhere
+        // before it leaves a pending record that start-up completes (usage included).
         let refs: Vec<(String, u32)> = out
             .key_refs
             .iter()
@@ -277,6 +341,12 @@ impl Pipeline {
         if let Some(index) = receipt.get("index").and_then(Value::as_u64) {
             self.keys.record_usage(&refs, &format!("ledger:{index}"))?;
         }
+        let done = Submission {
+            request_mac: mac,
+            receipt: Some(receipt.clone()),
+            after: pending.after,
+        };
+        self.vault.put_submission(provider, id, &done)?;
         Ok(Accepted {
             created: true,
             receipt,
@@ -312,6 +382,16 @@ impl Pipeline {
                 == 0)
     }
 
+    /// The `/v1/entries` rule: only subjects with the `auditor` role read raw entries.
+    pub fn authorize_auditor(&self, peer: &PeerIdentity) -> Result<(), PipelineError> {
+        let subject = self.policy.identify(peer)?;
+        if subject.roles.contains(AUDITOR_ROLE) {
+            Ok(())
+        } else {
+            Err(forbidden("reading raw entries needs the auditor role"))
+        }
+    }
+
     /// Reads a record back: the desensitized entry, its sealed fields (or that they were shredded), and
     /// an inclusion proof against the latest checkpoint.
     pub fn read(
@@ -329,7 +409,8 @@ impl Pipeline {
         let seen = self.vault.submission(provider, id)?.ok_or_else(not_found)?;
         let index = seen
             .receipt
-            .get("index")
+            .as_ref()
+            .and_then(|r| r.get("index"))
             .and_then(Value::as_u64)
             .ok_or_else(not_found)?;
         let entry: Value = serde_json::from_slice(&self.ledger.entry(index)?)

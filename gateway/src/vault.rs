@@ -43,13 +43,17 @@ pub struct SealedRecord {
     pub blob: String,
 }
 
-/// A submission already accepted: how to recognise a retry, and what was answered.
+/// A submission: how to recognise a retry, and what was answered. Written *pending* (no receipt)
+/// before the ledger append and completed after it, so that a crash in between is resolved on the next
+/// start by looking for the entry in the ledger's tail, never by appending it twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
     /// HMAC of the canonical submitted record, under the node's request key.
     pub request_mac: String,
-    /// The receipt, as JSON.
-    pub receipt: serde_json::Value,
+    /// The receipt, as JSON; `None` while the append is in flight.
+    pub receipt: Option<serde_json::Value>,
+    /// The ledger's size just before the append: the entry, if it was written, is at or after it.
+    pub after: u64,
 }
 
 fn record_key(provider: &str, id: &str) -> Vec<u8> {
@@ -140,7 +144,34 @@ impl Vault {
         }
     }
 
-    /// Records an accepted submission; durable when this returns.
+    /// Forgets a submission whose append did not happen.
+    pub fn remove_submission(&self, provider: &str, id: &str) -> Result<(), VaultError> {
+        self.submissions
+            .remove(record_key(provider, id))
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Every pending submission: (provider, id, submission).
+    pub fn pending(&self) -> Result<Vec<(String, String, Submission)>, VaultError> {
+        let mut out = Vec::new();
+        for r in self.submissions.iter() {
+            let (k, v) = r.map_err(storage)?;
+            let s: Submission =
+                serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+            if s.receipt.is_none() {
+                let mut parts = k.splitn(2, |b| *b == 0);
+                let provider =
+                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                out.push((provider, id, s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a submission (pending or complete); durable when this returns.
     pub fn put_submission(
         &self,
         provider: &str,

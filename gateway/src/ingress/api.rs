@@ -21,6 +21,10 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub fn router(pipeline: Arc<Pipeline>) -> Router {
     Router::new()
         .route("/v1/records", post(submit))
+        .route("/v1/records:batch", post(batch))
+        .route("/v1/proofs/inclusion", get(inclusion))
+        .route("/v1/proofs/consistency", get(consistency))
+        .route("/v1/entries", get(entries))
         .route("/v1/records/{id}", get(read))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoint/key", get(checkpoint_key))
@@ -123,4 +127,165 @@ async fn checkpoint_key(State(p): State<Arc<Pipeline>>, req: Request) -> Respons
         format!("{}\n", p.ledger().verifier().to_vkey()),
     )
         .into_response()
+}
+
+/// Most lines in one batch request.
+const MAX_BATCH_LINES: usize = 10_000;
+
+async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    let peer = match peer(&req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("more than {MAX_BODY} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() > MAX_BATCH_LINES {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("more than {MAX_BATCH_LINES} lines"),
+        )
+        .into_response();
+    }
+    // One result per line, in order; each line is a submission of its own, so a bad line refuses only
+    // itself. Lines are submitted concurrently and their appends share the ledger's group commits.
+    let results =
+        futures_util::future::join_all(lines.iter().map(|line| p.submit(&peer, line))).await;
+    let mut out = String::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let v = match r {
+            Ok(a) => {
+                serde_json::json!({ "line": i + 1, "status": if a.created { 201 } else { 200 }, "receipt": a.receipt })
+            }
+            Err(e) => {
+                let pr = problem(&e);
+                serde_json::json!({ "line": i + 1, "status": pr.status.as_u16(), "code": pr.code, "detail": pr.detail })
+            }
+        };
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntriesQuery {
+    start: u64,
+    end: u64,
+}
+
+/// Most entries one `/v1/entries` answer carries.
+const MAX_ENTRIES: u64 = 1000;
+
+fn hashes(h: &[crate::ledger::Hash]) -> Vec<String> {
+    h.iter().map(crate::ledger::Hash::to_base64).collect()
+}
+
+fn query_problem(e: &axum::extract::rejection::QueryRejection) -> Response {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()).into_response()
+}
+
+async fn inclusion(
+    State(p): State<Arc<Pipeline>>,
+    q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    if let Err(e) = peer(&req) {
+        return e.into_response();
+    }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return query_problem(&e),
+    };
+    let size = q.size.unwrap_or_else(|| p.ledger().size());
+    match p.ledger().inclusion_proof(q.index, size) {
+        Ok(h) => axum::Json(
+            serde_json::json!({ "leaf_index": q.index, "tree_size": size, "hashes": hashes(&h) }),
+        )
+        .into_response(),
+        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
+    }
+}
+
+async fn consistency(
+    State(p): State<Arc<Pipeline>>,
+    q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    if let Err(e) = peer(&req) {
+        return e.into_response();
+    }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return query_problem(&e),
+    };
+    let to = q.to.unwrap_or_else(|| p.ledger().size());
+    match p.ledger().consistency_proof(q.from, to) {
+        Ok(h) => axum::Json(serde_json::json!({ "from": q.from, "to": to, "hashes": hashes(&h) }))
+            .into_response(),
+        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
+    }
+}
+
+async fn entries(
+    State(p): State<Arc<Pipeline>>,
+    q: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    let peer = match peer(&req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = p.authorize_auditor(&peer) {
+        return problem(&e).into_response();
+    }
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return query_problem(&e),
+    };
+    if q.end < q.start || q.end - q.start > MAX_ENTRIES {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("need start <= end and at most {MAX_ENTRIES} entries"),
+        )
+        .into_response();
+    }
+    match p.ledger().entries(q.start, q.end) {
+        Ok(list) => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let out: Vec<_> = list
+                .iter()
+                .map(|(i, e)| serde_json::json!({ "index": i, "entry": b64.encode(e) }))
+                .collect();
+            axum::Json(out).into_response()
+        }
+        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
+    }
 }
