@@ -21,6 +21,8 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// The body.
     pub body: Vec<u8>,
+    /// Whether it came over HTTP/2.
+    pub http2: bool,
 }
 
 impl Answer {
@@ -75,6 +77,15 @@ impl Client {
         }
     }
 
+    /// The same client speaking HTTP/2 (offered by ALPN).
+    pub fn http2(&self) -> Client {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Client {
+            config: Arc::new(config),
+        }
+    }
+
     /// A client presenting `<pki>/<who>.pem` and `.key`.
     pub fn for_identity(pki: &Path, who: &str) -> Client {
         let cert = std::fs::read_to_string(pki.join(format!("{who}.pem"))).unwrap();
@@ -120,14 +131,13 @@ impl Client {
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
         let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
         let tls = connector.connect(name, tcp).await.map_err(|e| chain(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| chain(&e))?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        let mut req = hyper::Request::builder().method(method);
+        req = if h2 {
+            req.uri(format!("https://localhost{path}"))
+        } else {
+            req.uri(path).header("host", "localhost")
+        };
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
@@ -136,7 +146,21 @@ impl Client {
                 body.unwrap_or_default(),
             )))
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
+        let resp = if h2 {
+            let exec = hyper_util::rt::TokioExecutor::new();
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(exec, TokioIo::new(tls))
+                .await
+                .map_err(|e| chain(&e))?;
+            tokio::spawn(conn);
+            sender.send_request(req).await.map_err(|e| chain(&e))?
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| chain(&e))?;
+            tokio::spawn(conn);
+            sender.send_request(req).await.map_err(|e| chain(&e))?
+        };
+        let http2 = resp.version() == hyper::Version::HTTP_2;
         let header = |n: &str| {
             resp.headers()
                 .get(n)
@@ -160,6 +184,7 @@ impl Client {
             content_type,
             retry_after,
             body,
+            http2,
         })
     }
 }

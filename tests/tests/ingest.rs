@@ -399,3 +399,18 @@ fn sigterm_stops_cleanly_and_a_restart_keeps_every_record() {
         .unwrap();
     assert_eq!(read.status, 200);
 }
+
+#[test]
+fn http2_is_served_as_well_as_http1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let a = node.client("provider-a");
+    let h2 = post(
+        &a.http2(),
+        &node,
+        &serde_json::to_vec(&loan("H-2")).unwrap(),
+    );
+    assert_eq!((h2.status, h2.http2), (201, true), "{}", h2.text());
+    let h1 = post(&a, &node, &serde_json::to_vec(&loan("H-1")).unwrap());
+    assert_eq!((h1.status, h1.http2), (201, false), "{}", h1.text());
+}
