@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_in_deploy_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.yaml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(
+            (c.listen.port(), c.metrics_listen.port(), c.tls.crls.len()),
+            (8443, 9464, 1)
+        );
+        assert!(!c.tls.allow_tls12);
+    }
+
+    #[test]
     fn errors_name_file_line_and_column() {
         assert_eq!(
             load(&format!("{MINIMAL}listen: nowhere\n")).unwrap_err(),
