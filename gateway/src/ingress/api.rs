@@ -52,21 +52,25 @@ fn peer(req: &Request) -> Result<Arc<PeerIdentity>, Problem> {
         })
 }
 
-async fn submit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    let peer = match peer(&req) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Problem::new(
+/// The peer's identity and the request body (at most `MAX_BODY` bytes).
+async fn peer_and_body(req: Request) -> Result<(Arc<PeerIdentity>, axum::body::Bytes), Problem> {
+    let peer = peer(&req)?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| {
+            Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("more than {MAX_BODY} bytes"),
             )
-            .into_response();
-        }
+        })?;
+    Ok((peer, body))
+}
+
+async fn submit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    let (peer, body) = match peer_and_body(req).await {
+        Ok(pb) => pb,
+        Err(e) => return e.into_response(),
     };
     match p.submit(&peer, &body).await {
         Ok(a) => {
@@ -133,20 +137,9 @@ async fn checkpoint_key(State(p): State<Arc<Pipeline>>, req: Request) -> Respons
 const MAX_BATCH_LINES: usize = 10_000;
 
 async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    let peer = match peer(&req) {
-        Ok(p) => p,
+    let (peer, body) = match peer_and_body(req).await {
+        Ok(pb) => pb,
         Err(e) => return e.into_response(),
-    };
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("more than {MAX_BODY} bytes"),
-            )
-            .into_response();
-        }
     };
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
