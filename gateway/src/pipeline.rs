@@ -313,18 +313,16 @@ impl Pipeline {
             after: self.ledger.size(),
         };
         self.vault.put_submission(provider, id, &pending)?;
-        let appended = match self.ledger.append(vec![bytes]).await {
-            Ok(receipts) => receipts.into_iter().next().ok_or(LedgerError::Closed),
-            Err(e) => Err(e),
-        };
-        let receipt = match appended {
-            Ok(r) => r,
-            Err(e) => {
-                // Not appended: forget it, so that a retry is a new submission.
-                self.vault.remove_submission(provider, id)?;
-                return Err(e.into());
-            }
-        };
+        // On failure the pending record stays: a failed flush may still have left the entry on disk, so
+        // only the next start, reading the ledger, can tell. Until then a retry answers `unavailable`
+        // rather than risk a second entry.
+        let receipt = self
+            .ledger
+            .append(vec![bytes])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(LedgerError::Closed)?;
         let receipt = json!({
             "index": receipt.index,
             "leaf_hash": receipt.leaf_hash.to_base64(),
