@@ -69,10 +69,10 @@ pub enum InitError {
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
     /// The key store failed.
-    #[error("key store: {0}")]
+    #[error("key store")]
     Keys(#[from] keymgr::Error),
     /// The ledger failed.
-    #[error("ledger: {0}")]
+    #[error("ledger")]
     Ledger(#[from] ledger::LedgerError),
 }
 

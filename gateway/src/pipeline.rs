@@ -65,6 +65,9 @@ pub enum PipelineError {
     /// The key store failed.
     #[error(transparent)]
     Keys(#[from] keymgr::Error),
+    /// An officer's key command was refused or failed.
+    #[error(transparent)]
+    Admin(keymgr::Error),
 }
 
 /// A submission's outcome: new (201) or a retry of one already accepted (200).
@@ -191,6 +194,16 @@ impl Pipeline {
             tracing::info!(%provider, %id, index, "completed a submission interrupted by a crash");
         }
         Ok(())
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &PolicySet {
+        &self.policy
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &KeyManager {
+        &self.keys
     }
 
     /// The ledger.

@@ -37,10 +37,10 @@ pub enum ServeError {
     #[error("key-encryption key: {0}")]
     Kek(String),
     /// The key store.
-    #[error("key store: {0}")]
+    #[error("key store")]
     Keys(#[from] keymgr::Error),
     /// The ledger.
-    #[error("ledger: {0}")]
+    #[error("ledger")]
     Ledger(#[from] ledger::LedgerError),
     /// The vault.
     #[error(transparent)]

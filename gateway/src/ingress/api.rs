@@ -25,6 +25,12 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/entries", get(entries))
+        .route(
+            "/admin/v1/keys",
+            post(admin_command).get(admin_list).fallback(admin_unknown),
+        )
+        .route("/admin/v1/audit", get(admin_audit).fallback(admin_unknown))
+        .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
         .route("/v1/records/{id}", get(read))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoint/key", get(checkpoint_key))
@@ -280,5 +286,75 @@ async fn entries(
             axum::Json(out).into_response()
         }
         Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
+    }
+}
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The officer behind a request and its (bounded) body, or the answer for a non-officer, on every
+/// admin route. The body is read before answering even a refusal: answering an HTTP/2 request early
+/// makes the server reset the stream, which some clients (curl 7.88) report as a failure.
+async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Bytes), Response> {
+    let peer = peer(&req).map_err(IntoResponse::into_response)?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "admin requests are small",
+            )
+            .into_response()
+        })?;
+    let actor = crate::admin::officer(p, &peer).map_err(|e| problem(&e.into()).into_response())?;
+    Ok((actor, body))
+}
+
+/// Runs one key command for the officer and answers with its outcome.
+fn run_admin(p: &Pipeline, command: keymgr::Command, actor: &str) -> Response {
+    tracing::info!(%actor, ?command, "officer key command");
+    match crate::admin::execute(p, command, actor) {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(e) => problem(&e.into()).into_response(),
+    }
+}
+
+async fn admin_command(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    let (actor, body) = match officer(&p, req).await {
+        Ok(ab) => ab,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<keymgr::Command>(&body) {
+        Ok(command) => run_admin(&p, command, &actor),
+        Err(e) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("not a key command: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn admin_list(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    match officer(&p, req).await {
+        Ok((actor, _)) => run_admin(&p, keymgr::Command::List, &actor),
+        Err(r) => r,
+    }
+}
+
+async fn admin_audit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    match officer(&p, req).await {
+        Ok((actor, _)) => run_admin(&p, keymgr::Command::Audit, &actor),
+        Err(r) => r,
+    }
+}
+
+async fn admin_unknown(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    // Non-officers learn nothing of which admin routes exist.
+    match officer(&p, req).await {
+        Ok(_) => Problem::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+            .into_response(),
+        Err(r) => r,
     }
 }

@@ -64,6 +64,22 @@ pub fn problem(e: &PipelineError) -> Problem {
         PipelineError::Keys(k) if matches!(k.code(), "key_revoked" | "key_expired") => {
             (StatusCode::SERVICE_UNAVAILABLE, "key_revoked")
         }
+        // An officer's command: the key manager's own code, with a status for who is at fault.
+        PipelineError::Admin(k) => {
+            let status = match k.code() {
+                "not_found" => StatusCode::NOT_FOUND,
+                "conflict" | "illegal_transition" | "key_revoked" | "key_expired" => {
+                    StatusCode::CONFLICT
+                }
+                "invalid_argument" => StatusCode::BAD_REQUEST,
+                _ => {
+                    tracing::error!(error = %k, "key command failed");
+                    let detail = "the key store cannot complete the command now";
+                    return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail);
+                }
+            };
+            (status, k.code())
+        }
         PipelineError::Ledger(_) | PipelineError::Vault(_) | PipelineError::Keys(_) => {
             // Internal detail goes to the log, not to the client.
             tracing::error!(error = %e, "request failed");

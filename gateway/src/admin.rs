@@ -1,0 +1,65 @@
+//! The admin API: security officers run keymgr's commands against the running node's key store, with
+//! the same command and answer types as the local CLI (`keymgr::Command`, `keymgr::Outcome`). A change
+//! takes effect on the next request: the key manager drops its cache entry when the change commits.
+
+use policies::PeerIdentity;
+
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// The role that may use the admin API.
+pub const OFFICER_ROLE: &str = "security-officer";
+
+/// Why an officer's command failed, or why the caller is not an officer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Not a security officer (or no subject at all).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The key manager refused or failed.
+    #[error(transparent)]
+    Keys(#[from] keymgr::Error),
+}
+
+/// The officer's name for the audit trail, if `peer` is a security officer.
+pub fn officer(pipeline: &Pipeline, peer: &PeerIdentity) -> Result<String, AdminError> {
+    let subject = pipeline
+        .policy()
+        .identify(peer)
+        .map_err(|e| AdminError::Forbidden(e.to_string()))?;
+    if subject.roles.contains(OFFICER_ROLE) {
+        Ok(subject.name.clone())
+    } else {
+        Err(AdminError::Forbidden(format!(
+            "subject `{}` is not a security officer",
+            subject.name
+        )))
+    }
+}
+
+/// Carries out `command` for the officer `actor`.
+pub fn execute(
+    pipeline: &Pipeline,
+    command: keymgr::Command,
+    actor: &str,
+) -> Result<keymgr::Outcome, AdminError> {
+    Ok(keymgr::execute(
+        pipeline.keys(),
+        command,
+        crate::keys::unix_now(),
+        actor,
+    )?)
+}
+
+impl From<AdminError> for PipelineError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Forbidden(why) => PipelineError::Record(policies::RecordError {
+                code: policies::RecordErrorCode::Forbidden,
+                path: None,
+                reason: why,
+            }),
+            AdminError::Keys(k) => PipelineError::Admin(k),
+        }
+    }
+}
