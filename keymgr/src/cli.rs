@@ -2,6 +2,7 @@
 
 mod kek;
 mod local;
+mod remote;
 mod render;
 
 use std::path::PathBuf;
@@ -24,9 +25,22 @@ pub(crate) struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// Who is acting, for the audit trail. Default: $LEDGERGATE_ACTOR, else $USER.
+    /// Who is acting, for the audit trail. Default: $LEDGERGATE_ACTOR, else $USER. (With --gateway the
+    /// gateway records the officer named by the client certificate.)
     #[arg(long, global = true)]
     actor: Option<String>,
+    /// Act on a running gateway's admin API (https://HOST[:PORT]) instead of a local store.
+    #[arg(long, global = true, value_name = "URL", requires_all = ["cert", "key", "cacert"])]
+    gateway: Option<String>,
+    /// With --gateway: the officer's client certificate (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// With --gateway: its private key (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// With --gateway: the CA that signed the gateway's certificate (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     #[command(subcommand)]
     verb: Verb,
 }
@@ -143,51 +157,10 @@ struct Failure {
     error: Error,
 }
 
-pub(crate) fn run(cli: Cli) -> ExitCode {
-    let json = cli.json;
-    match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            render::failure(json, f.step, &f.error);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn dispatch(cli: Cli) -> Result<(), Failure> {
-    let fail = |step| move |error| Failure { step, error };
-    let store = cli
-        .store
-        .or_else(|| std::env::var_os("LEDGERGATE_KEY_STORE").map(PathBuf::from))
-        .ok_or_else(|| Failure {
-            step: "open store",
-            error: Error::InvalidArgument("no key store: pass --store DIR".into()),
-        })?;
-    let actor = cli
-        .actor
-        .or_else(|| std::env::var("LEDGERGATE_ACTOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "officer".to_owned());
-    let command = match cli.verb {
-        Verb::Init => {
-            let source =
-                kek::for_init(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
-            let m = keymgr::KeyManager::init(&store, &source, local::now(), &actor)
-                .map_err(fail("init"))?;
-            render::initialised(cli.json, &store, &m);
-            return Ok(());
-        }
-        Verb::ChangePassphrase { new_kek_file } => {
-            let source =
-                kek::existing(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
-            let mut m = keymgr::KeyManager::open(&store, &source).map_err(fail("open store"))?;
-            let new = kek::for_change(new_kek_file.as_deref())
-                .map_err(fail("read new key-encryption key"))?;
-            m.change_kek(&new, local::now(), &actor)
-                .map_err(fail("change-passphrase"))?;
-            render::changed(cli.json);
-            return Ok(());
-        }
+/// The command a verb stands for; `None` for the verbs that only work on a local store.
+fn to_command(verb: Verb) -> Option<Command> {
+    Some(match verb {
+        Verb::Init | Verb::ChangePassphrase { .. } => return None,
         Verb::List => Command::List,
         Verb::Show { name } => Command::Show { name },
         Verb::Create {
@@ -230,6 +203,80 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Verb::Shred { subject } => Command::Shred { subject },
         Verb::Affected { name, version } => Command::Affected { name, version },
         Verb::Audit => Command::Audit,
+    })
+}
+
+pub(crate) fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            render::failure(json, f.step, &f.error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let fail = |step| move |error| Failure { step, error };
+    if let (Some(url), Some(cert), Some(key), Some(cacert)) =
+        (&cli.gateway, &cli.cert, &cli.key, &cli.cacert)
+    {
+        let command = match to_command(cli.verb) {
+            Some(c) => c,
+            None => {
+                let e = Error::InvalidArgument(
+                    "init and change-passphrase work on a local store only (the node stopped)"
+                        .into(),
+                );
+                return Err(Failure {
+                    step: "connect",
+                    error: e,
+                });
+            }
+        };
+        let step = render::step(&command);
+        let mut backend = remote::Remote::new(url, cert, key, cacert).map_err(fail("connect"))?;
+        let outcome = backend.execute(command, "").map_err(fail(step))?;
+        render::outcome(cli.json, &outcome);
+        return Ok(());
+    }
+    let store = cli
+        .store
+        .or_else(|| std::env::var_os("LEDGERGATE_KEY_STORE").map(PathBuf::from))
+        .ok_or_else(|| Failure {
+            step: "open store",
+            error: Error::InvalidArgument("no key store: pass --store DIR".into()),
+        })?;
+    let actor = cli
+        .actor
+        .or_else(|| std::env::var("LEDGERGATE_ACTOR").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "officer".to_owned());
+    let command = match cli.verb {
+        Verb::Init => {
+            let source =
+                kek::for_init(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
+            let m = keymgr::KeyManager::init(&store, &source, local::now(), &actor)
+                .map_err(fail("init"))?;
+            render::initialised(cli.json, &store, &m);
+            return Ok(());
+        }
+        Verb::ChangePassphrase { new_kek_file } => {
+            let source =
+                kek::existing(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
+            let mut m = keymgr::KeyManager::open(&store, &source).map_err(fail("open store"))?;
+            let new = kek::for_change(new_kek_file.as_deref())
+                .map_err(fail("read new key-encryption key"))?;
+            m.change_kek(&new, local::now(), &actor)
+                .map_err(fail("change-passphrase"))?;
+            render::changed(cli.json);
+            return Ok(());
+        }
+        other => match to_command(other) {
+            Some(c) => c,
+            None => return Ok(()), // handled above
+        },
     };
     let step = render::step(&command);
     let source = kek::existing(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;

@@ -75,6 +75,19 @@ pub enum Error {
     /// The system's random source failed.
     #[error("no system randomness")]
     Randomness,
+
+    // --- a running gateway ---
+    /// The gateway's admin API refused or failed the command.
+    #[error("{detail}")]
+    Remote {
+        /// The problem `code` it answered.
+        code: String,
+        /// Its `detail`.
+        detail: String,
+    },
+    /// The gateway could not be reached or answered nonsense.
+    #[error("gateway: {0}")]
+    Unreachable(String),
 }
 
 impl Error {
@@ -92,7 +105,17 @@ impl Error {
             Error::StoreNotFound(_) => "store_not_found",
             Error::StoreLocked(_) => "store_locked",
             Error::StoreCorrupt(_) => "store_corrupt",
-            Error::Storage(_) | Error::Randomness => "unavailable",
+            Error::Storage(_) | Error::Randomness | Error::Unreachable(_) => "unavailable",
+            Error::Remote { code, .. } => match code.as_str() {
+                "not_found" => "not_found",
+                "conflict" => "conflict",
+                "illegal_transition" => "illegal_transition",
+                "invalid_argument" => "invalid_argument",
+                "key_revoked" => "key_revoked",
+                "key_expired" => "key_expired",
+                "forbidden" => "forbidden",
+                _ => "unavailable",
+            },
         }
     }
 }
