@@ -23,8 +23,8 @@ pub enum AdminError {
 
 /// The officer's name for the audit trail, if `peer` is a security officer.
 pub fn officer(pipeline: &Pipeline, peer: &PeerIdentity) -> Result<String, AdminError> {
-    let subject = pipeline
-        .policy()
+    let policy = pipeline.policy();
+    let subject = policy
         .identify(peer)
         .map_err(|e| AdminError::Forbidden(e.to_string()))?;
     if subject.roles.contains(OFFICER_ROLE) {

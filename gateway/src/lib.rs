@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ledger;
 pub mod pipeline;
 pub mod pki;
+pub mod reload;
 pub mod risk;
 pub mod serve;
 pub mod vault;

@@ -81,7 +81,8 @@ pub struct Accepted {
 
 /// Everything a submission passes through.
 pub struct Pipeline {
-    policy: Arc<PolicySet>,
+    /// The policy in force; a reload swaps it, and each request keeps the one it started with.
+    policy: std::sync::RwLock<Arc<PolicySet>>,
     keys: Arc<KeyManager>,
     ledger: Arc<Ledger>,
     vault: Vault,
@@ -92,7 +93,7 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("policy", &self.policy.digest_hex())
+            .field("policy", &self.policy().digest_hex())
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +134,7 @@ impl Pipeline {
         }
         let locks = (0..ID_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
         let p = Pipeline {
-            policy,
+            policy: std::sync::RwLock::new(policy),
             keys,
             ledger,
             vault,
@@ -197,8 +198,21 @@ impl Pipeline {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> &PolicySet {
-        &self.policy
+    pub fn policy(&self) -> Arc<PolicySet> {
+        Arc::clone(
+            &self
+                .policy
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts a new policy in force for the requests that start from now on.
+    pub fn set_policy(&self, policy: Arc<PolicySet>) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
     /// The key store.
@@ -228,10 +242,11 @@ impl Pipeline {
         peer: &PeerIdentity,
         body: &[u8],
     ) -> Result<Accepted, PipelineError> {
+        let policy = self.policy();
         // identify
-        let subject = self.policy.identify(peer)?;
+        let subject = policy.identify(peer)?;
         // admit: size first (cheap, and before parsing), then rate
-        let limits = self.policy.limits_for(subject);
+        let limits = policy.limits_for(subject);
         if body.len() > limits.max_record_bytes {
             let why = format!(
                 "{} bytes is more than the limit of {}",
@@ -258,9 +273,7 @@ impl Pipeline {
         )?;
         let (record_type, id, fields) = envelope(&record)?;
         // authorize
-        let rt = self
-            .policy
-            .authorize(subject, Action::Submit, record_type)?;
+        let rt = policy.authorize(subject, Action::Submit, record_type)?;
         let provider = subject.name.as_str();
         // one submission per (provider, id) at a time, so a retry racing the original sees it
         let _guard = self.lock_for(provider, id).lock().await;
@@ -284,7 +297,7 @@ impl Pipeline {
             keys: Arc::clone(&self.keys),
             now,
         };
-        let out = self.policy.desensitize(rt, fields, &keys, &mut OsSalts)?;
+        let out = policy.desensitize(rt, fields, &keys, &mut OsSalts)?;
         // seal to the vault, under the data subject's key
         if !out.sealed.is_empty() {
             let key = self.keys.subject_key(&out.subject, now, "gateway")?;
@@ -315,7 +328,7 @@ impl Pipeline {
             "payload": Value::Object(out.payload),
             "sealed": out.sealed.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
             "key_refs": key_refs,
-            "policy": self.policy.digest_hex(),
+            "policy": policy.digest_hex(),
             "time": keymgr::rfc3339(now),
         });
         let bytes = serde_json::to_vec(&entry).map_err(|e| VaultError::Corrupt(e.to_string()))?;
@@ -395,7 +408,8 @@ impl Pipeline {
 
     /// The `/v1/entries` rule: only subjects with the `auditor` role read raw entries.
     pub fn authorize_auditor(&self, peer: &PeerIdentity) -> Result<(), PipelineError> {
-        let subject = self.policy.identify(peer)?;
+        let policy = self.policy();
+        let subject = policy.identify(peer)?;
         if subject.roles.contains(AUDITOR_ROLE) {
             Ok(())
         } else {
@@ -411,7 +425,8 @@ impl Pipeline {
         provider: Option<&str>,
         id: &str,
     ) -> Result<Value, PipelineError> {
-        let subject = self.policy.identify(peer)?;
+        let policy = self.policy();
+        let subject = policy.identify(peer)?;
         let provider = provider.unwrap_or(&subject.name);
         let not_found = || PipelineError::NotFound {
             provider: provider.to_owned(),
@@ -431,7 +446,7 @@ impl Pipeline {
             .and_then(Value::as_str)
             .unwrap_or_default();
         // Reading needs the read role for the record's type, whoever submitted it.
-        self.policy
+        policy
             .authorize(subject, Action::Read, record_type)
             .map_err(|_| forbidden("may not read this record"))?;
         let mut sealed = Map::new();

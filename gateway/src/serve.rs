@@ -98,14 +98,31 @@ pub async fn serve(
         Arc::clone(&ledger),
         vault,
     )?);
-    let router = api::router(Arc::clone(&pipeline));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config.clone(),
+        Arc::clone(&pipeline),
+        server_tls,
+    ));
+    let router = api::router(Arc::clone(&pipeline)).layer(axum::Extension(Arc::clone(&reloader)));
+    #[cfg(unix)]
+    {
+        // SIGHUP reloads; a failed reload is logged and changes nothing.
+        let reloader = Arc::clone(&reloader);
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = reloader.reload();
+                }
+            });
+        }
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
             addr: config.listen,
             source,
         })?;
-    let acceptor = TlsAcceptor::from(server_tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(listen = %config.listen, policy = %policy.digest_hex(), ledger_size = ledger.size(), "serving");
     tokio::pin!(shutdown);
@@ -120,7 +137,7 @@ pub async fn serve(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(reloader.tls());
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -74,6 +74,16 @@ impl Node {
             .expect("a checkpoint size")
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the node.
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

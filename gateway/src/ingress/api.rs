@@ -30,6 +30,10 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
             post(admin_command).get(admin_list).fallback(admin_unknown),
         )
         .route("/admin/v1/audit", get(admin_audit).fallback(admin_unknown))
+        .route(
+            "/admin/v1/reload",
+            post(admin_reload).fallback(admin_unknown),
+        )
         .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
         .route("/v1/records/{id}", get(read))
         .route("/v1/checkpoint", get(checkpoint))
@@ -356,5 +360,24 @@ async fn admin_unknown(State(p): State<Arc<Pipeline>>, req: Request) -> Response
         Ok(_) => Problem::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
             .into_response(),
         Err(r) => r,
+    }
+}
+
+async fn admin_reload(
+    State(p): State<Arc<Pipeline>>,
+    axum::Extension(reloader): axum::Extension<Arc<crate::reload::Reloader>>,
+    req: Request,
+) -> Response {
+    let actor = match officer(&p, req).await {
+        Ok((actor, _)) => actor,
+        Err(r) => return r,
+    };
+    tracing::info!(%actor, "reload requested");
+    match reloader.reload() {
+        Ok(r) => axum::Json(serde_json::json!({ "ok": true, "policy": r.policy })).into_response(),
+        Err(errors) => {
+            let detail = format!("nothing changed; {}", errors.join("; "));
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", detail).into_response()
+        }
     }
 }

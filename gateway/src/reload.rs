@@ -1,0 +1,76 @@
+//! Reloading policies and TLS material (server certificate, CA bundle, CRLs) without a restart, on
+//! SIGHUP or `POST /admin/v1/reload`. All or nothing: if any new file is broken, the old configuration
+//! stays in force and the errors are reported. Requests already running finish under the policy they
+//! started with; connections already open keep their TLS session. The listen addresses, data
+//! directory and KEK are read at start only.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use policies::PolicySet;
+
+use crate::config::Config;
+use crate::ingress::tls;
+use crate::pipeline::Pipeline;
+
+/// What a successful reload put in force.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// The digest of the policy now in force.
+    pub policy: String,
+}
+
+/// Holds what can be reloaded.
+pub struct Reloader {
+    config: Config,
+    pipeline: Arc<Pipeline>,
+    tls: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// A reloader over the configuration the node started with.
+    pub fn new(
+        config: Config,
+        pipeline: Arc<Pipeline>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Reloader {
+        Reloader {
+            config,
+            pipeline,
+            tls: RwLock::new(tls),
+        }
+    }
+
+    /// The TLS configuration for new connections.
+    pub fn tls(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.tls.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reads the policies and TLS files again; applies them only if all are good.
+    pub fn reload(&self) -> Result<Reloaded, Vec<String>> {
+        let policy = PolicySet::load(&self.config.policies)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let server = tls::server_config(&self.config.tls).map_err(|e| vec![e.to_string()]);
+        match (policy, server) {
+            (Ok(policy), Ok(server)) => {
+                let digest = policy.digest_hex();
+                self.pipeline.set_policy(Arc::new(policy));
+                *self.tls.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(server);
+                tracing::info!(policy = %digest, "reloaded policies and TLS material");
+                Ok(Reloaded { policy: digest })
+            }
+            (p, t) => {
+                let errors: Vec<String> = p.err().into_iter().chain(t.err()).flatten().collect();
+                for e in &errors {
+                    tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+                }
+                Err(errors)
+            }
+        }
+    }
+}
