@@ -27,6 +27,30 @@ pub struct Config {
     /// The ledger.
     #[serde(default)]
     pub ledger: LedgerSection,
+    /// Key housekeeping.
+    #[serde(default)]
+    pub keys: KeysSection,
+}
+
+/// Key housekeeping options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// Seconds between checks for keys due for rotation (also checked at start).
+    #[serde(default = "default_rotation_check")]
+    pub rotation_check_seconds: u64,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        KeysSection {
+            rotation_check_seconds: default_rotation_check(),
+        }
+    }
+}
+
+fn default_rotation_check() -> u64 {
+    60
 }
 
 /// TLS material of the ingress listener.
@@ -130,6 +154,13 @@ impl Config {
                 ));
             }
         }
+        if c.keys.rotation_check_seconds == 0 {
+            return Err(err(
+                None,
+                "invalid_value",
+                "keys.rotation_check_seconds must be at least 1".into(),
+            ));
+        }
         if c.ledger.origin.is_empty()
             || c.ledger.origin.contains(char::is_whitespace)
             || c.ledger.origin.contains('+')
@@ -215,7 +246,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

@@ -17,5 +17,6 @@ pub mod pipeline;
 pub mod pki;
 pub mod reload;
 pub mod risk;
+pub mod rotation;
 pub mod serve;
 pub mod vault;

@@ -98,6 +98,25 @@ pub async fn serve(
         Arc::clone(&ledger),
         vault,
     )?);
+    // Automatic rotation: at start, then every `rotation_check_seconds`.
+    {
+        let pipeline = Arc::clone(&pipeline);
+        let every = Duration::from_secs(config.keys.rotation_check_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let p = Arc::clone(&pipeline);
+                let pass = tokio::task::spawn_blocking(move || {
+                    crate::rotation::rotate_due(p.keys(), crate::keys::unix_now())
+                })
+                .await;
+                if let Ok(Err(e)) = pass {
+                    tracing::error!(error = %e, "automatic rotation failed");
+                }
+            }
+        });
+    }
     let reloader = Arc::new(crate::reload::Reloader::new(
         config.clone(),
         Arc::clone(&pipeline),

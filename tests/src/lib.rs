@@ -13,46 +13,41 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A binary of this build, built (once per test process and binary) if it is missing or stale:
-/// `cargo test -p e2e` alone does not rebuild other packages' binaries, and testing a stale binary
-/// would test the wrong code.
-pub fn bin(package: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>> =
-        OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    let mut built = built
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(p) = built.get(name) {
-        return p.clone();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test exe> → target/<profile>/
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
-    if profile_dir.ends_with("release") {
-        cmd.arg("--release");
-    }
-    if let Some(target_dir) = profile_dir.parent() {
-        cmd.arg("--target-dir").arg(target_dir);
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
-    assert!(status.success(), "building {name} failed");
-    let path = profile_dir.join(name);
-    built.insert(name.to_owned(), path.clone());
-    path
+/// A binary of this build, rebuilt first (once per test process) if anything is stale: `cargo test
+/// -p e2e` alone does not rebuild other packages' binaries, and testing a stale binary would test the
+/// wrong code. The build covers the whole workspace with all targets, so its features resolve as in
+/// `cargo test --workspace` and it is a no-op there; building one package alone would resolve them
+/// differently (the `testing` features of the test build) and rebuild the binary on every run.
+pub fn bin(name: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = PROFILE_DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap_or_default();
+        // target/<profile>/deps/<test exe> → target/<profile>/
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
+        assert!(status.success(), "building the workspace's binaries failed");
+        profile_dir
+    });
+    dir.join(name)
 }
 
 /// The `gateway` binary of this build.
 pub fn gateway_bin() -> PathBuf {
-    bin("gateway", "gateway")
+    bin("gateway")
 }
 
 /// Runs `gateway` with `args` and returns its output.
@@ -97,5 +92,5 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 /// The `keymgr` binary of this build.
 pub fn keymgr_bin() -> PathBuf {
-    bin("keymgr", "keymgr")
+    bin("keymgr")
 }

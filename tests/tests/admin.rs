@@ -240,3 +240,52 @@ fn rotation_under_load_fails_nothing_and_every_record_names_the_version_it_used(
         assert_eq!(&listed, records, "affected pseudonym@{version}");
     }
 }
+
+#[test]
+fn keys_with_a_rotation_period_are_rotated_by_the_running_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let config = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}keys:\n  rotation_check_seconds: 1\n"),
+    )
+    .unwrap();
+    let node = Node::start(&dir);
+    let out = remote(
+        &node,
+        "officer",
+        &[
+            "create",
+            "short-lived",
+            "--purpose",
+            "pseudonym",
+            "--rotate-every",
+            "2s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rotated = e2e::eventually("the gateway to rotate the key", || {
+        let v: Value = serde_json::from_slice(
+            &remote(&node, "officer", &["show", "short-lived", "--json"]).stdout,
+        )
+        .ok()?;
+        (v["key"]["primary"].as_u64()? >= 2).then_some(v)
+    });
+    assert_eq!(rotated["key"]["versions"][0]["state"], "deactivated");
+    let audit: Value =
+        serde_json::from_slice(&remote(&node, "officer", &["audit", "--json"]).stdout).unwrap();
+    let auto = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "rotate" && e["key"] == "short-lived")
+        .unwrap();
+    assert_eq!(auto["actor"], "gateway");
+    // Keys whose period has not passed are left alone.
+    let pseudonym: Value =
+        serde_json::from_slice(&remote(&node, "officer", &["show", "pseudonym", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(pseudonym["key"]["primary"], 1);
+}
