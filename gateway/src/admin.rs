@@ -37,6 +37,16 @@ pub fn officer(pipeline: &Pipeline, peer: &PeerIdentity) -> Result<String, Admin
     }
 }
 
+/// Whether a command takes a key version out of use, and so must not interleave with a submission
+/// between its key resolution and its append.
+pub fn takes_version_out_of_use(command: &keymgr::Command) -> bool {
+    use keymgr::Command as C;
+    matches!(
+        command,
+        C::Revoke { .. } | C::ScheduleDestroy { .. } | C::Destroy { .. } | C::Shred { .. }
+    )
+}
+
 /// Carries out `command` for the officer `actor`.
 pub fn execute(
     pipeline: &Pipeline,

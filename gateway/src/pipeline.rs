@@ -88,6 +88,10 @@ pub struct Pipeline {
     vault: Vault,
     limiter: RateLimiter,
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// Held shared by a submission from key resolution to its durable append, and exclusively by an
+    /// officer's command that takes a key version out of use (revoke, destroy, shred): once such a
+    /// command returns, no later entry can carry the version it took away.
+    key_changes: tokio::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -140,6 +144,7 @@ impl Pipeline {
             vault,
             limiter: RateLimiter::default(),
             locks,
+            key_changes: tokio::sync::RwLock::new(()),
         };
         p.resolve_pending()?;
         Ok(p)
@@ -220,6 +225,12 @@ impl Pipeline {
         &self.keys
     }
 
+    /// Waits until no submission is between key resolution and append, and keeps new ones out while
+    /// the guard lives: for officer commands that take a key version out of use.
+    pub async fn exclusive_key_change(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.key_changes.write().await
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
@@ -292,6 +303,8 @@ impl Pipeline {
                 Err(PipelineError::Conflict { id: id.to_owned() })
             };
         }
+        // From here to the durable append no officer may take a key version out of use.
+        let _keys_stable = self.key_changes.read().await;
         // desensitize
         let keys = ManagedKeys {
             keys: Arc::clone(&self.keys),

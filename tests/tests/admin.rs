@@ -289,3 +289,99 @@ fn keys_with_a_rotation_period_are_rotated_by_the_running_gateway() {
             .unwrap();
     assert_eq!(pseudonym["key"]["primary"], 1);
 }
+
+#[test]
+fn after_a_revocation_during_load_returns_no_record_carries_the_revoked_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let subjects = dir.join("policies/subjects.yaml");
+    let text = std::fs::read_to_string(&subjects).unwrap().replace(
+        "rate_per_second: 200, burst: 400",
+        "rate_per_second: 100000, burst: 100000",
+    );
+    std::fs::write(&subjects, text).unwrap();
+    let node = Node::start(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitters: Vec<_> = (0..2)
+        .map(|w| {
+            let (client, addr, stop) = (node.client("provider-a"), node.addr, Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut other = Vec::new();
+                let mut n = 0u32;
+                while !stop.load(Ordering::Acquire) {
+                    let body = json!({ "type": "loan_application", "id": format!("V{w}-{n}"), "fields": { "applicant_id": "P", "amount": 1, "currency": "EUR" } });
+                    n += 1;
+                    match client.request(addr, "POST", "/v1/records", Some(body.to_string().as_bytes())) {
+                        Ok(a) if a.status == 201 => {}
+                        Ok(a) if a.status == 503 && a.json()["code"] == "key_revoked" => {}
+                        Ok(a) => other.push(format!("{}: {}", a.status, a.text())),
+                        Err(e) => other.push(e),
+                    }
+                }
+                other
+            })
+        })
+        .collect();
+    e2e::eventually("some records under version 1", || {
+        (node.tree_size() >= 10).then_some(())
+    });
+    let out = remote(
+        &node,
+        "officer",
+        &[
+            "revoke",
+            "pseudonym",
+            "--version",
+            "1",
+            "--reason",
+            "compromised",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cut = node.tree_size();
+    assert!(
+        remote(&node, "officer", &["rotate", "pseudonym"])
+            .status
+            .success()
+    );
+    e2e::eventually("records under version 2", || {
+        (node.tree_size() >= cut + 10).then_some(())
+    });
+    stop.store(true, Ordering::Release);
+    for s in submitters {
+        let other = s.join().unwrap();
+        assert!(
+            other.is_empty(),
+            "unexpected answers: {:?}",
+            &other[..other.len().min(3)]
+        );
+    }
+    let size = node.tree_size();
+    let raw = node
+        .client("officer")
+        .request(
+            node.addr,
+            "GET",
+            &format!("/v1/entries?start=0&end={size}"),
+            None,
+        )
+        .unwrap()
+        .json();
+    for e in raw.as_array().unwrap() {
+        let index = e["index"].as_u64().unwrap();
+        let entry: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(e["entry"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let used = entry["key_refs"][0].as_str().unwrap().to_owned();
+        if index >= cut {
+            assert_eq!(
+                used, "pseudonym@2",
+                "entry {index}, appended after the revocation returned, used {used}"
+            );
+        }
+    }
+    assert!(cut >= 10);
+}

@@ -330,6 +330,10 @@ async fn admin_command(State(p): State<Arc<Pipeline>>, req: Request) -> Response
         Err(r) => return r,
     };
     match serde_json::from_slice::<keymgr::Command>(&body) {
+        Ok(command) if crate::admin::takes_version_out_of_use(&command) => {
+            let _exclusive = p.exclusive_key_change().await;
+            run_admin(&p, command, &actor)
+        }
         Ok(command) => run_admin(&p, command, &actor),
         Err(e) => Problem::new(
             StatusCode::BAD_REQUEST,
