@@ -16,6 +16,21 @@ pub fn init_node(parent: &Path) -> PathBuf {
     dir
 }
 
+/// Lifts the development policy's rate limit for providers, for load tests.
+pub fn unlimited_rate(dir: &Path) {
+    let subjects = dir.join("policies/subjects.yaml");
+    let text = std::fs::read_to_string(&subjects).unwrap_or_default();
+    let lifted = text.replace(
+        "rate_per_second: 200, burst: 400",
+        "rate_per_second: 100000, burst: 100000",
+    );
+    assert_ne!(
+        text, lifted,
+        "the development policy's provider limits changed; update unlimited_rate"
+    );
+    std::fs::write(&subjects, lifted).unwrap_or_else(|e| panic!("{}: {e}", subjects.display()));
+}
+
 /// A running `gateway serve`.
 #[derive(Debug)]
 pub struct Node {
@@ -72,6 +87,35 @@ impl Node {
             .nth(1)
             .and_then(|l| l.parse().ok())
             .expect("a checkpoint size")
+    }
+
+    /// Every ledger entry, decoded, read as the auditor (`officer`): (index, entry JSON).
+    pub fn entries(&self) -> Vec<(u64, serde_json::Value)> {
+        use base64::Engine as _;
+        let size = self.tree_size();
+        let answer = self
+            .client("officer")
+            .request(
+                self.addr,
+                "GET",
+                &format!("/v1/entries?start=0&end={size}"),
+                None,
+            )
+            .expect("entries");
+        answer
+            .json()
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(e["entry"].as_str()?)
+                            .ok()?;
+                        Some((e["index"].as_u64()?, serde_json::from_slice(&bytes).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sends a signal (`HUP`, `TERM`, …) to the node.

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine as _;
 use e2e::node::{Node, init_node};
 use e2e::{keymgr_bin, stderr, stdout};
 use serde_json::{Value, json};
@@ -129,12 +128,7 @@ fn keymgr_against_a_running_gateway_gives_the_local_answers() {
 fn rotation_under_load_fails_nothing_and_every_record_names_the_version_it_used() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
-    let subjects = dir.join("policies/subjects.yaml");
-    let text = std::fs::read_to_string(&subjects).unwrap().replace(
-        "rate_per_second: 200, burst: 400",
-        "rate_per_second: 100000, burst: 100000",
-    );
-    std::fs::write(&subjects, text).unwrap();
+    e2e::node::unlimited_rate(&dir);
     let node = Node::start(&dir);
     let stop = Arc::new(AtomicBool::new(false));
     let submitter = {
@@ -175,26 +169,9 @@ fn rotation_under_load_fails_nothing_and_every_record_names_the_version_it_used(
 
     // Each record names the version it used; versions never go backwards in ledger order, the last
     // records use the final primary, and `affected` lists exactly the records of each version.
-    let size = node.tree_size();
-    let raw = node
-        .client("officer")
-        .request(
-            node.addr,
-            "GET",
-            &format!("/v1/entries?start=0&end={size}"),
-            None,
-        )
-        .unwrap()
-        .json();
     let mut by_version: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut last = 0;
-    for e in raw.as_array().unwrap() {
-        let entry: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(e["entry"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+    for (index, entry) in node.entries() {
         let version: u32 = entry["key_refs"][0]
             .as_str()
             .unwrap()
@@ -210,7 +187,7 @@ fn rotation_under_load_fails_nothing_and_every_record_names_the_version_it_used(
         by_version
             .entry(version)
             .or_default()
-            .push(format!("ledger:{}", e["index"]));
+            .push(format!("ledger:{index}"));
     }
     assert!(
         by_version.len() > 1,
@@ -294,12 +271,7 @@ fn keys_with_a_rotation_period_are_rotated_by_the_running_gateway() {
 fn after_a_revocation_during_load_returns_no_record_carries_the_revoked_version() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
-    let subjects = dir.join("policies/subjects.yaml");
-    let text = std::fs::read_to_string(&subjects).unwrap().replace(
-        "rate_per_second: 200, burst: 400",
-        "rate_per_second: 100000, burst: 100000",
-    );
-    std::fs::write(&subjects, text).unwrap();
+    e2e::node::unlimited_rate(&dir);
     let node = Node::start(&dir);
     let stop = Arc::new(AtomicBool::new(false));
     let submitters: Vec<_> = (0..2)
@@ -356,25 +328,7 @@ fn after_a_revocation_during_load_returns_no_record_carries_the_revoked_version(
             &other[..other.len().min(3)]
         );
     }
-    let size = node.tree_size();
-    let raw = node
-        .client("officer")
-        .request(
-            node.addr,
-            "GET",
-            &format!("/v1/entries?start=0&end={size}"),
-            None,
-        )
-        .unwrap()
-        .json();
-    for e in raw.as_array().unwrap() {
-        let index = e["index"].as_u64().unwrap();
-        let entry: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(e["entry"].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+    for (index, entry) in node.entries() {
         let used = entry["key_refs"][0].as_str().unwrap().to_owned();
         if index >= cut {
             assert_eq!(

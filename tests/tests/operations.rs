@@ -329,12 +329,7 @@ fn a_compromised_key_with_no_usable_version_stops_submissions_until_rotated() {
 fn sigkill_during_concurrent_submission_loses_no_acknowledged_record() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
-    let subjects = dir.join("policies/subjects.yaml");
-    let text = std::fs::read_to_string(&subjects).unwrap().replace(
-        "rate_per_second: 200, burst: 400",
-        "rate_per_second: 100000, burst: 100000",
-    );
-    std::fs::write(&subjects, text).unwrap();
+    e2e::node::unlimited_rate(&dir);
     let mut node = Node::start(&dir);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let addr = node.addr;

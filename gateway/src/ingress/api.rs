@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -209,55 +210,65 @@ fn hashes(h: &[crate::ledger::Hash]) -> Vec<String> {
     h.iter().map(crate::ledger::Hash::to_base64).collect()
 }
 
-fn query_problem(e: &axum::extract::rejection::QueryRejection) -> Response {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()).into_response()
+fn query_problem(e: &QueryRejection) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+}
+
+/// An authenticated request's parsed query, or the problem to answer instead.
+fn authenticated_query<T>(
+    req: &Request,
+    q: Result<Query<T>, QueryRejection>,
+) -> Result<T, Problem> {
+    peer(req)?;
+    q.map(|Query(q)| q).map_err(|e| query_problem(&e))
+}
+
+/// A ledger answer as JSON, or its problem.
+fn ledger_answer<T>(
+    result: Result<T, crate::ledger::LedgerError>,
+    json: impl FnOnce(T) -> serde_json::Value,
+) -> Response {
+    match result {
+        Ok(v) => axum::Json(json(v)).into_response(),
+        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
+    }
 }
 
 async fn inclusion(
     State(p): State<Arc<Pipeline>>,
-    q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    if let Err(e) = peer(&req) {
-        return e.into_response();
-    }
-    let Query(q) = match q {
+    let q = match authenticated_query(&req, q) {
         Ok(q) => q,
-        Err(e) => return query_problem(&e),
+        Err(problem) => return problem.into_response(),
     };
     let size = q.size.unwrap_or_else(|| p.ledger().size());
-    match p.ledger().inclusion_proof(q.index, size) {
-        Ok(h) => axum::Json(
-            serde_json::json!({ "leaf_index": q.index, "tree_size": size, "hashes": hashes(&h) }),
-        )
-        .into_response(),
-        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
-    }
+    ledger_answer(
+        p.ledger().inclusion_proof(q.index, size),
+        |h| serde_json::json!({ "leaf_index": q.index, "tree_size": size, "hashes": hashes(&h) }),
+    )
 }
 
 async fn consistency(
     State(p): State<Arc<Pipeline>>,
-    q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    if let Err(e) = peer(&req) {
-        return e.into_response();
-    }
-    let Query(q) = match q {
+    let q = match authenticated_query(&req, q) {
         Ok(q) => q,
-        Err(e) => return query_problem(&e),
+        Err(problem) => return problem.into_response(),
     };
     let to = q.to.unwrap_or_else(|| p.ledger().size());
-    match p.ledger().consistency_proof(q.from, to) {
-        Ok(h) => axum::Json(serde_json::json!({ "from": q.from, "to": to, "hashes": hashes(&h) }))
-            .into_response(),
-        Err(e) => problem(&crate::pipeline::PipelineError::Ledger(e)).into_response(),
-    }
+    ledger_answer(
+        p.ledger().consistency_proof(q.from, to),
+        |h| serde_json::json!({ "from": q.from, "to": to, "hashes": hashes(&h) }),
+    )
 }
 
 async fn entries(
     State(p): State<Arc<Pipeline>>,
-    q: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
     let peer = match peer(&req) {
@@ -269,7 +280,7 @@ async fn entries(
     }
     let Query(q) = match q {
         Ok(q) => q,
-        Err(e) => return query_problem(&e),
+        Err(e) => return query_problem(&e).into_response(),
     };
     if q.end < q.start || q.end - q.start > MAX_ENTRIES {
         return Problem::new(
