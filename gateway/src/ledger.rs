@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attachments;
 mod bundle;
 mod checkpoint;
 mod compact;
@@ -46,6 +47,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use attachments::{Attachments, Located};
 pub use bundle::{
     Bundle, MAX_BYTES as BUNDLE_MAX_BYTES, MAX_ENTRIES as BUNDLE_MAX_ENTRIES, encode_bundle,
 };
@@ -269,12 +271,24 @@ impl Ledger {
     fn request(
         &self,
         entries: Vec<Vec<u8>>,
+        attachments: Vec<Attachments>,
     ) -> Result<(writer::Request, oneshot::Receiver<ReplyResult>), LedgerError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(LedgerError::Poisoned);
         }
         let (reply, rx) = oneshot::channel();
-        Ok((writer::Request { entries, reply }, rx))
+        let req = writer::Request {
+            entries,
+            attachments,
+            reply,
+        };
+        Ok((req, rx))
+    }
+
+    async fn send(&self, req: writer::Request, rx: oneshot::Receiver<ReplyResult>) -> ReplyResult {
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.send(req).await.map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)?
     }
 
     /// Appends entries, in order and atomically together; returns once they are durable.
@@ -282,10 +296,22 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let (req, rx) = self.request(entries)?;
-        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
-        tx.send(req).await.map_err(|_| LedgerError::Closed)?;
-        rx.await.map_err(|_| LedgerError::Closed)?
+        let (req, rx) = self.request(entries, Vec::new())?;
+        self.send(req, rx).await
+    }
+
+    /// Appends entries with what to keep beside each (see [`Attachments`]): entries and attachments
+    /// become durable in one atomic write, or none of them does.
+    pub async fn append_with(
+        &self,
+        items: Vec<(Vec<u8>, Attachments)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (entries, attachments) = items.into_iter().unzip();
+        let (req, rx) = self.request(entries, attachments)?;
+        self.send(req, rx).await
     }
 
     /// [`Ledger::append`] for callers outside an async runtime (CLI, tools, benchmarks).
@@ -293,7 +319,7 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let (req, rx) = self.request(entries)?;
+        let (req, rx) = self.request(entries, Vec::new())?;
         let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
         tx.blocking_send(req).map_err(|_| LedgerError::Closed)?;
         rx.blocking_recv().map_err(|_| LedgerError::Closed)?

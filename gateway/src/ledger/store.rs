@@ -11,6 +11,7 @@
 //! | `c` ‖ size (u64 BE)                  | signed checkpoint note (UTF-8)         |
 //! | `k` ‖ vkey text                      | empty: a key that signed checkpoints   |
 //! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
+//! | `x` ‖ caller's key                   | an attachment (see `attachments`): never read by proofs or `verify` |
 //!
 //! Big-endian indices make sled's key order the tree order, so the verifier reads everything in
 //! sequential scans. Keeping each leaf hash beside its entry lets the verifier name the exact entry that
@@ -43,6 +44,7 @@ const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const KEY: u8 = b'k';
 const META: u8 = b'm';
+const ATTACHMENT: u8 = b'x';
 
 /// Interior levels are stored when they are a multiple of this.
 const NODE_STRIDE: u8 = 3;
@@ -250,6 +252,14 @@ impl Batch {
         self.inner.insert(meta_key("origin"), origin.as_bytes());
     }
 
+    pub(crate) fn put_attachment(&mut self, key: &[u8], value: &[u8]) {
+        self.inner.insert([&[ATTACHMENT], key].concat(), value);
+    }
+
+    pub(crate) fn remove_attachment(&mut self, key: &[u8]) {
+        self.inner.remove([&[ATTACHMENT], key].concat());
+    }
+
     fn set_format(&mut self) {
         self.inner.insert(meta_key("format"), FORMAT);
     }
@@ -370,6 +380,36 @@ impl Store {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn attachment(&self, key: &[u8]) -> Result<Option<sled::IVec>, LedgerError> {
+        self.tree
+            .get([&[ATTACHMENT], key].concat())
+            .map_err(storage)
+    }
+
+    /// Attachments whose key starts with `prefix`: (key without `prefix`, value).
+    pub(crate) fn attachments(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, sled::IVec)>, LedgerError> {
+        let full = [&[ATTACHMENT], prefix].concat();
+        self.tree
+            .scan_prefix(&full)
+            .map(|r| {
+                let (k, v) = r.map_err(storage)?;
+                Ok((k.get(full.len()..).unwrap_or_default().to_vec(), v))
+            })
+            .collect()
+    }
+
+    /// The checkpoint note stored for the tree of `size` entries, if one was published at that size.
+    pub(crate) fn checkpoint_note(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        self.tree
+            .get(index_key(CHECKPOINT, size))
+            .map_err(storage)?
+            .map(|v| decode_checkpoint(&index_key(CHECKPOINT, size), &v).map(|(_, note)| note))
+            .transpose()
     }
 
     /// Waits until no handle of this process holds the database's lock any more. sled's I/O threads

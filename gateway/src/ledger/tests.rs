@@ -124,6 +124,70 @@ async fn concurrent_appends_are_group_committed_in_order() {
     assert_eq!(report.size, 640);
 }
 
+/// Attachments land with their entries (mixed with plain appends in the same groups), locate them
+/// exactly, rebuild their receipts, survive a reopen, and are invisible to entries and `verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_kept_beside_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(open(&dir.path().join("l")));
+    let tasks: Vec<_> = (0..32u32)
+        .map(|t| {
+            let ledger = Arc::clone(&ledger);
+            tokio::spawn(async move {
+                if t % 2 == 0 {
+                    return ledger.append(entries(t * 3..t * 3 + 3)).await;
+                }
+                let items = entries(t * 3..t * 3 + 3)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, e)| {
+                        let a = Attachments {
+                            puts: vec![(format!("v/{t}/{k}").into_bytes(), e.clone())],
+                            locator: Some((format!("r/{t}/{k}").into_bytes(), vec![t as u8])),
+                        };
+                        (e, a)
+                    })
+                    .collect();
+                ledger.append_with(items).await
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for (t, task) in tasks.into_iter().enumerate() {
+        receipts.push((t, task.await.unwrap().unwrap()));
+    }
+    for (t, rs) in &receipts {
+        for (k, r) in rs.iter().enumerate() {
+            let located = ledger.located(format!("r/{t}/{k}").as_bytes()).unwrap();
+            if t % 2 == 0 {
+                assert_eq!(located, None);
+                continue;
+            }
+            let located = located.unwrap();
+            assert_eq!((located.index, located.tree_size), (r.index, r.tree_size));
+            assert_eq!(located.extra, vec![*t as u8]);
+            let (leaf, note) = ledger.receipt_parts(r.index, r.tree_size).unwrap();
+            assert_eq!(
+                (leaf, note.as_str()),
+                (r.leaf_hash, r.checkpoint.note.as_str())
+            );
+            let stored = ledger.attachment(format!("v/{t}/{k}").as_bytes()).unwrap();
+            assert_eq!(stored.unwrap(), ledger.entry(r.index).unwrap());
+        }
+    }
+    assert_eq!(ledger.attachments(b"r/").unwrap().len(), 16 * 3);
+    ledger
+        .change_attachments(&[], &[b"v/1/0".to_vec()])
+        .unwrap();
+    assert_eq!(ledger.attachment(b"v/1/0").unwrap(), None);
+    Arc::into_inner(ledger).unwrap().close();
+    let report = verify(&dir).unwrap();
+    assert_eq!(report.size, 96);
+    let ledger = open(&dir.path().join("l"));
+    assert_eq!(ledger.attachments(b"v/").unwrap().len(), 16 * 3 - 1);
+    assert!(ledger.receipt_parts(5, 97).is_err());
+}
+
 #[test]
 fn reopening_keeps_everything_and_continues() {
     let dir = filled(100, 7);

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::attachments::{Attachments, Located};
 use super::checkpoint::{Checkpoint, SignedCheckpoint};
 use super::compact::CompactRange;
 use super::error::LedgerError;
@@ -19,6 +20,8 @@ use super::{Receipt, Shared};
 /// One caller's entries, appended together, and where to send their receipts.
 pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
+    /// Empty, or one per entry: what to keep beside it, in the same atomic write.
+    pub(crate) attachments: Vec<Attachments>,
     pub(crate) reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
 }
 
@@ -105,9 +108,31 @@ impl Writer {
             records.push((leaf, entry.as_slice()));
         }
         batch.put_entries(first, &records);
+        let size = range.size();
+        let mut index = first;
+        for req in group {
+            for a in &req.attachments {
+                for (key, value) in &a.puts {
+                    batch.put_attachment(key, value);
+                }
+                if let Some((key, extra)) = &a.locator {
+                    let located = Located {
+                        index,
+                        tree_size: size,
+                        extra: extra.clone(),
+                    };
+                    batch.put_attachment(key, &located.encode());
+                }
+                index += 1;
+            }
+            // Requests without attachments still occupy their entries' indices.
+            if req.attachments.is_empty() {
+                index += req.entries.len() as u64;
+            }
+        }
         let checkpoint = Checkpoint {
             origin: self.shared.origin.clone(),
-            size: range.size(),
+            size,
             root: range.root(),
         };
         let signed = Arc::new(checkpoint.sign(self.signer.as_ref()));

@@ -1,0 +1,145 @@
+//! Attachments: data a caller keeps *beside* the log, written in the same atomic batch and the same
+//! flush as the entries it belongs to. They are never part of an entry, a proof, a checkpoint or
+//! `ledger verify`, and no read path of the log serves them.
+//!
+//! Why here and not in a database of the caller's own: a submission's off-ledger half (the vault's
+//! sealed values, the index that recognises a retry) must be durable exactly when its entry is. Two
+//! databases need either two fsyncs per record or a recovery protocol between them; one atomic batch
+//! needs neither, and rides on the group commit's single flush.
+
+use super::error::LedgerError;
+use super::hash::Hash;
+use super::{Ledger, store::Batch};
+
+/// What to keep beside one appended entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachments {
+    /// `(key, value)` pairs to store as given.
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `(key, extra)`: store where the entry landed (a [`Located`]) under `key`.
+    pub locator: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Where an entry landed, as stored under its locator key: its index, the size of the checkpoint that
+/// first included it, and the caller's extra bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The entry's index.
+    pub index: u64,
+    /// The size of the tree of the checkpoint published with it.
+    pub tree_size: u64,
+    /// The caller's bytes.
+    pub extra: Vec<u8>,
+}
+
+impl Located {
+    /// `index (u64 BE) ‖ tree_size (u64 BE) ‖ extra`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        [
+            &self.index.to_be_bytes()[..],
+            &self.tree_size.to_be_bytes(),
+            &self.extra,
+        ]
+        .concat()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Located> {
+        let index = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let tree_size = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(Located {
+            index,
+            tree_size,
+            extra: bytes.get(16..)?.to_vec(),
+        })
+    }
+}
+
+impl Ledger {
+    /// The attachment stored under `key`.
+    pub fn attachment(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.shared.store.attachment(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Every attachment whose key starts with `prefix`, in key order: `(rest of the key, value)`.
+    pub fn attachments(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+        Ok(self
+            .shared
+            .store
+            .attachments(prefix)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_vec()))
+            .collect())
+    }
+
+    /// Where the entry located under `key` landed.
+    pub fn located(&self, key: &[u8]) -> Result<Option<Located>, LedgerError> {
+        self.shared
+            .store
+            .attachment(key)?
+            .map(|v| {
+                Located::decode(&v)
+                    .ok_or_else(|| LedgerError::Corrupt("malformed locator attachment".into()))
+            })
+            .transpose()
+    }
+
+    /// Writes and removes attachments outside an append (an officer's shred, an import); durable when
+    /// this returns.
+    pub fn change_attachments(
+        &self,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        removes: &[Vec<u8>],
+    ) -> Result<(), LedgerError> {
+        let mut batch = Batch::default();
+        for (k, v) in puts {
+            batch.put_attachment(k, v);
+        }
+        for k in removes {
+            batch.remove_attachment(k);
+        }
+        self.shared.store.commit(batch)
+    }
+
+    /// The leaf hash of entry `index` and the checkpoint note published at `tree_size`: with the
+    /// index, what rebuilds the receipt an append gave.
+    pub fn receipt_parts(&self, index: u64, tree_size: u64) -> Result<(Hash, String), LedgerError> {
+        self.check_size(tree_size)?;
+        if index >= tree_size {
+            return Err(LedgerError::NoSuchEntry {
+                index,
+                size: tree_size,
+            });
+        }
+        let leaf = self
+            .shared
+            .store
+            .entry(index)?
+            .map(|e| e.leaf)
+            .ok_or_else(|| LedgerError::Corrupt(format!("entry {index} is missing")))?;
+        let note = self
+            .shared
+            .store
+            .checkpoint_note(tree_size)?
+            .ok_or_else(|| {
+                LedgerError::Corrupt(format!("no checkpoint was stored at size {tree_size}"))
+            })?;
+        Ok((leaf, note))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn located_round_trips() {
+        let l = Located {
+            index: 7,
+            tree_size: 9,
+            extra: b"mac".to_vec(),
+        };
+        assert_eq!(Located::decode(&l.encode()).unwrap(), l);
+        assert_eq!(Located::decode(&l.encode()[..15]), None);
+    }
+}
