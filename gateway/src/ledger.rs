@@ -47,7 +47,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use attachments::{Attachments, Located};
+pub use attachments::{Attachments, KeyValues, Located};
 pub use bundle::{
     Bundle, MAX_BYTES as BUNDLE_MAX_BYTES, MAX_ENTRIES as BUNDLE_MAX_ENTRIES, encode_bundle,
 };

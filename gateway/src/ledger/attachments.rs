@@ -11,11 +11,14 @@ use super::error::LedgerError;
 use super::hash::Hash;
 use super::{Ledger, store::Batch};
 
+/// Key/value pairs, as attachments are written and read.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What to keep beside one appended entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attachments {
     /// `(key, value)` pairs to store as given.
-    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub puts: KeyValues,
     /// `(key, extra)`: store where the entry landed (a [`Located`]) under `key`.
     pub locator: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -61,7 +64,7 @@ impl Ledger {
     }
 
     /// Every attachment whose key starts with `prefix`, in key order: `(rest of the key, value)`.
-    pub fn attachments(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    pub fn attachments(&self, prefix: &[u8]) -> Result<KeyValues, LedgerError> {
         Ok(self
             .shared
             .store

@@ -143,7 +143,10 @@ async fn attachments_are_kept_beside_their_entries() {
                     .map(|(k, e)| {
                         let a = Attachments {
                             puts: vec![(format!("v/{t}/{k}").into_bytes(), e.clone())],
-                            locator: Some((format!("r/{t}/{k}").into_bytes(), vec![t as u8])),
+                            locator: Some((
+                                format!("r/{t}/{k}").into_bytes(),
+                                t.to_be_bytes().to_vec(),
+                            )),
                         };
                         (e, a)
                     })
@@ -165,7 +168,10 @@ async fn attachments_are_kept_beside_their_entries() {
             }
             let located = located.unwrap();
             assert_eq!((located.index, located.tree_size), (r.index, r.tree_size));
-            assert_eq!(located.extra, vec![*t as u8]);
+            assert_eq!(
+                located.extra,
+                u32::try_from(*t).unwrap().to_be_bytes().to_vec()
+            );
             let (leaf, note) = ledger.receipt_parts(r.index, r.tree_size).unwrap();
             assert_eq!(
                 (leaf, note.as_str()),
