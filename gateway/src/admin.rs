@@ -53,6 +53,13 @@ pub fn execute(
     command: keymgr::Command,
     actor: &str,
 ) -> Result<keymgr::Outcome, AdminError> {
+    if matches!(command, keymgr::Command::Affected { .. }) {
+        // The usage index follows the ledger; bring it up to date so the answer covers every record
+        // acknowledged before the question.
+        pipeline.index_usage().map_err(|e| {
+            AdminError::Keys(keymgr::Error::Storage(format!("indexing key usage: {e}")))
+        })?;
+    }
     Ok(keymgr::execute(
         pipeline.keys(),
         command,

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod claims;
 pub mod config;
 pub mod files;
 pub mod ingress;
@@ -19,4 +20,5 @@ pub mod reload;
 pub mod risk;
 pub mod rotation;
 pub mod serve;
+pub mod usage;
 pub mod vault;

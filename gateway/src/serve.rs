@@ -16,12 +16,13 @@ use crate::config::Config;
 use crate::ingress::{api, identity, tls};
 use crate::ledger::{self, Ledger, LedgerConfig};
 use crate::pipeline::Pipeline;
-use crate::vault::Vault;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the key-usage index catches up with the ledger.
+const USAGE_INDEX_EVERY: Duration = Duration::from_secs(1);
 
 /// A node that could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +43,9 @@ pub enum ServeError {
     /// The ledger.
     #[error("ledger")]
     Ledger(#[from] ledger::LedgerError),
-    /// The vault.
-    #[error(transparent)]
-    Vault(#[from] crate::vault::VaultError),
+    /// The data directory has a vault database of an older layout.
+    #[error("{0}")]
+    OldLayout(String),
     /// Assembling the pipeline.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
@@ -91,13 +92,34 @@ pub async fn serve(
         LedgerConfig::new(ledger::store_dir(&config.data), &config.ledger.origin),
         Arc::new(signer),
     )?);
-    let vault = Vault::open(&config.data.join("vault"))?;
+    let old_vault = config.data.join("vault");
+    if old_vault.exists() {
+        // Made by a gateway before the vault moved beside the ledger; nothing reads it any more.
+        return Err(ServeError::OldLayout(format!(
+            "{}: a vault database of an older layout (the vault is now kept in the ledger store); \
+             this build cannot read it, so refuse to start rather than ignore it",
+            old_vault.display()
+        )));
+    }
     let pipeline = Arc::new(Pipeline::new(
         Arc::clone(&policy),
         keys,
         Arc::clone(&ledger),
-        vault,
     )?);
+    // The key-usage index follows the ledger: every second, and once more at shutdown.
+    {
+        let pipeline = Arc::clone(&pipeline);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(USAGE_INDEX_EVERY);
+            loop {
+                tick.tick().await;
+                let p = Arc::clone(&pipeline);
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.index_usage()).await {
+                    tracing::error!(error = %e, "key-usage indexing failed");
+                }
+            }
+        });
+    }
     // Automatic rotation: at start, then every `rotation_check_seconds`.
     {
         let pipeline = Arc::clone(&pipeline);
@@ -199,6 +221,9 @@ pub async fn serve(
         tracing::warn!("in-flight requests did not finish in time");
     }
     drop(router);
+    if let Err(e) = pipeline.index_usage() {
+        tracing::error!(error = %e, "key-usage indexing at shutdown failed; the next start resumes it");
+    }
     drop(pipeline);
     // Every acknowledged entry was flushed before its answer; closing waits for the writer anyway.
     if let Ok(ledger) = Arc::try_unwrap(ledger) {

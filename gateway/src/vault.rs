@@ -1,35 +1,36 @@
 //! The off-ledger vault: sealed field values, each encrypted with its data subject's key (from keymgr,
-//! itself wrapped by the KEK), and the submission index that makes submissions idempotent. Only this
-//! module knows the vault is sled.
+//! itself wrapped by the KEK), and the submission index that makes submissions idempotent.
 //!
-//! | tree | key | value |
-//! |---|---|---|
-//! | `sealed` | provider ‖ 0 ‖ record id ‖ 0 ‖ field path | JSON `{key, version, blob}`: blob = XChaCha20-Poly1305 of the value's canonical JSON, AAD = the key |
-//! | `submissions` | provider ‖ 0 ‖ record id | JSON `{request_mac, receipt}` |
+//! Both are kept as ledger *attachments* (see `ledger::Attachments`): written in the same atomic batch
+//! and flush as the record's entry, so a submission is durable whole or not at all, with no fsync of
+//! its own and no recovery protocol. They are never part of an entry, a proof or a checkpoint. This
+//! module owns their encoding:
+//!
+//! | attachment key | value |
+//! |---|---|
+//! | `vault/sealed/` ‖ provider ‖ 0 ‖ record id | JSON `{path: {key, version, blob}}`: blob = XChaCha20-Poly1305 of the value's canonical JSON under the subject key |
+//! | `vault/submission/` ‖ provider ‖ 0 ‖ record id | locator: entry index, checkpoint size, request MAC |
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::FileError;
+use crate::ledger::{Attachments, Ledger, LedgerError};
+
+const SEALED: &[u8] = b"vault/sealed/";
+const SUBMISSION: &[u8] = b"vault/submission/";
 
 /// The vault failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
-    /// The storage engine failed.
+    /// The storage beneath failed.
     #[error("vault storage: {0}")]
-    Storage(String),
+    Storage(#[from] LedgerError),
     /// A stored value is damaged.
     #[error("vault record is damaged: {0}")]
     Corrupt(String),
-    /// Its directory could not be made.
-    #[error(transparent)]
-    File(#[from] FileError),
-}
-
-fn storage(e: impl std::fmt::Display) -> VaultError {
-    VaultError::Storage(e.to_string())
 }
 
 /// One sealed value at rest.
@@ -43,71 +44,54 @@ pub struct SealedRecord {
     pub blob: String,
 }
 
-/// A submission: how to recognise a retry, and what was answered. Written *pending* (no receipt)
-/// before the ledger append and completed after it, so that a crash in between is resolved on the next
-/// start by looking for the entry in the ledger's tail, never by appending it twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An accepted submission: how to recognise a retry, and where its entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submission {
     /// HMAC of the canonical submitted record, under the node's request key.
     pub request_mac: String,
-    /// The receipt, as JSON; `None` while the append is in flight.
-    pub receipt: Option<serde_json::Value>,
-    /// The ledger's size just before the append: the entry, if it was written, is at or after it.
-    pub after: u64,
+    /// The entry's index.
+    pub index: u64,
+    /// The size of the checkpoint first published with it (its receipt's).
+    pub tree_size: u64,
 }
 
-fn record_key(provider: &str, id: &str) -> Vec<u8> {
-    [provider.as_bytes(), &[0], id.as_bytes()].concat()
+fn key(prefix: &[u8], provider: &str, id: &str) -> Vec<u8> {
+    [prefix, provider.as_bytes(), &[0], id.as_bytes()].concat()
 }
 
-/// The open vault.
+/// The vault, kept beside the ledger.
+#[derive(Debug, Clone)]
 pub struct Vault {
-    sealed: sled::Tree,
-    submissions: sled::Tree,
-    db: sled::Db,
-}
-
-impl std::fmt::Debug for Vault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").finish_non_exhaustive()
-    }
+    ledger: Arc<Ledger>,
 }
 
 impl Vault {
-    /// Opens (or creates) the vault at `dir`.
-    pub fn open(dir: &Path) -> Result<Vault, VaultError> {
-        if !dir.exists() {
-            crate::files::private_dir(dir)?;
-        }
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(storage)?;
-        let sealed = db.open_tree("sealed").map_err(storage)?;
-        let submissions = db.open_tree("submissions").map_err(storage)?;
-        Ok(Vault {
-            sealed,
-            submissions,
-            db,
-        })
+    /// The vault kept in `ledger`'s attachments.
+    pub fn new(ledger: Arc<Ledger>) -> Vault {
+        Vault { ledger }
     }
 
-    /// Stores sealed values of one record; durable when this returns.
-    pub fn put_sealed(
-        &self,
+    /// What to attach to the entry of a new submission: its sealed values and its index record.
+    pub fn attachments(
         provider: &str,
         id: &str,
-        values: &[(String, SealedRecord)],
-    ) -> Result<(), VaultError> {
-        let mut batch = sled::Batch::default();
-        for (path, rec) in values {
-            let key = [record_key(provider, id), vec![0], path.as_bytes().to_vec()].concat();
-            batch.insert(key, serde_json::to_vec(rec).map_err(storage)?);
+        request_mac: &str,
+        sealed: &[(String, SealedRecord)],
+    ) -> Result<Attachments, VaultError> {
+        let mut a = Attachments {
+            locator: Some((
+                key(SUBMISSION, provider, id),
+                request_mac.as_bytes().to_vec(),
+            )),
+            puts: Vec::new(),
+        };
+        if !sealed.is_empty() {
+            let map: BTreeMap<&str, &SealedRecord> =
+                sealed.iter().map(|(p, r)| (p.as_str(), r)).collect();
+            let json = serde_json::to_vec(&map).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+            a.puts.push((key(SEALED, provider, id), json));
         }
-        self.sealed.apply_batch(batch).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
-        Ok(())
+        Ok(a)
     }
 
     /// The sealed values of one record, by field path.
@@ -116,75 +100,64 @@ impl Vault {
         provider: &str,
         id: &str,
     ) -> Result<Vec<(String, SealedRecord)>, VaultError> {
-        let prefix = [record_key(provider, id), vec![0]].concat();
-        self.sealed
-            .scan_prefix(&prefix)
-            .map(|r| {
-                let (k, v) = r.map_err(storage)?;
-                let path =
-                    String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned();
-                let rec =
-                    serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-                Ok((path, rec))
-            })
-            .collect()
+        let Some(bytes) = self.ledger.attachment(&key(SEALED, provider, id))? else {
+            return Ok(Vec::new());
+        };
+        let map: BTreeMap<String, SealedRecord> =
+            serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        Ok(map.into_iter().collect())
     }
 
     /// An accepted submission, if any.
     pub fn submission(&self, provider: &str, id: &str) -> Result<Option<Submission>, VaultError> {
-        match self
-            .submissions
-            .get(record_key(provider, id))
-            .map_err(storage)?
-        {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| VaultError::Corrupt(e.to_string())),
-        }
+        let Some(located) = self.ledger.located(&key(SUBMISSION, provider, id))? else {
+            return Ok(None);
+        };
+        let request_mac = String::from_utf8(located.extra)
+            .map_err(|_| VaultError::Corrupt("request MAC is not UTF-8".into()))?;
+        Ok(Some(Submission {
+            request_mac,
+            index: located.index,
+            tree_size: located.tree_size,
+        }))
     }
+}
 
-    /// Forgets a submission whose append did not happen.
-    pub fn remove_submission(&self, provider: &str, id: &str) -> Result<(), VaultError> {
-        self.submissions
-            .remove(record_key(provider, id))
-            .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
-        Ok(())
-    }
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ed25519NoteSigner, LedgerConfig};
 
-    /// Every pending submission: (provider, id, submission).
-    pub fn pending(&self) -> Result<Vec<(String, String, Submission)>, VaultError> {
-        let mut out = Vec::new();
-        for r in self.submissions.iter() {
-            let (k, v) = r.map_err(storage)?;
-            let s: Submission =
-                serde_json::from_slice(&v).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-            if s.receipt.is_none() {
-                let mut parts = k.splitn(2, |b| *b == 0);
-                let provider =
-                    String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-                out.push((provider, id, s));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records a submission (pending or complete); durable when this returns.
-    pub fn put_submission(
-        &self,
-        provider: &str,
-        id: &str,
-        s: &Submission,
-    ) -> Result<(), VaultError> {
-        self.submissions
-            .insert(
-                record_key(provider, id),
-                serde_json::to_vec(s).map_err(storage)?,
-            )
-            .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
-        Ok(())
+    #[tokio::test]
+    async fn a_submission_and_its_sealed_values_land_with_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Arc::new(Ed25519NoteSigner::from_seed("t/log", &[1; 32]).unwrap());
+        let ledger = Arc::new(
+            Ledger::open(LedgerConfig::new(dir.path().join("l"), "t/log"), signer).unwrap(),
+        );
+        let vault = Vault::new(Arc::clone(&ledger));
+        assert_eq!(vault.submission("p", "1").unwrap(), None);
+        let sealed = vec![(
+            "salary".to_owned(),
+            SealedRecord {
+                key: "subject/ab".into(),
+                version: 1,
+                blob: "AQID".into(),
+            },
+        )];
+        let a = Vault::attachments("p", "1", "v1:mac", &sealed).unwrap();
+        let receipt = ledger
+            .append_with(vec![(b"{}".to_vec(), a)])
+            .await
+            .unwrap()
+            .remove(0);
+        let s = vault.submission("p", "1").unwrap().unwrap();
+        assert_eq!((s.index, s.tree_size), (receipt.index, receipt.tree_size));
+        assert_eq!(s.request_mac, "v1:mac");
+        assert_eq!(vault.sealed("p", "1").unwrap(), sealed);
+        // Another provider's record of the same id, and a prefix of the id, are other records.
+        assert_eq!(vault.submission("q", "1").unwrap(), None);
+        assert_eq!(vault.sealed("p", "").unwrap(), Vec::new());
     }
 }

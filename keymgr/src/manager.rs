@@ -55,6 +55,13 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
 }
 
+/// When a change must be on disk: before the call returns, or at the next [`KeyManager::sync`].
+#[derive(Clone, Copy)]
+enum Sync {
+    Now,
+    Deferred,
+}
+
 /// The version new work uses, unwrapped and cached; material zeroized on drop.
 #[derive(Debug)]
 pub struct PrimaryKey {
@@ -111,7 +118,16 @@ impl KeyManager {
             write: Mutex::new(()),
             cache: RwLock::new(HashMap::new()),
         };
-        m.commit_with_audit(batch, now, actor, "init", None, None, String::new())?;
+        m.commit_with_audit(
+            batch,
+            Sync::Now,
+            now,
+            actor,
+            "init",
+            None,
+            None,
+            String::new(),
+        )?;
         Ok(m)
     }
 
@@ -140,10 +156,12 @@ impl KeyManager {
         self.write.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Applies `batch` with its audit event; durable when this returns unless `sync` is `Deferred`.
     #[allow(clippy::too_many_arguments)] // every field of the event, named at the call site
     fn commit_with_audit(
         &self,
         mut batch: Batch,
+        sync: Sync,
         now: Timestamp,
         actor: &str,
         action: &str,
@@ -162,7 +180,10 @@ impl KeyManager {
             detail,
         };
         batch.put_audit(&event)?;
-        self.store.commit(batch)?;
+        match sync {
+            Sync::Now => self.store.commit(batch)?,
+            Sync::Deferred => self.store.apply(batch)?,
+        }
         if let Some(k) = key {
             self.cache
                 .write()
@@ -218,7 +239,16 @@ impl KeyManager {
         change(&mut record)?;
         let mut batch = Batch::default();
         batch.put_key(&record)?;
-        self.commit_with_audit(batch, now, actor, action, Some(name), version, detail)?;
+        self.commit_with_audit(
+            batch,
+            Sync::Now,
+            now,
+            actor,
+            action,
+            Some(name),
+            version,
+            detail,
+        )?;
         Ok(record)
     }
 
@@ -229,6 +259,18 @@ impl KeyManager {
         purpose: Purpose,
         rotate_every: Option<u64>,
         max_age: Option<u64>,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<KeyRecord, Error> {
+        let spec = (purpose, rotate_every, max_age);
+        self.create_with(name, spec, Sync::Now, now, actor)
+    }
+
+    fn create_with(
+        &self,
+        name: &str,
+        (purpose, rotate_every, max_age): (Purpose, Option<u64>, Option<u64>),
+        sync: Sync,
         now: Timestamp,
         actor: &str,
     ) -> Result<KeyRecord, Error> {
@@ -258,6 +300,7 @@ impl KeyManager {
         batch.put_key(&record)?;
         self.commit_with_audit(
             batch,
+            sync,
             now,
             actor,
             "create",
@@ -279,6 +322,7 @@ impl KeyManager {
         batch.put_key(&record)?;
         self.commit_with_audit(
             batch,
+            Sync::Now,
             now,
             actor,
             "rotate",
@@ -397,6 +441,9 @@ impl KeyManager {
     }
 
     /// The data key for new data of `subject`: made on first use, rotated on use once expired.
+    ///
+    /// A key made here is written but not yet flushed, so that many new subjects share one flush:
+    /// call [`KeyManager::sync`] before making durable anything that needs the key to read it back.
     pub fn subject_key(
         &self,
         subject: &str,
@@ -407,7 +454,8 @@ impl KeyManager {
         match self.primary(&name, now) {
             Ok(k) => Ok(k),
             Err(Error::NoSuchKey(_)) => {
-                match self.create(&name, Purpose::Subject, None, None, now, actor) {
+                let spec = (Purpose::Subject, None, None);
+                match self.create_with(&name, spec, Sync::Deferred, now, actor) {
                     Ok(_) | Err(Error::KeyExists(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -512,13 +560,38 @@ impl KeyManager {
         Ok(self.record(name)?.trusted_at(version, made_at))
     }
 
-    /// Feeds the key-usage index: `locator` (a record's place, e.g. `ledger:42`) used these versions.
-    pub fn record_usage(&self, refs: &[(String, u32)], locator: &str) -> Result<(), Error> {
+    /// Whether some change is written but not yet durable (a new subject key): then [`KeyManager::sync`]
+    /// has work to do.
+    pub fn needs_sync(&self) -> bool {
+        self.store.needs_sync()
+    }
+
+    /// Makes every change written so far durable; concurrent callers share one flush.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.store.sync()
+    }
+
+    /// Feeds the usage index with many records at once, and records that it is now complete through
+    /// `cursor` (a position in the caller's log), in one durable write: after a crash the caller
+    /// resumes from [`KeyManager::usage_cursor`] and loses nothing. Recording a use twice is harmless.
+    pub fn record_usage_through(
+        &self,
+        uses: &[(Vec<(String, u32)>, String)],
+        cursor: u64,
+    ) -> Result<(), Error> {
         let mut batch = Batch::default();
-        for (name, version) in refs {
-            batch.put_usage(name, *version, locator);
+        for (refs, locator) in uses {
+            for (name, version) in refs {
+                batch.put_usage(name, *version, locator);
+            }
         }
+        batch.set_usage_cursor(cursor);
         self.store.commit(batch)
+    }
+
+    /// Through which position the usage index is complete (0 when nothing was recorded with a cursor).
+    pub fn usage_cursor(&self) -> Result<u64, Error> {
+        self.store.usage_cursor()
     }
 
     /// Everything recorded as having used `name`@`version`.
@@ -569,6 +642,7 @@ impl KeyManager {
         drop(_guard);
         self.commit_with_audit(
             batch,
+            Sync::Now,
             now,
             actor,
             "change-passphrase",

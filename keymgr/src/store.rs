@@ -4,13 +4,19 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `m` ‖ `format` / `kdf` / `verifier` | format marker; KEK derivation parameters (JSON); a constant wrapped under the KEK, to detect a wrong one |
+//! | `m` ‖ `format` / `kdf` / `verifier` | format marker; KEK derivation parameters (JSON); a constant wrapped under the KEK, to detect a wrong one; `usage-cursor`: through which ledger index the usage index is complete (u64 BE) |
 //! | `k` ‖ name | the key record (JSON): versions, states, wrapped material |
 //! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ locator | key-usage index: a record that used that version |
 //! | `a` ‖ seq (u64 BE) | an audit event (JSON) |
+//!
+//! Durability: [`Store::commit`] returns once the write is on disk. The hot path may instead
+//! [`Store::apply`] and later [`Store::sync`]: concurrent syncs share one flush (one fsync), so many
+//! requests that each made a new data-subject key pay for one flush between them, not one each.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::Error;
 use crate::audit::AuditEvent;
@@ -46,6 +52,11 @@ fn usage_prefix(name: &str, version: u32) -> Vec<u8> {
 pub(crate) struct Store {
     path: PathBuf,
     tree: sled::Tree,
+    /// Batches applied so far, and how many of them a finished flush covers.
+    applied: AtomicU64,
+    durable: AtomicU64,
+    /// One flush at a time; a caller that waited here usually finds its writes already covered.
+    flushing: Mutex<()>,
 }
 
 /// Writes applied together by [`Store::commit`].
@@ -68,6 +79,10 @@ impl Batch {
         self.0
             .insert(prefixed(b'a', &event.seq.to_be_bytes()), json);
         Ok(())
+    }
+
+    pub(crate) fn set_usage_cursor(&mut self, cursor: u64) {
+        self.put_meta("usage-cursor", &cursor.to_be_bytes());
     }
 
     pub(crate) fn put_usage(&mut self, name: &str, version: u32, locator: &str) {
@@ -126,6 +141,9 @@ impl Store {
         let store = Store {
             path: path.to_owned(),
             tree,
+            applied: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flushing: Mutex::new(()),
         };
         match store.meta("format")? {
             Some(f) if f == FORMAT => {}
@@ -153,8 +171,37 @@ impl Store {
 
     /// Applies a batch atomically and makes it durable.
     pub(crate) fn commit(&self, batch: Batch) -> Result<(), Error> {
+        self.apply(batch)?;
+        self.sync()
+    }
+
+    /// Applies a batch atomically; it is visible at once and durable after the next [`Store::sync`].
+    pub(crate) fn apply(&self, batch: Batch) -> Result<(), Error> {
         self.tree.apply_batch(batch.0).map_err(storage)?;
+        // Counted only once applied: a flush that reads the count afterwards covers this batch.
+        self.applied.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Whether a batch was applied that no finished flush covers yet.
+    pub(crate) fn needs_sync(&self) -> bool {
+        self.durable.load(Ordering::Acquire) < self.applied.load(Ordering::Acquire)
+    }
+
+    /// Makes every batch applied before this call durable, sharing a flush with concurrent callers.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        let target = self.applied.load(Ordering::Acquire);
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
+        // Whoever held the lock may have flushed our batches already.
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let covered = self.applied.load(Ordering::Acquire);
         self.tree.flush().map_err(storage)?;
+        self.durable.fetch_max(covered, Ordering::AcqRel);
         Ok(())
     }
 
@@ -188,6 +235,14 @@ impl Store {
                     .map_err(|e| Error::StoreCorrupt(format!("key record: {e}")))
             })
             .collect()
+    }
+
+    /// Through which index the usage index is complete, as the last [`Batch::set_usage_cursor`] said.
+    pub(crate) fn usage_cursor(&self) -> Result<u64, Error> {
+        Ok(self
+            .meta("usage-cursor")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
     }
 
     pub(crate) fn usage(&self, name: &str, version: u32) -> Result<Vec<String>, Error> {

@@ -186,23 +186,72 @@ fn every_version_keeps_the_whole_history_of_its_states() {
 }
 
 #[test]
-fn usage_is_indexed_by_key_version() {
+fn usage_is_indexed_by_key_version_with_a_cursor() {
     let (_d, m) = fresh();
     m.create("pseudonym", Purpose::Pseudonym, None, None, T0, "o")
         .unwrap();
-    m.record_usage(&[("pseudonym".into(), 1)], "ledger:0")
-        .unwrap();
-    m.record_usage(&[("pseudonym".into(), 1)], "ledger:1")
+    assert_eq!(m.usage_cursor().unwrap(), 0);
+    let used = |v: u32, at: &str| (vec![("pseudonym".to_owned(), v)], at.to_owned());
+    m.record_usage_through(&[used(1, "ledger:0"), used(1, "ledger:1")], 2)
         .unwrap();
     m.rotate("pseudonym", T0 + 1, "o").unwrap();
-    m.record_usage(&[("pseudonym".into(), 2)], "ledger:2")
+    // Recording a use again (a resumed indexer) changes nothing.
+    m.record_usage_through(&[used(1, "ledger:1"), used(2, "ledger:2")], 3)
         .unwrap();
+    assert_eq!(m.usage_cursor().unwrap(), 3);
     assert_eq!(
         m.affected("pseudonym", 1).unwrap(),
         ["ledger:0", "ledger:1"]
     );
     assert_eq!(m.affected("pseudonym", 2).unwrap(), ["ledger:2"]);
     assert_eq!(m.affected("pseudonym", 3).unwrap_err().code(), "not_found");
+}
+
+#[test]
+fn subject_keys_made_on_the_hot_path_are_durable_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let secret = pass("a long test passphrase");
+    let m = std::sync::Arc::new(KeyManager::init(&path, &secret, T0, "tester").unwrap());
+    // Many threads make keys and sync at once: every sync succeeds, sharing flushes.
+    let made: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let m = std::sync::Arc::clone(&m);
+                s.spawn(move || {
+                    let k = m.subject_key(&format!("S-{t}"), T0, "gateway").unwrap();
+                    m.sync().unwrap();
+                    k.material.expose().to_vec()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    drop(m);
+    let m = open_again(&path, &secret);
+    for (t, material) in made.iter().enumerate() {
+        let name = KeyManager::subject_key_name(&format!("S-{t}"));
+        assert_eq!(m.version_material(&name, 1).unwrap().expose(), material);
+    }
+    assert!(
+        m.audit()
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "create")
+            .count()
+            >= 8
+    );
+}
+
+/// Opens a store again once the previous handle's lock is released.
+fn open_again(path: &std::path::Path, secret: &KekSource) -> KeyManager {
+    for _ in 0..200 {
+        match KeyManager::open(path, secret) {
+            Err(Error::StoreLocked(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("store stayed locked");
 }
 
 #[test]

@@ -350,7 +350,8 @@ fn sigkill_during_concurrent_submission_loses_no_acknowledged_record() {
                         addr,
                         "POST",
                         "/v1/records",
-                        Some(loan(&id, "P").to_string().as_bytes()),
+                        // A new data subject each time: every record makes a subject key too.
+                        Some(loan(&id, &format!("P-{id}")).to_string().as_bytes()),
                     ) {
                         Ok(a) if a.status == 201 => {
                             acked.lock().unwrap().push(format!("{}:{id}", w % 2))
@@ -374,6 +375,7 @@ fn sigkill_during_concurrent_submission_loses_no_acknowledged_record() {
     assert!(out.status.success(), "{}", stderr(&out));
     let node = Node::start(&dir);
     let (a, b) = (node.client("provider-a"), node.client("provider-b"));
+    let mut indices = Vec::new();
     for entry in &acked {
         let (who, id) = entry.split_once(':').unwrap();
         let client = if who == "0" { &a } else { &b };
@@ -386,16 +388,34 @@ fn sigkill_during_concurrent_submission_loses_no_acknowledged_record() {
             "acknowledged {id} is gone: {}",
             read.text()
         );
+        // Its sealed value too: the subject key made for it reached the disk before the entry.
+        let read = read.json();
+        assert_eq!(read["sealed"]["salary"]["value"], json!(61000), "{read}");
+        indices.push(read["record"]["key_refs"].clone());
+        indices.push(json!(format!("ledger:{}", read["proof"]["leaf_index"])));
         // And a retry after the crash is recognised, not appended again.
         let again = client
             .request(
                 node.addr,
                 "POST",
                 "/v1/records",
-                Some(loan(id, "P").to_string().as_bytes()),
+                Some(loan(id, &format!("P-{id}")).to_string().as_bytes()),
             )
             .unwrap();
         assert_eq!(again.status, 200, "{id}: {}", again.text());
     }
     assert!(node.tree_size() >= acked.len() as u64);
+    // The key-usage index caught up at start: every acknowledged record is listed under the
+    // pseudonym key version its entry names.
+    let mut node = node;
+    node.stop();
+    let affected: Value = serde_json::from_slice(
+        &keymgr(&dir, &["affected", "pseudonym", "--version", "1", "--json"]).stdout,
+    )
+    .unwrap();
+    let listed = affected["records"].as_array().unwrap();
+    for pair in indices.chunks(2) {
+        assert!(pair[0].to_string().contains("pseudonym@1"), "{}", pair[0]);
+        assert!(listed.contains(&pair[1]), "{} not in {affected}", pair[1]);
+    }
 }

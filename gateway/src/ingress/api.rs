@@ -165,9 +165,8 @@ async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
         .into_response();
     }
     // One result per line, in order; each line is a submission of its own, so a bad line refuses only
-    // itself. Lines are submitted concurrently and their appends share the ledger's group commits.
-    let results =
-        futures_util::future::join_all(lines.iter().map(|line| p.submit(&peer, line))).await;
+    // itself. The good lines are appended together, in one group commit.
+    let results = p.submit_batch(&peer, &lines).await;
     let mut out = String::new();
     for (i, r) in results.into_iter().enumerate() {
         let v = match r {

@@ -80,7 +80,10 @@ pub fn problem(e: &PipelineError) -> Problem {
             };
             (status, k.code())
         }
-        PipelineError::Ledger(_) | PipelineError::Vault(_) | PipelineError::Keys(_) => {
+        PipelineError::Ledger(_)
+        | PipelineError::Vault(_)
+        | PipelineError::Keys(_)
+        | PipelineError::Unavailable(_) => {
             // Internal detail goes to the log, not to the client.
             tracing::error!(error = %e, "request failed");
             return Problem::new(

@@ -1,0 +1,312 @@
+//! A round of submissions: parse and admit each line, look for earlier submissions of the same ids,
+//! desensitize and seal the new ones, and append them together with their vault attachments.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use keymgr::Kek;
+use policies::{
+    Action, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode, RecordType,
+    parse_json,
+};
+use serde_json::{Value, json};
+
+use super::{Accepted, MAX_JSON_DEPTH, Pipeline, PipelineError, REQUEST_MAC_KEY};
+use crate::keys::{ManagedKeys, OsSalts};
+use crate::ledger::{Attachments, Hash};
+use crate::vault::{SealedRecord, Vault, VaultError};
+
+/// Record ids: 1 to this many characters.
+const MAX_ID_CHARS: usize = 128;
+
+/// A line that passed identification, admission, parsing and authorization.
+pub(super) struct Parsed<'p> {
+    provider: &'p str,
+    rt: &'p RecordType,
+    record_type: String,
+    pub(super) id: String,
+    record: Value,
+}
+
+impl Parsed<'_> {
+    pub(super) fn provider(&self) -> &str {
+        self.provider
+    }
+}
+
+/// A round's outcomes, by line position.
+type Outcomes = Vec<(usize, Result<Accepted, PipelineError>)>;
+
+/// The receipt as the API gives it.
+fn receipt_json(index: u64, leaf: &Hash, tree_size: u64, checkpoint: &str) -> Value {
+    json!({
+        "index": index,
+        "leaf_hash": leaf.to_base64(),
+        "tree_size": tree_size,
+        "checkpoint": checkpoint,
+    })
+}
+
+impl Pipeline {
+    /// identify → admit (size, then rate) → parse → authorize.
+    pub(super) fn parse_line<'p>(
+        &self,
+        policy: &'p PolicySet,
+        peer: &PeerIdentity,
+        body: &[u8],
+    ) -> Result<Parsed<'p>, PipelineError> {
+        let subject = policy.identify(peer)?;
+        let limits = policy.limits_for(subject);
+        if body.len() > limits.max_record_bytes {
+            let why = format!(
+                "{} bytes is more than the limit of {}",
+                body.len(),
+                limits.max_record_bytes
+            );
+            return Err(RecordError {
+                code: RecordErrorCode::PayloadTooLarge,
+                path: None,
+                reason: why,
+            }
+            .into());
+        }
+        self.limiter
+            .admit(&subject.name, &limits, 1, Instant::now())
+            .map_err(|retry_after| PipelineError::RateLimited { retry_after })?;
+        let record = parse_json(
+            body,
+            JsonLimits {
+                max_bytes: limits.max_record_bytes,
+                max_depth: MAX_JSON_DEPTH,
+            },
+        )?;
+        let (record_type, id, _) = envelope(&record)?;
+        let rt = policy.authorize(subject, Action::Submit, record_type)?;
+        Ok(Parsed {
+            provider: subject.name.as_str(),
+            rt,
+            record_type: record_type.to_owned(),
+            id: id.to_owned(),
+            record,
+        })
+    }
+
+    /// Submits lines whose ids the caller has claimed: earlier submissions are answered from the
+    /// vault, the new ones appended together.
+    pub(super) async fn commit_round(
+        &self,
+        policy: &PolicySet,
+        round: Vec<(usize, Parsed<'_>)>,
+    ) -> Outcomes {
+        let mut out = Vec::with_capacity(round.len());
+        let mut fresh = Vec::with_capacity(round.len());
+        for (i, p) in round {
+            match self.seen(&p) {
+                Ok(Some(accepted)) => out.push((i, Ok(accepted))),
+                Ok(None) => fresh.push((i, p)),
+                Err(e) => out.push((i, Err(e))),
+            }
+        }
+        if fresh.is_empty() {
+            return out;
+        }
+        // From here to the durable append no officer may take a key version out of use.
+        let _keys_stable = self.key_changes.read().await;
+        let now = crate::keys::unix_now();
+        let keys = ManagedKeys {
+            keys: Arc::clone(&self.keys),
+            now,
+        };
+        let mut items = Vec::with_capacity(fresh.len());
+        let mut lines = Vec::with_capacity(fresh.len());
+        for (i, p) in fresh {
+            match self.prepare(policy, &keys, &p, now) {
+                Ok(item) => {
+                    items.push(item);
+                    lines.push(i);
+                }
+                Err(e) => out.push((i, Err(e))),
+            }
+        }
+        if items.is_empty() {
+            return out;
+        }
+        let appended = async {
+            // New subject keys must be on disk before anything sealed under them is.
+            if self.keys.needs_sync() {
+                let keys = Arc::clone(&self.keys);
+                tokio::task::spawn_blocking(move || keys.sync())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+            self.ledger
+                .append_with(items)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match appended.await {
+            Ok(receipts) => {
+                for (i, r) in lines.into_iter().zip(receipts) {
+                    let receipt =
+                        receipt_json(r.index, &r.leaf_hash, r.tree_size, &r.checkpoint.note);
+                    let accepted = Accepted {
+                        created: true,
+                        receipt,
+                    };
+                    out.push((i, Ok(accepted)));
+                }
+            }
+            Err(why) => {
+                tracing::error!(error = %why, records = lines.len(), "append failed");
+                for i in lines {
+                    out.push((i, Err(PipelineError::Unavailable(why.clone()))));
+                }
+            }
+        }
+        out
+    }
+
+    /// An earlier submission of this id: the same request again (200 with its receipt), or another
+    /// body under a used id (conflict).
+    fn seen(&self, p: &Parsed<'_>) -> Result<Option<Accepted>, PipelineError> {
+        let Some(seen) = self.vault.submission(p.provider, &p.id)? else {
+            return Ok(None);
+        };
+        if !self.same_request(&seen.request_mac, &p.record)? {
+            return Err(PipelineError::Conflict { id: p.id.clone() });
+        }
+        let (leaf, note) = self.ledger.receipt_parts(seen.index, seen.tree_size)?;
+        Ok(Some(Accepted {
+            created: false,
+            receipt: receipt_json(seen.index, &leaf, seen.tree_size, &note),
+        }))
+    }
+
+    /// Desensitizes and seals one new record: its entry and what the vault keeps beside it.
+    fn prepare(
+        &self,
+        policy: &PolicySet,
+        keys: &ManagedKeys,
+        p: &Parsed<'_>,
+        now: i64,
+    ) -> Result<(Vec<u8>, Attachments), PipelineError> {
+        let (_, id, fields) = envelope(&p.record)?;
+        let provider = p.provider;
+        let out = policy.desensitize(p.rt, fields, keys, &mut OsSalts)?;
+        // seal, under the data subject's key
+        let mut sealed = Vec::with_capacity(out.sealed.len());
+        if !out.sealed.is_empty() {
+            let key = self.keys.subject_key(&out.subject, now, "gateway")?;
+            let kek = Kek::from_secret(&key.material)
+                .ok_or(keymgr::Error::StoreCorrupt("subject key".into()))?;
+            for s in &out.sealed {
+                let aad = format!("ledgergate-sealed/1\0{provider}\0{id}\0{}", s.path);
+                let blob = kek
+                    .wrap(&s.value, aad.as_bytes())
+                    .map_err(keymgr::Error::from)?;
+                let rec = SealedRecord {
+                    key: key.name.clone(),
+                    version: key.version,
+                    blob: base64::engine::general_purpose::STANDARD.encode(blob),
+                };
+                sealed.push((s.path.clone(), rec));
+            }
+        }
+        // the entry is canonical JSON (sorted keys, no white space)
+        let key_refs: Vec<String> = out.key_refs.iter().map(ToString::to_string).collect();
+        let entry = json!({
+            "v": 1,
+            "provider": provider,
+            "type": p.record_type,
+            "id": id,
+            "payload": Value::Object(out.payload),
+            "sealed": out.sealed.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+            "key_refs": key_refs,
+            "policy": policy.digest_hex(),
+            "time": keymgr::rfc3339(now),
+        });
+        let bytes = serde_json::to_vec(&entry).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        let mac = self.request_mac(&p.record, now)?;
+        Ok((bytes, Vault::attachments(provider, id, &mac, &sealed)?))
+    }
+
+    fn request_mac(&self, record: &Value, now: i64) -> Result<String, PipelineError> {
+        let key = self.keys.primary(REQUEST_MAC_KEY, now)?;
+        Ok(policies::pseudonym(
+            key.material.expose(),
+            key.version,
+            record,
+        ))
+    }
+
+    /// Whether `record` is the request that produced `mac` (under the key version the MAC names).
+    fn same_request(&self, mac: &str, record: &Value) -> Result<bool, PipelineError> {
+        let version = mac
+            .strip_prefix('v')
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(v, _)| v.parse::<u32>().ok());
+        let Some(version) = version else {
+            return Ok(false);
+        };
+        let key = self.keys.version_material(REQUEST_MAC_KEY, version)?;
+        let again = policies::pseudonym(key.expose(), version, record);
+        // Constant time: the MAC is a secret-keyed value an attacker may probe.
+        Ok(again.len() == mac.len()
+            && again
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0)
+    }
+}
+
+fn invalid(path: &str, why: &str) -> PipelineError {
+    PipelineError::Record(RecordError {
+        code: RecordErrorCode::InvalidField,
+        path: Some(path.to_owned()),
+        reason: why.to_owned(),
+    })
+}
+
+/// The submission envelope: `{type, id, fields}` and nothing else.
+fn envelope(record: &Value) -> Result<(&str, &str, &Value), PipelineError> {
+    let Value::Object(o) = record else {
+        return Err(invalid("$", "a submission is an object {type, id, fields}"));
+    };
+    if let Some(extra) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "type" | "id" | "fields"))
+    {
+        let e = RecordError {
+            code: RecordErrorCode::UnknownField,
+            path: Some(extra.clone()),
+            reason: "a submission has only type, id and fields".into(),
+        };
+        return Err(e.into());
+    }
+    let missing = |p: &str| {
+        PipelineError::Record(RecordError {
+            code: RecordErrorCode::MissingField,
+            path: Some(p.to_owned()),
+            reason: "required".into(),
+        })
+    };
+    let record_type = o
+        .get("type")
+        .ok_or_else(|| missing("type"))?
+        .as_str()
+        .ok_or_else(|| invalid("type", "expected a string"))?;
+    let id = o
+        .get("id")
+        .ok_or_else(|| missing("id"))?
+        .as_str()
+        .ok_or_else(|| invalid("id", "expected a string"))?;
+    let count = id.chars().count();
+    if count == 0 || count > MAX_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(invalid("id", "1 to 128 characters, no control characters"));
+    }
+    let fields = o.get("fields").ok_or_else(|| missing("fields"))?;
+    Ok((record_type, id, fields))
+}
