@@ -15,6 +15,7 @@ mod purpose;
 mod record;
 mod secret;
 mod store;
+mod subjects;
 
 pub use audit::AuditEvent;
 pub use command::{Backend, Command, KeyView, Outcome, VersionView, execute};

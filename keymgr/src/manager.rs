@@ -28,20 +28,6 @@ fn aad(name: &str, version: u32, purpose: Purpose) -> Vec<u8> {
     format!("ledgergate-key/1\0{name}\0{version}\0{}", purpose.as_str()).into_bytes()
 }
 
-/// The key name of a data subject's key. The subject id is personal data, so the name carries only a
-/// hash of it (unkeyed: the key store itself must be protected; see docs/keys.md).
-fn subject_key_name(subject: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::new()
-        .chain_update(b"ledgergate-subject:")
-        .chain_update(subject.as_bytes())
-        .finalize();
-    format!(
-        "subject/{}",
-        hex::encode(digest.get(..16).unwrap_or_default())
-    )
-}
-
 /// Key names: lowercase letters, digits and `-_./`, starting with a letter or digit.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -55,11 +41,12 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
 }
 
-/// When a change must be on disk: before the call returns, or at the next [`KeyManager::sync`].
-#[derive(Clone, Copy)]
-enum Sync {
-    Now,
-    Deferred,
+/// An audit event to write, before it has a number.
+pub(crate) struct EventSpec<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) version: Option<u32>,
+    pub(crate) detail: String,
 }
 
 /// The version new work uses, unwrapped and cached; material zeroized on drop.
@@ -79,12 +66,14 @@ pub struct PrimaryKey {
 
 /// An open key store.
 pub struct KeyManager {
-    store: Store,
+    pub(crate) store: Store,
     kek: Kek,
-    /// Serialises changes: read-modify-write of a record and the audit sequence.
+    /// Serialises changes: read-modify-write of a record.
     write: Mutex<()>,
+    /// The last audit sequence number written; held while an event is applied, so numbers are dense.
+    audit_seq: Mutex<u64>,
     /// Primary keys by name, for the hot path; a change to a key drops its entry.
-    cache: RwLock<HashMap<String, Arc<PrimaryKey>>>,
+    pub(crate) cache: RwLock<HashMap<String, Arc<PrimaryKey>>>,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -116,18 +105,10 @@ impl KeyManager {
             store,
             kek,
             write: Mutex::new(()),
+            audit_seq: Mutex::new(0),
             cache: RwLock::new(HashMap::new()),
         };
-        m.commit_with_audit(
-            batch,
-            Sync::Now,
-            now,
-            actor,
-            "init",
-            None,
-            None,
-            String::new(),
-        )?;
+        m.commit_with_audit(batch, now, actor, "init", None, None, String::new())?;
         Ok(m)
     }
 
@@ -144,24 +125,56 @@ impl KeyManager {
             .ok_or_else(|| Error::StoreCorrupt("missing KEK verifier".into()))?;
         kek.unwrap(&verifier, VERIFIER_AAD)
             .map_err(|_| Error::WrongKek)?;
+        let last_seq = store.last_audit_seq()?;
         Ok(KeyManager {
             store,
             kek,
             write: Mutex::new(()),
+            audit_seq: Mutex::new(last_seq),
             cache: RwLock::new(HashMap::new()),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `batch` with its audit event; durable when this returns unless `sync` is `Deferred`.
+    /// Applies `batch` with one audit event per [`EventSpec`], numbered in order, without waiting
+    /// for the disk: the caller syncs (or leaves it to the next [`KeyManager::sync`]).
+    pub(crate) fn apply_audited(
+        &self,
+        mut batch: Batch,
+        events: Vec<EventSpec<'_>>,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<(), Error> {
+        let mut last = self
+            .audit_seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut seq = *last;
+        for e in events {
+            seq += 1;
+            batch.put_audit(&AuditEvent {
+                seq,
+                at: now,
+                actor: actor.to_owned(),
+                action: e.action.to_owned(),
+                key: e.key.map(str::to_owned),
+                version: e.version,
+                detail: e.detail,
+            })?;
+        }
+        self.store.apply(batch)?;
+        *last = seq;
+        Ok(())
+    }
+
+    /// Applies `batch` with its audit event and makes both durable; drops the key's cache entry.
     #[allow(clippy::too_many_arguments)] // every field of the event, named at the call site
     fn commit_with_audit(
         &self,
-        mut batch: Batch,
-        sync: Sync,
+        batch: Batch,
         now: Timestamp,
         actor: &str,
         action: &str,
@@ -169,21 +182,14 @@ impl KeyManager {
         version: Option<u32>,
         detail: String,
     ) -> Result<(), Error> {
-        let seq = self.store.last_audit_seq()? + 1;
-        let event = AuditEvent {
-            seq,
-            at: now,
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            key: key.map(str::to_owned),
+        let event = EventSpec {
+            action,
+            key,
             version,
             detail,
         };
-        batch.put_audit(&event)?;
-        match sync {
-            Sync::Now => self.store.commit(batch)?,
-            Sync::Deferred => self.store.apply(batch)?,
-        }
+        self.apply_audited(batch, vec![event], now, actor)?;
+        self.store.sync()?;
         if let Some(k) = key {
             self.cache
                 .write()
@@ -193,19 +199,19 @@ impl KeyManager {
         Ok(())
     }
 
-    fn new_version(
+    pub(crate) fn new_version(
         &self,
         name: &str,
         version: u32,
         purpose: Purpose,
         now: Timestamp,
         actor: &str,
-    ) -> Result<VersionRecord, Error> {
+    ) -> Result<(VersionRecord, Secret), Error> {
         let (material, public_key) = purpose.generate()?;
         let wrapped = self
             .kek
             .wrap(material.expose(), &aad(name, version, purpose))?;
-        Ok(VersionRecord {
+        let record = VersionRecord {
             version,
             created_at: now,
             created_by: actor.to_owned(),
@@ -213,7 +219,8 @@ impl KeyManager {
             public_key,
             history: Vec::new(),
             wrapped: Some(B64.encode(wrapped)),
-        })
+        };
+        Ok((record, material))
     }
 
     fn record(&self, name: &str) -> Result<KeyRecord, Error> {
@@ -239,16 +246,7 @@ impl KeyManager {
         change(&mut record)?;
         let mut batch = Batch::default();
         batch.put_key(&record)?;
-        self.commit_with_audit(
-            batch,
-            Sync::Now,
-            now,
-            actor,
-            action,
-            Some(name),
-            version,
-            detail,
-        )?;
+        self.commit_with_audit(batch, now, actor, action, Some(name), version, detail)?;
         Ok(record)
     }
 
@@ -263,14 +261,13 @@ impl KeyManager {
         actor: &str,
     ) -> Result<KeyRecord, Error> {
         let spec = (purpose, rotate_every, max_age);
-        self.create_with(name, spec, Sync::Now, now, actor)
+        self.create_with(name, spec, now, actor)
     }
 
     fn create_with(
         &self,
         name: &str,
         (purpose, rotate_every, max_age): (Purpose, Option<u64>, Option<u64>),
-        sync: Sync,
         now: Timestamp,
         actor: &str,
     ) -> Result<KeyRecord, Error> {
@@ -288,7 +285,7 @@ impl KeyManager {
         if self.store.key(name)?.is_some() {
             return Err(Error::KeyExists(name.to_owned()));
         }
-        let first = self.new_version(name, 1, purpose, now, actor)?;
+        let (first, _) = self.new_version(name, 1, purpose, now, actor)?;
         let record = KeyRecord::new(
             name,
             purpose,
@@ -300,7 +297,6 @@ impl KeyManager {
         batch.put_key(&record)?;
         self.commit_with_audit(
             batch,
-            sync,
             now,
             actor,
             "create",
@@ -316,13 +312,12 @@ impl KeyManager {
         let _guard = self.lock();
         let mut record = self.record(name)?;
         let version = record.next_version();
-        let new = self.new_version(name, version, record.purpose, now, actor)?;
+        let (new, _) = self.new_version(name, version, record.purpose, now, actor)?;
         record.rotate(new, now, actor)?;
         let mut batch = Batch::default();
         batch.put_key(&record)?;
         self.commit_with_audit(
             batch,
-            Sync::Now,
             now,
             actor,
             "rotate",
@@ -422,7 +417,7 @@ impl KeyManager {
         now: Timestamp,
         actor: &str,
     ) -> Result<KeyRecord, Error> {
-        let name = subject_key_name(subject);
+        let name = crate::subjects::subject_key_name(subject);
         self.change(&name, now, actor, "shred", None, String::new(), |r| {
             if r.destroyed() {
                 return Err(Error::KeyDestroyed(r.name.clone()));
@@ -438,40 +433,6 @@ impl KeyManager {
             }
             Ok(())
         })
-    }
-
-    /// The data key for new data of `subject`: made on first use, rotated on use once expired.
-    ///
-    /// A key made here is written but not yet flushed, so that many new subjects share one flush:
-    /// call [`KeyManager::sync`] before making durable anything that needs the key to read it back.
-    pub fn subject_key(
-        &self,
-        subject: &str,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<Arc<PrimaryKey>, Error> {
-        let name = subject_key_name(subject);
-        match self.primary(&name, now) {
-            Ok(k) => Ok(k),
-            Err(Error::NoSuchKey(_)) => {
-                let spec = (Purpose::Subject, None, None);
-                match self.create_with(&name, spec, Sync::Deferred, now, actor) {
-                    Ok(_) | Err(Error::KeyExists(_)) => {}
-                    Err(e) => return Err(e),
-                }
-                self.primary(&name, now)
-            }
-            Err(Error::Unusable(crate::record::UseError::Expired { .. })) => {
-                self.rotate(&name, now, actor)?;
-                self.primary(&name, now)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The name under which `subject`'s data key is kept.
-    pub fn subject_key_name(subject: &str) -> String {
-        subject_key_name(subject)
     }
 
     /// Every key, by name.
@@ -503,7 +464,7 @@ impl KeyManager {
                 .filter(|k| now < k.expires_at)
                 .map(Arc::clone)
         };
-        if let Some(k) = cached(&self.cache.read().unwrap_or_else(PoisonError::into_inner)) {
+        if let Some(k) = self.cached_primary(name, now) {
             return Ok(k);
         }
         // On a miss, read the record and fill the cache under the write lock: a change commits first
@@ -525,6 +486,16 @@ impl KeyManager {
         });
         cache.insert(name.to_owned(), Arc::clone(&key));
         Ok(key)
+    }
+
+    /// The cached primary key of `name`, if cached and not expired at `now`.
+    pub(crate) fn cached_primary(&self, name: &str, now: Timestamp) -> Option<Arc<PrimaryKey>> {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .filter(|k| now < k.expires_at)
+            .map(Arc::clone)
     }
 
     fn unwrap_version(&self, record: &KeyRecord, v: &VersionRecord) -> Result<Secret, Error> {
@@ -642,7 +613,6 @@ impl KeyManager {
         drop(_guard);
         self.commit_with_audit(
             batch,
-            Sync::Now,
             now,
             actor,
             "change-passphrase",

@@ -243,6 +243,36 @@ fn subject_keys_made_on_the_hot_path_are_durable_after_sync() {
     );
 }
 
+#[test]
+fn a_round_of_subjects_makes_each_missing_key_once() {
+    let (_d, m) = fresh();
+    let old = m.subject_key("S-old", T0, "gateway").unwrap();
+    let keys: Vec<_> = m
+        .subject_keys(&["S-new", "S-old", "S-new", "S-other"], T0, "gateway")
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(keys[0].material.expose(), keys[2].material.expose());
+    assert_eq!(keys[1].material.expose(), old.material.expose());
+    assert_ne!(keys[0].material.expose(), keys[3].material.expose());
+    assert_eq!(keys[0].name, KeyManager::subject_key_name("S-new"));
+    // One audit event per key made, none for keys that existed.
+    let creates: Vec<_> = m
+        .audit()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "create")
+        .map(|e| e.key.unwrap())
+        .collect();
+    let names = ["S-old", "S-new", "S-other"].map(KeyManager::subject_key_name);
+    assert_eq!(creates, names);
+    // A shredded subject gets no new key: its answer is the refusal, the others still work.
+    m.shred_subject("S-old", T0 + 1, "officer").unwrap();
+    let answers = m.subject_keys(&["S-old", "S-new"], T0 + 2, "gateway");
+    assert!(answers[0].is_err());
+    assert!(answers[1].is_ok());
+}
+
 /// Opens a store again once the previous handle's lock is released.
 fn open_again(path: &std::path::Path, secret: &KekSource) -> KeyManager {
     for _ in 0..200 {

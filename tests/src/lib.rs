@@ -30,6 +30,16 @@ pub fn bin(name: &str) -> PathBuf {
             .unwrap_or_default();
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
+        // Cargo gives a test or bench its package's variables (CARGO_MANIFEST_DIR, …); some build
+        // scripts (ring's) rebuild when such a variable changes, so passing them on would make this
+        // build differ from a plain `cargo build` and each would undo the other.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|n| {
+                n.starts_with("CARGO_") && n != "CARGO_HOME" && n != "CARGO_TARGET_DIR"
+            }) {
+                cmd.env_remove(name);
+            }
+        }
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }

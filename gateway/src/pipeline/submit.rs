@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
-use keymgr::Kek;
+use keymgr::{Kek, PrimaryKey};
 use policies::{
-    Action, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode, RecordType,
-    parse_json,
+    Action, Desensitized, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode,
+    RecordType, parse_json,
 };
 use serde_json::{Value, json};
 
@@ -118,10 +118,44 @@ impl Pipeline {
             keys: Arc::clone(&self.keys),
             now,
         };
-        let mut items = Vec::with_capacity(fresh.len());
-        let mut lines = Vec::with_capacity(fresh.len());
+        // desensitize each, then make or find the subject keys of the whole round at once
+        let mut done = Vec::with_capacity(fresh.len());
         for (i, p) in fresh {
-            match self.prepare(policy, &keys, &p, now) {
+            match envelope(&p.record).and_then(|(_, _, fields)| {
+                Ok(policy.desensitize(p.rt, fields, &keys, &mut OsSalts)?)
+            }) {
+                Ok(d) => done.push((i, p, d)),
+                Err(e) => out.push((i, Err(e))),
+            }
+        }
+        let subjects: Vec<&str> = done
+            .iter()
+            .filter(|(_, _, d)| !d.sealed.is_empty())
+            .map(|(_, _, d)| d.subject.as_str())
+            .collect();
+        let mut subject_keys = self
+            .keys
+            .subject_keys(&subjects, now, "gateway")
+            .into_iter();
+        let mut items = Vec::with_capacity(done.len());
+        let mut lines = Vec::with_capacity(done.len());
+        for (i, p, d) in done {
+            let key = if d.sealed.is_empty() {
+                None
+            } else {
+                match subject_keys.next() {
+                    Some(Ok(k)) => Some(k),
+                    Some(Err(e)) => {
+                        out.push((i, Err(e.into())));
+                        continue;
+                    }
+                    None => {
+                        out.push((i, Err(PipelineError::Unavailable("no subject key".into()))));
+                        continue;
+                    }
+                }
+            };
+            match self.entry(policy, &p, d, key.as_deref(), now) {
                 Ok(item) => {
                     items.push(item);
                     lines.push(i);
@@ -184,21 +218,19 @@ impl Pipeline {
         }))
     }
 
-    /// Desensitizes and seals one new record: its entry and what the vault keeps beside it.
-    fn prepare(
+    /// Seals one desensitized record under its subject's key and builds its entry and what the vault
+    /// keeps beside it.
+    fn entry(
         &self,
         policy: &PolicySet,
-        keys: &ManagedKeys,
         p: &Parsed<'_>,
+        out: Desensitized,
+        subject_key: Option<&PrimaryKey>,
         now: i64,
     ) -> Result<(Vec<u8>, Attachments), PipelineError> {
-        let (_, id, fields) = envelope(&p.record)?;
-        let provider = p.provider;
-        let out = policy.desensitize(p.rt, fields, keys, &mut OsSalts)?;
-        // seal, under the data subject's key
+        let (provider, id) = (p.provider, p.id.as_str());
         let mut sealed = Vec::with_capacity(out.sealed.len());
-        if !out.sealed.is_empty() {
-            let key = self.keys.subject_key(&out.subject, now, "gateway")?;
+        if let Some(key) = subject_key {
             let kek = Kek::from_secret(&key.material)
                 .ok_or(keymgr::Error::StoreCorrupt("subject key".into()))?;
             for s in &out.sealed {
