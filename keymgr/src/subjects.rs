@@ -1,21 +1,24 @@
 //! Data-subject keys: one per subject (the person a record is about), made on first use, so that
 //! destroying it crypto-shreds everything sealed for that subject.
 //!
-//! They are made on the gateway's hot path, often one per record, so they are made many at a time:
-//! a round of records makes its missing keys in one atomic write (key records and their audit events
-//! together) that is not flushed on its own. The caller runs [`KeyManager::sync`] (one flush shared by
-//! everyone waiting) before it makes durable anything sealed under them. sled seals and writes a log
-//! buffer per atomic batch, so one batch per key cost ~70 µs; one per round shares that.
+//! They are made on the gateway's hot path, often one per record, so making one must be cheap:
+//! - it is not flushed on its own: the caller runs [`KeyManager::sync`] (one flush shared by everyone
+//!   waiting) before it makes durable anything sealed under it;
+//! - it is one single insert, not an atomic batch: sled seals and writes its log buffer for every
+//!   batch (~70 µs, measured), and a batch per key made it the gateway's bottleneck;
+//! - so it has no audit event of its own: the key record says when and by whom it was made
+//!   (`created_at`, `created_by`), and a trail with one event per record submitted would drown the
+//!   officers' acts it exists for. Everything done *to* a subject key (shred, destroy, rotate,
+//!   revoke) is audited as for any key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
 use crate::Error;
 use crate::lifecycle::Timestamp;
-use crate::manager::{DEFAULT_MAX_AGE, EventSpec, KeyManager, PrimaryKey};
+use crate::manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey};
 use crate::purpose::Purpose;
 use crate::record::{KeyRecord, UseError};
-use crate::store::Batch;
 
 /// The key name of a data subject's key. The subject id is personal data, so the name carries only a
 /// hash of it (unkeyed: the key store itself must be protected; see docs/keys.md).
@@ -106,8 +109,8 @@ impl KeyManager {
             .collect()
     }
 
-    /// Makes the keys `names[i]` for each `i` in `missing` that do not exist, in one atomic write
-    /// (unflushed), and caches them; a name repeated in `names` is made once. Returns what it made,
+    /// Makes the keys `names[i]` for each `i` in `missing` that do not exist (unflushed), and caches
+    /// them; a name repeated in `names` is made once. Returns what it made,
     /// and the positions whose keys already existed.
     fn make_subject_keys(
         &self,
@@ -117,9 +120,7 @@ impl KeyManager {
         actor: &str,
     ) -> Result<Made, Error> {
         let guard = self.lock();
-        let mut batch = Batch::default();
         let mut made: HashMap<&str, Arc<PrimaryKey>> = HashMap::new();
-        let mut events = Vec::new();
         let mut out = Vec::with_capacity(missing.len());
         let mut existing = Vec::new();
         for &i in missing {
@@ -134,7 +135,7 @@ impl KeyManager {
             }
             let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
             let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
-            batch.put_key(&record)?;
+            self.store.put_key(&record)?;
             let expires_at = record.version(1).map_or(now, |v| record.expires_at(v));
             let key = Arc::new(PrimaryKey {
                 name: name.clone(),
@@ -143,22 +144,13 @@ impl KeyManager {
                 expires_at,
                 material,
             });
-            events.push(EventSpec {
-                action: "create",
-                key: Some(name),
-                version: Some(1),
-                detail: format!("purpose {}", Purpose::Subject),
-            });
+            // Cached while the write lock is held: no change to this key can slip in between.
+            self.cache
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), Arc::clone(&key));
             made.insert(name, Arc::clone(&key));
             out.push((i, key));
-        }
-        if !events.is_empty() {
-            self.apply_audited(batch, events, now, actor)?;
-            // Cached while the write lock is held: no change to these keys can slip in between.
-            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-            for (name, key) in made {
-                cache.insert(name.to_owned(), key);
-            }
         }
         drop(guard);
         Ok((out, existing))

@@ -2,10 +2,13 @@
 //! `gateway init` directory), reporting records/s and p50/p99 latency for `POST /v1/records` (1 KiB
 //! records) and for the batch endpoint.
 //!
-//! Run: `cargo bench -p e2e --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_SECONDS` to change the load).
+//! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_SECONDS` to change
+//! the load). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
-//! Issue #6 also asks for an nginx mTLS baseline driven by this same generator; that part is not built
-//! yet, so this prints our numbers alone.
+//! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
+//! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
+//! request with a static 201. It is what a user would otherwise put in front of a store, and bounds
+//! what TLS + HTTP alone cost on this machine.
 
 #![allow(
     clippy::print_stdout,
@@ -163,28 +166,139 @@ fn run(
     (records as f64 / secs, pct(50), pct(99))
 }
 
+/// nginx terminating mTLS with the node's certificates and answering a static 201; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    conf: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // `-s stop` rather than killing the master: its workers would outlive a SIGKILL.
+        let _ = std::process::Command::new(nginx_binary())
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-s", "stop"])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's nginx, installed first if it is missing.
+fn nginx_binary() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from("/usr/sbin/nginx");
+    if !path.exists() {
+        println!("   installing nginx (apt-get install nginx) for the baseline");
+        let ok = std::process::Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "nginx"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok && path.exists(),
+            "could not install nginx (apt-get needs root)"
+        );
+    }
+    path
+}
+
+fn start_nginx(pki: &std::path::Path) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (d, pki) = (dir.path().display(), pki.display());
+    // One worker per core, no logging of requests, keep-alive for the whole run, TLS 1.3 only (as the
+    // gateway), the client certificate verified against the same CA.
+    let conf = format!(
+        r#"worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_max_body_size 16m;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_protocols TLSv1.3;
+        ssl_certificate {pki}/server.pem;
+        ssl_certificate_key {pki}/server.key;
+        ssl_client_certificate {pki}/ca.pem;
+        ssl_verify_client on;
+        location / {{
+            default_type application/json;
+            return 201 '{{"status":"accepted"}}\n';
+        }}
+    }}
+}}
+"#
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = std::process::Command::new(nginx_binary())
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    e2e::eventually("nginx listening", || {
+        std::net::TcpStream::connect(addr).ok().map(|_| ())
+    });
+    Nginx {
+        child,
+        addr,
+        conf: conf_path,
+        dir,
+    }
+}
+
+fn report(what: &str, (rate, p50, p99): (f64, Duration, Duration), note: &str) {
+    println!(
+        "   {what:<26} {rate:>9.0} records/s   p50 {:>7.2} ms   p99 {:>7.2} ms{note}",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
-    let connections = env_or("INGEST_CONNECTIONS", 16) as usize;
+    let connections = env_or("INGEST_CONNECTIONS", 64) as usize;
     let seconds = env_or("INGEST_SECONDS", 10);
     let tmp = tempfile::tempdir().unwrap();
     let dir = e2e::node::init_node(tmp.path());
     e2e::node::unlimited_rate(&dir);
-    let node = e2e::node::Node::start(&dir);
     let tls = tls(&dir.join("pki"));
     println!(
-        "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records"
+        "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records, generator on the same machine"
     );
-    let (rate, p50, p99) = run(node.addr, &tls, connections, 1, seconds);
-    println!(
-        "   POST /v1/records:        {rate:>9.0} records/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
+    let baseline = {
+        let nginx = start_nginx(&dir.join("pki"));
+        run(nginx.addr, &tls, connections, 1, seconds)
+    };
+    report("nginx static 201 (base):", baseline, "");
+    let node = e2e::node::Node::start(&dir);
+    let single = run(node.addr, &tls, connections, 1, seconds);
+    report(
+        "POST /v1/records:",
+        single,
+        &format!("   = {:.2}x nginx", single.0 / baseline.0),
     );
-    let (rate, p50, p99) = run(node.addr, &tls, connections.min(4), 256, seconds);
-    println!(
-        "   POST /v1/records:batch:  {rate:>9.0} records/s   p50 {:>7.2} ms   p99 {:>7.2} ms (256 per request)",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
-    println!("   (no nginx baseline yet: see issue #6)");
+    let batch = run(node.addr, &tls, connections.min(4), 256, seconds);
+    report("POST /v1/records:batch:", batch, "   (256 per request)");
 }
