@@ -69,7 +69,7 @@ impl UsageIndex {
                     uses.push((refs, format!("ledger:{index}")));
                 }
             }
-            self.keys.record_usage_through(&uses, end)?;
+            self.keys.record_usage_through(&uses, cursor, end)?;
             cursor = end;
         }
         Ok(cursor)

@@ -8,8 +8,11 @@
 //!
 //! | attachment key | value |
 //! |---|---|
-//! | `vault/sealed/` ‖ provider ‖ 0 ‖ record id | JSON `{path: {key, version, blob}}`: blob = XChaCha20-Poly1305 of the value's canonical JSON under the subject key |
-//! | `vault/submission/` ‖ provider ‖ 0 ‖ record id | locator: entry index, checkpoint size, request MAC |
+//! | `vault/submission/` ‖ provider ‖ 0 ‖ record id | locator: entry index, checkpoint size, then request MAC ‖ `\n` ‖ sealed values |
+//!
+//! Sealed values are JSON `{path: {key, version, blob}}` (blob = XChaCha20-Poly1305 of the value's
+//! canonical JSON under the subject key), or nothing when the record sealed none. One key per record:
+//! sled's cost is per key, and every key here is one more per submission.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Attachments, Ledger, LedgerError};
 
-const SEALED: &[u8] = b"vault/sealed/";
 const SUBMISSION: &[u8] = b"vault/submission/";
 
 /// The vault failed.
@@ -71,27 +73,52 @@ impl Vault {
         Vault { ledger }
     }
 
-    /// What to attach to the entry of a new submission: its sealed values and its index record.
+    /// What to attach to the entry of a new submission: its index record and its sealed values.
     pub fn attachments(
         provider: &str,
         id: &str,
         request_mac: &str,
         sealed: &[(String, SealedRecord)],
     ) -> Result<Attachments, VaultError> {
-        let mut a = Attachments {
-            locator: Some((
-                key(SUBMISSION, provider, id),
-                request_mac.as_bytes().to_vec(),
-            )),
-            puts: Vec::new(),
-        };
+        let mut extra = request_mac.as_bytes().to_vec();
+        extra.push(b'\n');
         if !sealed.is_empty() {
             let map: BTreeMap<&str, &SealedRecord> =
                 sealed.iter().map(|(p, r)| (p.as_str(), r)).collect();
-            let json = serde_json::to_vec(&map).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-            a.puts.push((key(SEALED, provider, id), json));
+            serde_json::to_writer(&mut extra, &map)
+                .map_err(|e| VaultError::Corrupt(e.to_string()))?;
         }
-        Ok(a)
+        Ok(Attachments {
+            locator: Some((key(SUBMISSION, provider, id), extra)),
+            puts: Vec::new(),
+        })
+    }
+
+    /// The stored submission: where its entry is, its request MAC, and its sealed values' JSON.
+    fn stored(
+        &self,
+        provider: &str,
+        id: &str,
+    ) -> Result<Option<(Submission, Vec<u8>)>, VaultError> {
+        let Some(located) = self.ledger.located(&key(SUBMISSION, provider, id))? else {
+            return Ok(None);
+        };
+        let split = located.extra.iter().position(|b| *b == b'\n');
+        let (mac, sealed) = match split {
+            Some(at) => (
+                located.extra.get(..at).unwrap_or_default(),
+                located.extra.get(at + 1..).unwrap_or_default(),
+            ),
+            None => return Err(VaultError::Corrupt("malformed submission record".into())),
+        };
+        let request_mac = String::from_utf8(mac.to_vec())
+            .map_err(|_| VaultError::Corrupt("request MAC is not UTF-8".into()))?;
+        let submission = Submission {
+            request_mac,
+            index: located.index,
+            tree_size: located.tree_size,
+        };
+        Ok(Some((submission, sealed.to_vec())))
     }
 
     /// The sealed values of one record, by field path.
@@ -100,26 +127,20 @@ impl Vault {
         provider: &str,
         id: &str,
     ) -> Result<Vec<(String, SealedRecord)>, VaultError> {
-        let Some(bytes) = self.ledger.attachment(&key(SEALED, provider, id))? else {
+        let Some((_, json)) = self.stored(provider, id)? else {
             return Ok(Vec::new());
         };
+        if json.is_empty() {
+            return Ok(Vec::new());
+        }
         let map: BTreeMap<String, SealedRecord> =
-            serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+            serde_json::from_slice(&json).map_err(|e| VaultError::Corrupt(e.to_string()))?;
         Ok(map.into_iter().collect())
     }
 
     /// An accepted submission, if any.
     pub fn submission(&self, provider: &str, id: &str) -> Result<Option<Submission>, VaultError> {
-        let Some(located) = self.ledger.located(&key(SUBMISSION, provider, id))? else {
-            return Ok(None);
-        };
-        let request_mac = String::from_utf8(located.extra)
-            .map_err(|_| VaultError::Corrupt("request MAC is not UTF-8".into()))?;
-        Ok(Some(Submission {
-            request_mac,
-            index: located.index,
-            tree_size: located.tree_size,
-        }))
+        Ok(self.stored(provider, id)?.map(|(s, _)| s))
     }
 }
 

@@ -542,21 +542,32 @@ impl KeyManager {
         self.store.sync()
     }
 
-    /// Feeds the usage index with many records at once, and records that it is now complete through
-    /// `cursor` (a position in the caller's log), in one durable write: after a crash the caller
-    /// resumes from [`KeyManager::usage_cursor`] and loses nothing. Recording a use twice is harmless.
+    /// Feeds the usage index with the records of one indexing pass over positions `from..through` of
+    /// the caller's log (`uses`: the key versions each record used, and its locator), and records that
+    /// the index is now complete through `through`, in one durable write. After a crash the caller
+    /// resumes from [`KeyManager::usage_cursor`]; a pass repeated from the same `from` replaces its
+    /// own earlier record, so nothing is listed twice.
     pub fn record_usage_through(
         &self,
         uses: &[(Vec<(String, u32)>, String)],
-        cursor: u64,
+        from: u64,
+        through: u64,
     ) -> Result<(), Error> {
-        let mut batch = Batch::default();
+        let mut by_version: std::collections::BTreeMap<(&str, u32), Vec<&str>> =
+            std::collections::BTreeMap::new();
         for (refs, locator) in uses {
             for (name, version) in refs {
-                batch.put_usage(name, *version, locator);
+                by_version
+                    .entry((name.as_str(), *version))
+                    .or_default()
+                    .push(locator.as_str());
             }
         }
-        batch.set_usage_cursor(cursor);
+        let mut batch = Batch::default();
+        for ((name, version), locators) in by_version {
+            batch.put_usage_group(name, version, from, &locators);
+        }
+        batch.set_usage_cursor(through);
         self.store.commit(batch)
     }
 

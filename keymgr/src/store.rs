@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `m` ‖ `format` / `kdf` / `verifier` | format marker; KEK derivation parameters (JSON); a constant wrapped under the KEK, to detect a wrong one; `usage-cursor`: through which ledger index the usage index is complete (u64 BE) |
 //! | `k` ‖ name | the key record (JSON): versions, states, wrapped material |
-//! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ locator | key-usage index: a record that used that version |
+//! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ from (u64 BE) | key-usage index: the records (locators, one per line) that used that version, among those indexed in one pass starting at position `from` |
 //! | `a` ‖ seq (u64 BE) | an audit event (JSON) |
 //!
 //! Durability: [`Store::commit`] returns once the write is on disk. The hot path may instead
@@ -85,10 +85,19 @@ impl Batch {
         self.put_meta("usage-cursor", &cursor.to_be_bytes());
     }
 
-    pub(crate) fn put_usage(&mut self, name: &str, version: u32, locator: &str) {
+    /// One key per key version and indexing pass, not one per record: sled's cost is per key, and
+    /// a key used by every record would otherwise add a key to every submission. Keyed by where the
+    /// pass started, so a pass repeated after a crash overwrites its own group.
+    pub(crate) fn put_usage_group(
+        &mut self,
+        name: &str,
+        version: u32,
+        from: u64,
+        locators: &[&str],
+    ) {
         let mut k = usage_prefix(name, version);
-        k.extend_from_slice(locator.as_bytes());
-        self.0.insert(k, &[]);
+        k.extend_from_slice(&from.to_be_bytes());
+        self.0.insert(k, locators.join("\n").into_bytes());
     }
 }
 
@@ -183,16 +192,22 @@ impl Store {
         Ok(())
     }
 
-    /// Writes one key record alone: visible at once, durable after the next [`Store::sync`]. A single
-    /// insert is atomic by itself and, unlike a batch, does not make sled seal and write its log
-    /// buffer (~70 µs): this is how the hot path makes data-subject keys.
-    pub(crate) fn put_key(&self, record: &KeyRecord) -> Result<(), Error> {
+    /// Writes a new key record alone, unless one of that name exists (then returns false): visible at
+    /// once, durable after the next [`Store::sync`]. A single compare-and-swap is atomic by itself
+    /// and, unlike a batch, does not make sled seal and write its log buffer (~70 µs): this is how
+    /// the hot path makes data-subject keys.
+    pub(crate) fn put_new_key(&self, record: &KeyRecord) -> Result<bool, Error> {
         let json = serde_json::to_vec(record).map_err(|e| Error::Storage(e.to_string()))?;
-        self.tree
-            .insert(prefixed(b'k', record.name.as_bytes()), json)
+        let swapped = self
+            .tree
+            .compare_and_swap(
+                prefixed(b'k', record.name.as_bytes()),
+                None as Option<&[u8]>,
+                Some(json),
+            )
             .map_err(storage)?;
         self.applied.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        Ok(swapped.is_ok())
     }
 
     /// Whether a batch was applied that no finished flush covers yet.
@@ -257,15 +272,20 @@ impl Store {
             .map_or(0, u64::from_be_bytes))
     }
 
+    /// The locators recorded for a key version, in the order they were indexed, each once.
     pub(crate) fn usage(&self, name: &str, version: u32) -> Result<Vec<String>, Error> {
         let prefix = usage_prefix(name, version);
-        self.tree
-            .scan_prefix(&prefix)
-            .map(|r| {
-                let (k, _) = r.map_err(storage)?;
-                Ok(String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned())
-            })
-            .collect()
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix(&prefix) {
+            let (_, v) = r.map_err(storage)?;
+            for locator in String::from_utf8_lossy(&v).split('\n') {
+                if !locator.is_empty() && seen.insert(locator.to_owned()) {
+                    out.push(locator.to_owned());
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn audit(&self) -> Result<Vec<AuditEvent>, Error> {

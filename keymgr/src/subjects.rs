@@ -129,13 +129,13 @@ impl KeyManager {
                 out.push((i, Arc::clone(key)));
                 continue;
             }
-            if self.store.key(name)?.is_some() {
+            let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
+            let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
+            if !self.store.put_new_key(&record)? {
+                // It exists (made earlier, not cached): the new material is dropped unused.
                 existing.push(i);
                 continue;
             }
-            let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
-            let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
-            self.store.put_key(&record)?;
             let expires_at = record.version(1).map_or(now, |v| record.expires_at(v));
             let key = Arc::new(PrimaryKey {
                 name: name.clone(),

@@ -192,16 +192,21 @@ fn usage_is_indexed_by_key_version_with_a_cursor() {
         .unwrap();
     assert_eq!(m.usage_cursor().unwrap(), 0);
     let used = |v: u32, at: &str| (vec![("pseudonym".to_owned(), v)], at.to_owned());
-    m.record_usage_through(&[used(1, "ledger:0"), used(1, "ledger:1")], 2)
+    m.record_usage_through(&[used(1, "ledger:0"), used(1, "ledger:1")], 0, 2)
         .unwrap();
     m.rotate("pseudonym", T0 + 1, "o").unwrap();
-    // Recording a use again (a resumed indexer) changes nothing.
-    m.record_usage_through(&[used(1, "ledger:1"), used(2, "ledger:2")], 3)
+    m.record_usage_through(&[used(2, "ledger:2")], 2, 3)
         .unwrap();
-    assert_eq!(m.usage_cursor().unwrap(), 3);
+    // A pass repeated from the same start (an indexer resumed after a crash) lists nothing twice.
+    m.record_usage_through(&[used(2, "ledger:2"), used(1, "ledger:3")], 2, 4)
+        .unwrap();
+    m.record_usage_through(&[used(1, "ledger:10")], 4, 11)
+        .unwrap();
+    assert_eq!(m.usage_cursor().unwrap(), 11);
+    // In the order indexed (the log's order), not the text's ("ledger:10" < "ledger:3").
     assert_eq!(
         m.affected("pseudonym", 1).unwrap(),
-        ["ledger:0", "ledger:1"]
+        ["ledger:0", "ledger:1", "ledger:3", "ledger:10"]
     );
     assert_eq!(m.affected("pseudonym", 2).unwrap(), ["ledger:2"]);
     assert_eq!(m.affected("pseudonym", 3).unwrap_err().code(), "not_found");

@@ -2,8 +2,8 @@
 //! `gateway init` directory), reporting records/s and p50/p99 latency for `POST /v1/records` (1 KiB
 //! records) and for the batch endpoint.
 //!
-//! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_SECONDS` to change
-//! the load). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
+//! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_BATCH_CONNECTIONS`,
+//! `INGEST_SECONDS` to change the load). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
 //! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
@@ -299,6 +299,7 @@ fn main() {
         single,
         &format!("   = {:.2}x nginx", single.0 / baseline.0),
     );
-    let batch = run(node.addr, &tls, connections.min(4), 256, seconds);
+    let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
+    let batch = run(node.addr, &tls, batch_connections, 256, seconds);
     report("POST /v1/records:batch:", batch, "   (256 per request)");
 }
