@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod cache;
 mod command;
 mod error;
 mod kek;
@@ -16,8 +17,10 @@ mod record;
 mod secret;
 mod store;
 mod subjects;
+mod usage;
 
 pub use audit::AuditEvent;
+pub use cache::CACHE_LIMIT;
 pub use command::{Backend, Command, KeyView, Outcome, VersionView, execute};
 pub use error::Error;
 pub use kek::{

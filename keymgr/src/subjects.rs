@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
 use crate::Error;
+use crate::cache::cache_insert;
 use crate::lifecycle::Timestamp;
 use crate::manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey};
 use crate::purpose::Purpose;
@@ -145,10 +146,11 @@ impl KeyManager {
                 material,
             });
             // Cached while the write lock is held: no change to this key can slip in between.
-            self.cache
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name.clone(), Arc::clone(&key));
+            cache_insert(
+                &mut self.cache.write().unwrap_or_else(PoisonError::into_inner),
+                name,
+                Arc::clone(&key),
+            );
             made.insert(name, Arc::clone(&key));
             out.push((i, key));
         }
