@@ -325,12 +325,17 @@ async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Byte
     Ok((actor, body))
 }
 
-/// Runs one key command for the officer and answers with its outcome.
-fn run_admin(p: &Pipeline, command: keymgr::Command, actor: &str) -> Response {
+/// Runs one key command for the officer and answers with its outcome. On the blocking pool: commands
+/// flush the key store, and `affected` first brings the usage index up to the ledger.
+async fn run_admin(p: &Arc<Pipeline>, command: keymgr::Command, actor: &str) -> Response {
     tracing::info!(%actor, ?command, "officer key command");
-    match crate::admin::execute(p, command, actor) {
-        Ok(outcome) => axum::Json(outcome).into_response(),
-        Err(e) => problem(&e.into()).into_response(),
+    let (p, actor) = (Arc::clone(p), actor.to_owned());
+    match tokio::task::spawn_blocking(move || crate::admin::execute(&p, command, &actor)).await {
+        Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
+        Ok(Err(e)) => problem(&e.into()).into_response(),
+        Err(e) => {
+            problem(&crate::pipeline::PipelineError::Unavailable(e.to_string())).into_response()
+        }
     }
 }
 
@@ -342,9 +347,9 @@ async fn admin_command(State(p): State<Arc<Pipeline>>, req: Request) -> Response
     match serde_json::from_slice::<keymgr::Command>(&body) {
         Ok(command) if crate::admin::takes_version_out_of_use(&command) => {
             let _exclusive = p.exclusive_key_change().await;
-            run_admin(&p, command, &actor)
+            run_admin(&p, command, &actor).await
         }
-        Ok(command) => run_admin(&p, command, &actor),
+        Ok(command) => run_admin(&p, command, &actor).await,
         Err(e) => Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -356,14 +361,14 @@ async fn admin_command(State(p): State<Arc<Pipeline>>, req: Request) -> Response
 
 async fn admin_list(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     match officer(&p, req).await {
-        Ok((actor, _)) => run_admin(&p, keymgr::Command::List, &actor),
+        Ok((actor, _)) => run_admin(&p, keymgr::Command::List, &actor).await,
         Err(r) => r,
     }
 }
 
 async fn admin_audit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     match officer(&p, req).await {
-        Ok((actor, _)) => run_admin(&p, keymgr::Command::Audit, &actor),
+        Ok((actor, _)) => run_admin(&p, keymgr::Command::Audit, &actor).await,
         Err(r) => r,
     }
 }
