@@ -20,7 +20,7 @@ pub struct Config {
     pub tls: TlsConfig,
     /// A policy file or a directory of them.
     pub policies: PathBuf,
-    /// The data directory: ledger, vault and key store.
+    /// The data directory: ledger (with the vault beside it) and key store.
     pub data: PathBuf,
     /// Where the key-encryption key comes from.
     pub kek: KekConfig,
