@@ -414,3 +414,48 @@ fn http2_is_served_as_well_as_http1() {
     let h1 = post(&a, &node, &serde_json::to_vec(&loan("H-1")).unwrap());
     assert_eq!((h1.status, h1.http2), (201, false), "{}", h1.text());
 }
+
+#[test]
+fn racing_submissions_of_one_id_append_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let body = serde_json::to_vec(&loan("R-1")).unwrap();
+    let batch = [body.clone(), b"\n".to_vec(), body.clone()].concat();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(9));
+    let (addr, answers) = (node.addr, std::sync::Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        for t in 0..9 {
+            let (client, barrier, body, batch, answers) =
+                (node.client("provider-a"), &barrier, &body, &batch, &answers);
+            s.spawn(move || {
+                barrier.wait();
+                // One of the nine is a batch holding the record twice.
+                let (path, sent) = if t == 0 {
+                    ("/v1/records:batch", batch)
+                } else {
+                    ("/v1/records", body)
+                };
+                let a = client.request(addr, "POST", path, Some(sent)).unwrap();
+                let mut got = answers.lock().unwrap();
+                if t == 0 {
+                    for line in a.text().lines() {
+                        let v: Value = serde_json::from_str(line).unwrap();
+                        got.push((v["status"].as_u64().unwrap(), v["receipt"].clone()));
+                    }
+                } else {
+                    got.push((u64::from(a.status), a.json()));
+                }
+            });
+        }
+    });
+    let answers = answers.into_inner().unwrap();
+    assert_eq!(answers.len(), 10);
+    let created = answers.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, r)| (*s == 200 || *s == 201) && r["index"] == json!(0))
+    );
+    assert_eq!(node.tree_size(), 1);
+}
