@@ -96,8 +96,8 @@ pub async fn serve(
     if old_vault.exists() {
         // Made by a gateway before the vault moved beside the ledger; nothing reads it any more.
         return Err(ServeError::OldLayout(format!(
-            "{}: a vault database of an older layout (the vault is now kept in the ledger store); \
-             this build cannot read it, so refuse to start rather than ignore it",
+            "{}: a vault database of an older layout (the vault is now kept in the ledger store) \
+             that this build cannot read; not starting rather than ignoring it",
             old_vault.display()
         )));
     }

@@ -233,3 +233,19 @@ fn the_pki_policies_ledger_and_keys_of_a_new_node_all_check_out() {
         ]
     );
 }
+
+#[test]
+fn a_data_directory_of_the_old_vault_layout_is_refused_not_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = e2e::node::init_node(tmp.path());
+    std::fs::create_dir_all(dir.join("data/vault")).unwrap();
+    let config = dir.join("gateway.yaml");
+    let out = gateway(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("data/vault: a vault database of an older layout"),
+        "{err}"
+    );
+}
