@@ -196,14 +196,13 @@ impl Store {
     /// once, durable after the next [`Store::sync`]. A single compare-and-swap is atomic by itself
     /// and, unlike a batch, does not make sled seal and write its log buffer (~70 µs): this is how
     /// the hot path makes data-subject keys.
-    pub(crate) fn put_new_key(&self, record: &KeyRecord) -> Result<bool, Error> {
-        let json = serde_json::to_vec(record).map_err(|e| Error::Storage(e.to_string()))?;
+    pub(crate) fn put_new_key(&self, name: &str, record_json: Vec<u8>) -> Result<bool, Error> {
         let swapped = self
             .tree
             .compare_and_swap(
-                prefixed(b'k', record.name.as_bytes()),
+                prefixed(b'k', name.as_bytes()),
                 None as Option<&[u8]>,
-                Some(json),
+                Some(record_json),
             )
             .map_err(storage)?;
         self.applied.fetch_add(1, Ordering::AcqRel);

@@ -120,41 +120,50 @@ impl KeyManager {
         now: Timestamp,
         actor: &str,
     ) -> Result<Made, Error> {
-        let guard = self.lock();
-        let mut made: HashMap<&str, Arc<PrimaryKey>> = HashMap::new();
-        let mut out = Vec::with_capacity(missing.len());
-        let mut existing = Vec::new();
+        // Generating, wrapping and encoding need no lock: only the writes and the cache do, so
+        // concurrent rounds do not queue behind each other's cryptography.
+        let mut prepared: HashMap<&str, (Vec<u8>, Arc<PrimaryKey>)> = HashMap::new();
         for &i in missing {
             let Some(name) = names.get(i) else { continue };
-            if let Some(key) = made.get(name.as_str()) {
-                out.push((i, Arc::clone(key)));
+            if prepared.contains_key(name.as_str()) {
                 continue;
             }
             let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
             let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
-            if !self.store.put_new_key(&record)? {
-                // It exists (made earlier, not cached): the new material is dropped unused.
-                existing.push(i);
-                continue;
-            }
-            let expires_at = record.version(1).map_or(now, |v| record.expires_at(v));
+            let json = serde_json::to_vec(&record).map_err(|e| Error::Storage(e.to_string()))?;
             let key = Arc::new(PrimaryKey {
                 name: name.clone(),
                 version: 1,
                 purpose: Purpose::Subject,
-                expires_at,
+                expires_at: record.version(1).map_or(now, |v| record.expires_at(v)),
                 material,
             });
-            // Cached while the write lock is held: no change to this key can slip in between.
-            cache_insert(
-                &mut self.cache.write().unwrap_or_else(PoisonError::into_inner),
-                name,
-                Arc::clone(&key),
-            );
-            made.insert(name, Arc::clone(&key));
-            out.push((i, key));
+            prepared.insert(name, (json, key));
         }
-        drop(guard);
+        let mut made: HashMap<&str, Arc<PrimaryKey>> = HashMap::new();
+        {
+            let _guard = self.lock();
+            for (name, (json, key)) in prepared {
+                // A key that exists (made earlier, not cached) is kept; the new material is dropped.
+                if self.store.put_new_key(name, json)? {
+                    // Cached while the write lock is held: no change to this key can slip in between.
+                    cache_insert(
+                        &mut self.cache.write().unwrap_or_else(PoisonError::into_inner),
+                        name,
+                        Arc::clone(&key),
+                    );
+                    made.insert(name, key);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(missing.len());
+        let mut existing = Vec::new();
+        for &i in missing {
+            match names.get(i).and_then(|name| made.get(name.as_str())) {
+                Some(key) => out.push((i, Arc::clone(key))),
+                None => existing.push(i),
+            }
+        }
         Ok((out, existing))
     }
 
