@@ -57,6 +57,40 @@ pub struct Submission {
     pub tree_size: u64,
 }
 
+/// A record's sealed values, by field path.
+pub type SealedValues = Vec<(String, SealedRecord)>;
+
+/// `request MAC ‖ \n ‖ sealed values as JSON` (nothing after the newline when none were sealed).
+fn encode(request_mac: &str, sealed: &[(String, SealedRecord)]) -> Result<Vec<u8>, VaultError> {
+    let mut out = request_mac.as_bytes().to_vec();
+    out.push(b'\n');
+    if !sealed.is_empty() {
+        let map: BTreeMap<&str, &SealedRecord> =
+            sealed.iter().map(|(p, r)| (p.as_str(), r)).collect();
+        serde_json::to_writer(&mut out, &map).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+fn decode(bytes: &[u8]) -> Result<(String, SealedValues), VaultError> {
+    let at = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| VaultError::Corrupt("malformed submission record".into()))?;
+    let (mac, json) = (
+        bytes.get(..at).unwrap_or_default(),
+        bytes.get(at + 1..).unwrap_or_default(),
+    );
+    let mac = String::from_utf8(mac.to_vec())
+        .map_err(|_| VaultError::Corrupt("request MAC is not UTF-8".into()))?;
+    if json.is_empty() {
+        return Ok((mac, Vec::new()));
+    }
+    let map: BTreeMap<String, SealedRecord> =
+        serde_json::from_slice(json).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+    Ok((mac, map.into_iter().collect()))
+}
+
 fn key(prefix: &[u8], provider: &str, id: &str) -> Vec<u8> {
     [prefix, provider.as_bytes(), &[0], id.as_bytes()].concat()
 }
@@ -80,62 +114,36 @@ impl Vault {
         request_mac: &str,
         sealed: &[(String, SealedRecord)],
     ) -> Result<Attachments, VaultError> {
-        let mut extra = request_mac.as_bytes().to_vec();
-        extra.push(b'\n');
-        if !sealed.is_empty() {
-            let map: BTreeMap<&str, &SealedRecord> =
-                sealed.iter().map(|(p, r)| (p.as_str(), r)).collect();
-            serde_json::to_writer(&mut extra, &map)
-                .map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        }
         Ok(Attachments {
-            locator: Some((key(SUBMISSION, provider, id), extra)),
+            locator: Some((key(SUBMISSION, provider, id), encode(request_mac, sealed)?)),
             puts: Vec::new(),
         })
     }
 
-    /// The stored submission: where its entry is, its request MAC, and its sealed values' JSON.
+    /// The stored submission: where its entry is, and its sealed values.
     fn stored(
         &self,
         provider: &str,
         id: &str,
-    ) -> Result<Option<(Submission, Vec<u8>)>, VaultError> {
+    ) -> Result<Option<(Submission, SealedValues)>, VaultError> {
         let Some(located) = self.ledger.located(&key(SUBMISSION, provider, id))? else {
             return Ok(None);
         };
-        let split = located.extra.iter().position(|b| *b == b'\n');
-        let (mac, sealed) = match split {
-            Some(at) => (
-                located.extra.get(..at).unwrap_or_default(),
-                located.extra.get(at + 1..).unwrap_or_default(),
-            ),
-            None => return Err(VaultError::Corrupt("malformed submission record".into())),
-        };
-        let request_mac = String::from_utf8(mac.to_vec())
-            .map_err(|_| VaultError::Corrupt("request MAC is not UTF-8".into()))?;
+        let (request_mac, sealed) = decode(&located.extra)?;
         let submission = Submission {
             request_mac,
             index: located.index,
             tree_size: located.tree_size,
         };
-        Ok(Some((submission, sealed.to_vec())))
+        Ok(Some((submission, sealed)))
     }
 
     /// The sealed values of one record, by field path.
-    pub fn sealed(
-        &self,
-        provider: &str,
-        id: &str,
-    ) -> Result<Vec<(String, SealedRecord)>, VaultError> {
-        let Some((_, json)) = self.stored(provider, id)? else {
-            return Ok(Vec::new());
-        };
-        if json.is_empty() {
-            return Ok(Vec::new());
-        }
-        let map: BTreeMap<String, SealedRecord> =
-            serde_json::from_slice(&json).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        Ok(map.into_iter().collect())
+    pub fn sealed(&self, provider: &str, id: &str) -> Result<SealedValues, VaultError> {
+        Ok(self
+            .stored(provider, id)?
+            .map(|(_, sealed)| sealed)
+            .unwrap_or_default())
     }
 
     /// An accepted submission, if any.
@@ -149,6 +157,32 @@ impl Vault {
 mod tests {
     use super::*;
     use crate::ledger::{Ed25519NoteSigner, LedgerConfig};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any MAC (MACs never hold a newline) and any sealed values decode to themselves, by path.
+        #[test]
+        fn submission_records_round_trip(mac in "v[0-9]{1,3}:[A-Za-z0-9+/=]{0,60}",
+                                         fields in prop::collection::btree_map("[a-z.]{1,12}", ("[a-z/0-9]{1,20}", any::<u32>(), "[A-Za-z0-9+/=]{0,40}"), 0..6)) {
+            let sealed: Vec<(String, SealedRecord)> = fields
+                .into_iter()
+                .map(|(p, (key, version, blob))| (p, SealedRecord { key, version, blob }))
+                .collect();
+            let (back_mac, back) = decode(&encode(&mac, &sealed).unwrap()).unwrap();
+            prop_assert_eq!(back_mac, mac);
+            prop_assert_eq!(back, sealed);
+        }
+    }
+
+    #[test]
+    fn a_damaged_submission_record_is_reported() {
+        assert!(matches!(decode(b"no newline"), Err(VaultError::Corrupt(_))));
+        assert!(matches!(
+            decode(b"v1:x\n{not json"),
+            Err(VaultError::Corrupt(_))
+        ));
+        assert!(matches!(decode(b"\xff\n"), Err(VaultError::Corrupt(_))));
+    }
 
     #[tokio::test]
     async fn a_submission_and_its_sealed_values_land_with_the_entry() {

@@ -135,14 +135,17 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    #[test]
-    fn located_round_trips() {
-        let l = Located {
-            index: 7,
-            tree_size: 9,
-            extra: b"mac".to_vec(),
-        };
-        assert_eq!(Located::decode(&l.encode()).unwrap(), l);
-        assert_eq!(Located::decode(&l.encode()[..15]), None);
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every locator decodes to itself; every strict prefix shorter than the fixed part is refused.
+        #[test]
+        fn located_round_trips(index in any::<u64>(), tree_size in any::<u64>(),
+                               extra in prop::collection::vec(any::<u8>(), 0..64), cut in 0usize..16) {
+            let l = Located { index, tree_size, extra };
+            let bytes = l.encode();
+            prop_assert_eq!(Located::decode(&bytes), Some(l));
+            prop_assert_eq!(Located::decode(&bytes[..cut]), None);
+        }
     }
 }
