@@ -131,7 +131,11 @@ pub(crate) struct Shared {
     origin: String,
     published: RwLock<Arc<SignedCheckpoint>>,
     poisoned: AtomicBool,
+    barrier: std::sync::OnceLock<Barrier>,
 }
+
+/// Run by the writer before each group commit (see [`Ledger::set_barrier`]).
+pub type Barrier = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Shared {
     fn publish(&self, checkpoint: Arc<SignedCheckpoint>) {
@@ -248,6 +252,7 @@ impl Ledger {
             origin: config.origin,
             published: RwLock::new(Arc::new(latest)),
             poisoned: AtomicBool::new(false),
+            barrier: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let writer = writer::Writer {
@@ -323,6 +328,18 @@ impl Ledger {
         let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
         tx.blocking_send(req).map_err(|_| LedgerError::Closed)?;
         rx.blocking_recv().map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Sets the durability barrier: a function the writer runs before it writes each group, so that
+    /// whatever it makes durable is on disk before any entry appended after it was made. The gateway
+    /// passes the key store's shared flush, so a new subject key is on disk before anything sealed
+    /// under it, at the cost of one flush per group rather than a hand-off per request. If it fails,
+    /// the group is refused (nothing of it is written) and the ledger keeps taking appends. Set once.
+    pub fn set_barrier(&self, barrier: Barrier) -> Result<(), LedgerError> {
+        self.shared
+            .barrier
+            .set(barrier)
+            .map_err(|_| LedgerError::Barrier("a barrier is already set".into()))
     }
 
     /// The latest published checkpoint.

@@ -4,9 +4,10 @@
 //! Every other module does one step and knows nothing of this order.
 //!
 //! Durability: a submission costs no fsync of its own. Its entry, sealed values and submission index
-//! are one atomic ledger write and share the group commit's flush; new data-subject keys share one
-//! key-store flush per round; the key-usage index follows the ledger in the background (`usage`).
-//! A batch is one round: one key-store flush at most, one append, one wait.
+//! are one atomic ledger write and share the group commit's flush; new data-subject keys share the
+//! key-store flush the ledger runs before each group (its barrier); the key-usage index follows the
+//! ledger in the background (`usage`).
+//! A batch is one round: one append, one wait.
 
 mod read;
 mod submit;
@@ -133,6 +134,16 @@ impl Pipeline {
                 "gateway",
             )?;
         }
+        // A new subject key must be on disk before anything sealed under it: the key store's shared
+        // flush runs before every group commit (a no-op when no key was made since the last one).
+        let sync = Arc::clone(&keys);
+        ledger.set_barrier(Box::new(move || {
+            if sync.needs_sync() {
+                sync.sync().map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            }
+        }))?;
         let p = Pipeline {
             policy: std::sync::RwLock::new(policy),
             vault: Vault::new(Arc::clone(&ledger)),

@@ -87,4 +87,7 @@ pub enum LedgerError {
     /// The ledger is shutting down or has shut down.
     #[error("ledger is closed")]
     Closed,
+    /// The durability barrier (see `Ledger::set_barrier`) failed, so the group was not written.
+    #[error("what entries depend on could not be made durable: {0}")]
+    Barrier(String),
 }

@@ -194,6 +194,48 @@ async fn attachments_are_kept_beside_their_entries() {
     assert!(ledger.receipt_parts(5, 97).is_err());
 }
 
+/// The barrier runs before every group is written; when it fails the group is refused, nothing of it is
+/// written, and the ledger keeps taking appends.
+#[test]
+fn a_failing_barrier_refuses_the_group_without_poisoning_the_ledger() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l"));
+    let (calls, fail) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (c, f) = (Arc::clone(&calls), Arc::clone(&fail));
+    ledger
+        .set_barrier(Box::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            if f.load(Ordering::SeqCst) {
+                Err("disk full".into())
+            } else {
+                Ok(())
+            }
+        }))
+        .unwrap();
+    assert!(matches!(
+        ledger.set_barrier(Box::new(|| Ok(()))),
+        Err(LedgerError::Barrier(_))
+    ));
+    ledger.append_blocking(entries(0..2)).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    fail.store(true, Ordering::SeqCst);
+    let err = ledger.append_blocking(entries(2..4)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "what entries depend on could not be made durable: disk full"
+    );
+    assert_eq!(ledger.size(), 2);
+    fail.store(false, Ordering::SeqCst);
+    let receipts = ledger.append_blocking(entries(2..4)).unwrap();
+    assert_eq!(receipts[0].index, 2);
+    ledger.close();
+    assert_eq!(verify(&dir).unwrap().size, 4);
+}
+
 #[test]
 fn reopening_keeps_everything_and_continues() {
     let dir = filled(100, 7);

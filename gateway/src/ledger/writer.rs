@@ -57,6 +57,16 @@ impl Writer {
                 }
                 continue;
             }
+            if let Some(barrier) = self.shared.barrier.get()
+                && let Err(why) = barrier()
+            {
+                // Nothing of the group was written: refuse it, and keep taking appends.
+                tracing::error!(error = %why, "durability barrier failed; group refused");
+                for req in group.drain(..) {
+                    let _ = req.reply.send(Err(LedgerError::Barrier(why.clone())));
+                }
+                continue;
+            }
             match self.commit(&group) {
                 Ok((leaves, checkpoint)) => {
                     let mut leaves = leaves.into_iter();

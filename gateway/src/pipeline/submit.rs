@@ -166,21 +166,14 @@ impl Pipeline {
         if items.is_empty() {
             return out;
         }
-        let appended = async {
-            // New subject keys must be on disk before anything sealed under them is.
-            if self.keys.needs_sync() {
-                let keys = Arc::clone(&self.keys);
-                tokio::task::spawn_blocking(move || keys.sync())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            }
-            self.ledger
-                .append_with(items)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match appended.await {
+        // New subject keys reach the disk before this group does: the ledger's barrier (set in
+        // `Pipeline::new`) flushes the key store before every group commit.
+        let appended = self
+            .ledger
+            .append_with(items)
+            .await
+            .map_err(|e| e.to_string());
+        match appended {
             Ok(receipts) => {
                 for (i, r) in lines.into_iter().zip(receipts) {
                     let receipt =
