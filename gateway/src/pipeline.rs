@@ -1,6 +1,7 @@
 //! The one place where the steps of a submission are put in order:
 //! identify → admit → parse → authorize → (claim the record id) → already seen? → desensitize →
-//! seal → append entry + vault attachments (new subject keys flushed first, by the ledger's barrier) → receipt.
+//! seal → append entry + vault attachments (new subject keys flushed first, by the ledger's
+//! barrier) → receipt.
 //! Every other module does one step and knows nothing of this order.
 //!
 //! Durability: a submission costs no fsync of its own. Its entry, sealed values and submission index
