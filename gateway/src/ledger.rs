@@ -47,7 +47,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use attachments::{Attachments, KeyValues, Located};
+pub use attachments::{Attachment, Located};
 pub use bundle::{
     Bundle, MAX_BYTES as BUNDLE_MAX_BYTES, MAX_ENTRIES as BUNDLE_MAX_ENTRIES, encode_bundle,
 };
@@ -276,7 +276,7 @@ impl Ledger {
     fn request(
         &self,
         entries: Vec<Vec<u8>>,
-        attachments: Vec<Attachments>,
+        attachments: Vec<Attachment>,
     ) -> Result<(writer::Request, oneshot::Receiver<ReplyResult>), LedgerError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(LedgerError::Poisoned);
@@ -305,11 +305,11 @@ impl Ledger {
         self.send(req, rx).await
     }
 
-    /// Appends entries with what to keep beside each (see [`Attachments`]): entries and attachments
+    /// Appends entries with what to keep beside each (see [`Attachment`]): entries and attachments
     /// become durable in one atomic write, or none of them does.
     pub async fn append_with(
         &self,
-        items: Vec<(Vec<u8>, Attachments)>,
+        items: Vec<(Vec<u8>, Attachment)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
         if items.is_empty() {
             return Ok(Vec::new());

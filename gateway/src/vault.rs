@@ -1,7 +1,7 @@
 //! The off-ledger vault: sealed field values, each encrypted with its data subject's key (from keymgr,
 //! itself wrapped by the KEK), and the submission index that makes submissions idempotent.
 //!
-//! Both are kept as ledger *attachments* (see `ledger::Attachments`): written in the same atomic batch
+//! Both are kept as ledger *attachments* (see `ledger::Attachment`): written in the same atomic batch
 //! and flush as the record's entry, so a submission is durable whole or not at all, with no fsync of
 //! its own and no recovery protocol. They are never part of an entry, a proof or a checkpoint. This
 //! module owns their encoding:
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{Attachments, Ledger, LedgerError};
+use crate::ledger::{Attachment, Ledger, LedgerError};
 
 const SUBMISSION: &[u8] = b"vault/submission/";
 
@@ -113,10 +113,10 @@ impl Vault {
         id: &str,
         request_mac: &str,
         sealed: &[(String, SealedRecord)],
-    ) -> Result<Attachments, VaultError> {
-        Ok(Attachments {
-            locator: Some((key(SUBMISSION, provider, id), encode(request_mac, sealed)?)),
-            puts: Vec::new(),
+    ) -> Result<Attachment, VaultError> {
+        Ok(Attachment {
+            key: key(SUBMISSION, provider, id),
+            extra: encode(request_mac, sealed)?,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Attachments: data a caller keeps *beside* the log, written in the same atomic batch and the same
-//! flush as the entries it belongs to. They are never part of an entry, a proof, a checkpoint or
+//! flush as the entry it belongs to, under a key of the caller's, together with where the entry
+//! landed. They are never part of an entry, a proof, a checkpoint or
 //! `ledger verify`, and no read path of the log serves them.
 //!
 //! Why here and not in a database of the caller's own: a submission's off-ledger half (the vault's
@@ -7,20 +8,18 @@
 //! databases need either two fsyncs per record or a recovery protocol between them; one atomic batch
 //! needs neither, and rides on the group commit's single flush.
 
+use super::Ledger;
 use super::error::LedgerError;
 use super::hash::Hash;
-use super::{Ledger, store::Batch};
 
-/// Key/value pairs, as attachments are written and read.
-pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// What to keep beside one appended entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attachments {
-    /// `(key, value)` pairs to store as given.
-    pub puts: KeyValues,
-    /// `(key, extra)`: store where the entry landed (a [`Located`]) under `key`.
-    pub locator: Option<(Vec<u8>, Vec<u8>)>,
+/// What to keep beside one appended entry: under `key`, a [`Located`] (where the entry landed) with
+/// the caller's `extra` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The caller's key.
+    pub key: Vec<u8>,
+    /// The caller's bytes, kept with the location.
+    pub extra: Vec<u8>,
 }
 
 /// Where an entry landed, as stored under its locator key: its index, the size of the checkpoint that
@@ -58,49 +57,16 @@ impl Located {
 }
 
 impl Ledger {
-    /// The attachment stored under `key`.
-    pub fn attachment(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
-        Ok(self.shared.store.attachment(key)?.map(|v| v.to_vec()))
-    }
-
-    /// Every attachment whose key starts with `prefix`, in key order: `(rest of the key, value)`.
-    pub fn attachments(&self, prefix: &[u8]) -> Result<KeyValues, LedgerError> {
-        Ok(self
-            .shared
-            .store
-            .attachments(prefix)?
-            .into_iter()
-            .map(|(k, v)| (k, v.to_vec()))
-            .collect())
-    }
-
-    /// Where the entry located under `key` landed.
+    /// Where the entry attached under `key` landed, with the caller's bytes.
     pub fn located(&self, key: &[u8]) -> Result<Option<Located>, LedgerError> {
         self.shared
             .store
             .attachment(key)?
             .map(|v| {
                 Located::decode(&v)
-                    .ok_or_else(|| LedgerError::Corrupt("malformed locator attachment".into()))
+                    .ok_or_else(|| LedgerError::Corrupt("malformed attachment".into()))
             })
             .transpose()
-    }
-
-    /// Writes and removes attachments outside an append (an officer's shred, an import); durable when
-    /// this returns.
-    pub fn change_attachments(
-        &self,
-        puts: &[(Vec<u8>, Vec<u8>)],
-        removes: &[Vec<u8>],
-    ) -> Result<(), LedgerError> {
-        let mut batch = Batch::default();
-        for (k, v) in puts {
-            batch.put_attachment(k, v);
-        }
-        for k in removes {
-            batch.remove_attachment(k);
-        }
-        self.shared.store.commit(batch)
     }
 
     /// The leaf hash of entry `index` and the checkpoint note published at `tree_size`: with the

@@ -256,10 +256,6 @@ impl Batch {
         self.inner.insert([&[ATTACHMENT], key].concat(), value);
     }
 
-    pub(crate) fn remove_attachment(&mut self, key: &[u8]) {
-        self.inner.remove([&[ATTACHMENT], key].concat());
-    }
-
     fn set_format(&mut self) {
         self.inner.insert(meta_key("format"), FORMAT);
     }
@@ -386,21 +382,6 @@ impl Store {
         self.tree
             .get([&[ATTACHMENT], key].concat())
             .map_err(storage)
-    }
-
-    /// Attachments whose key starts with `prefix`: (key without `prefix`, value).
-    pub(crate) fn attachments(
-        &self,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, sled::IVec)>, LedgerError> {
-        let full = [&[ATTACHMENT], prefix].concat();
-        self.tree
-            .scan_prefix(&full)
-            .map(|r| {
-                let (k, v) = r.map_err(storage)?;
-                Ok((k.get(full.len()..).unwrap_or_default().to_vec(), v))
-            })
-            .collect()
     }
 
     /// The checkpoint note stored for the tree of `size` entries, if one was published at that size.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::attachments::{Attachments, Located};
+use super::attachments::{Attachment, Located};
 use super::checkpoint::{Checkpoint, SignedCheckpoint};
 use super::compact::CompactRange;
 use super::error::LedgerError;
@@ -21,7 +21,7 @@ use super::{Receipt, Shared};
 pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
     /// Empty, or one per entry: what to keep beside it, in the same atomic write.
-    pub(crate) attachments: Vec<Attachments>,
+    pub(crate) attachments: Vec<Attachment>,
     pub(crate) reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
 }
 
@@ -122,17 +122,12 @@ impl Writer {
         let mut index = first;
         for req in group {
             for a in &req.attachments {
-                for (key, value) in &a.puts {
-                    batch.put_attachment(key, value);
-                }
-                if let Some((key, extra)) = &a.locator {
-                    let located = Located {
-                        index,
-                        tree_size: size,
-                        extra: extra.clone(),
-                    };
-                    batch.put_attachment(key, &located.encode());
-                }
+                let located = Located {
+                    index,
+                    tree_size: size,
+                    extra: a.extra.clone(),
+                };
+                batch.put_attachment(&a.key, &located.encode());
                 index += 1;
             }
             // Requests without attachments still occupy their entries' indices.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Accepted, MAX_JSON_DEPTH, Pipeline, PipelineError, REQUEST_MAC_KEY};
 use crate::keys::{ManagedKeys, OsSalts};
-use crate::ledger::{Attachments, Hash};
+use crate::ledger::{Attachment, Hash};
 use crate::vault::{SealedRecord, Vault, VaultError};
 
 /// Record ids: 1 to this many characters.
@@ -220,7 +220,7 @@ impl Pipeline {
         out: Desensitized,
         subject_key: Option<&PrimaryKey>,
         now: i64,
-    ) -> Result<(Vec<u8>, Attachments), PipelineError> {
+    ) -> Result<(Vec<u8>, Attachment), PipelineError> {
         let (provider, id) = (p.provider, p.id.as_str());
         let mut sealed = Vec::with_capacity(out.sealed.len());
         if let Some(key) = subject_key {
