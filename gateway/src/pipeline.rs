@@ -138,13 +138,7 @@ impl Pipeline {
         // A new subject key must be on disk before anything sealed under it: the key store's shared
         // flush runs before every group commit (a no-op when no key was made since the last one).
         let sync = Arc::clone(&keys);
-        ledger.set_barrier(Box::new(move || {
-            if sync.needs_sync() {
-                sync.sync().map_err(|e| e.to_string())
-            } else {
-                Ok(())
-            }
-        }))?;
+        ledger.set_barrier(Box::new(move || sync.sync().map_err(|e| e.to_string())))?;
         let p = Pipeline {
             policy: std::sync::RwLock::new(policy),
             vault: Vault::new(Arc::clone(&ledger)),

@@ -42,14 +42,6 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
 }
 
-/// An audit event to write, before it has a number.
-pub(crate) struct EventSpec<'a> {
-    pub(crate) action: &'a str,
-    pub(crate) key: Option<&'a str>,
-    pub(crate) version: Option<u32>,
-    pub(crate) detail: String,
-}
-
 /// The version new work uses, unwrapped and cached; material zeroized on drop.
 #[derive(Debug)]
 pub struct PrimaryKey {
@@ -140,42 +132,11 @@ impl KeyManager {
         self.write.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `batch` with one audit event per [`EventSpec`], numbered in order, without waiting
-    /// for the disk: the caller syncs (or leaves it to the next [`KeyManager::sync`]).
-    pub(crate) fn apply_audited(
-        &self,
-        mut batch: Batch,
-        events: Vec<EventSpec<'_>>,
-        now: Timestamp,
-        actor: &str,
-    ) -> Result<(), Error> {
-        let mut last = self
-            .audit_seq
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut seq = *last;
-        for e in events {
-            seq += 1;
-            batch.put_audit(&AuditEvent {
-                seq,
-                at: now,
-                actor: actor.to_owned(),
-                action: e.action.to_owned(),
-                key: e.key.map(str::to_owned),
-                version: e.version,
-                detail: e.detail,
-            })?;
-        }
-        self.store.apply(batch)?;
-        *last = seq;
-        Ok(())
-    }
-
     /// Applies `batch` with its audit event and makes both durable; drops the key's cache entry.
     #[allow(clippy::too_many_arguments)] // every field of the event, named at the call site
     fn commit_with_audit(
         &self,
-        batch: Batch,
+        mut batch: Batch,
         now: Timestamp,
         actor: &str,
         action: &str,
@@ -183,13 +144,24 @@ impl KeyManager {
         version: Option<u32>,
         detail: String,
     ) -> Result<(), Error> {
-        let event = EventSpec {
-            action,
-            key,
+        // The sequence lock is held while the event is applied, so numbers are dense and in order.
+        let mut last = self
+            .audit_seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seq = *last + 1;
+        batch.put_audit(&AuditEvent {
+            seq,
+            at: now,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            key: key.map(str::to_owned),
             version,
             detail,
-        };
-        self.apply_audited(batch, vec![event], now, actor)?;
+        })?;
+        self.store.apply(batch)?;
+        *last = seq;
+        drop(last);
         self.store.sync()?;
         if let Some(k) = key {
             self.cache
@@ -532,13 +504,8 @@ impl KeyManager {
         Ok(self.record(name)?.trusted_at(version, made_at))
     }
 
-    /// Whether some change is written but not yet durable (a new subject key): then [`KeyManager::sync`]
-    /// has work to do.
-    pub fn needs_sync(&self) -> bool {
-        self.store.needs_sync()
-    }
-
-    /// Makes every change written so far durable; concurrent callers share one flush.
+    /// Makes every change written so far durable; concurrent callers share one flush, and it returns
+    /// at once when nothing is pending.
     pub fn sync(&self) -> Result<(), Error> {
         self.store.sync()
     }

@@ -209,11 +209,6 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
-    /// Whether a batch was applied that no finished flush covers yet.
-    pub(crate) fn needs_sync(&self) -> bool {
-        self.durable.load(Ordering::Acquire) < self.applied.load(Ordering::Acquire)
-    }
-
     /// Makes every batch applied before this call durable, sharing a flush with concurrent callers.
     pub(crate) fn sync(&self) -> Result<(), Error> {
         let target = self.applied.load(Ordering::Acquire);
@@ -253,12 +248,20 @@ impl Store {
     }
 
     pub(crate) fn keys(&self) -> Result<Vec<KeyRecord>, Error> {
+        self.scan_json(b'k', "key record")
+    }
+
+    /// Every value under a one-byte prefix, decoded from JSON; `what` names them in errors.
+    fn scan_json<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: u8,
+        what: &str,
+    ) -> Result<Vec<T>, Error> {
         self.tree
-            .scan_prefix([b'k'])
+            .scan_prefix([prefix])
             .map(|r| {
                 let (_, v) = r.map_err(storage)?;
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::StoreCorrupt(format!("key record: {e}")))
+                serde_json::from_slice(&v).map_err(|e| Error::StoreCorrupt(format!("{what}: {e}")))
             })
             .collect()
     }
@@ -288,14 +291,7 @@ impl Store {
     }
 
     pub(crate) fn audit(&self) -> Result<Vec<AuditEvent>, Error> {
-        self.tree
-            .scan_prefix([b'a'])
-            .map(|r| {
-                let (_, v) = r.map_err(storage)?;
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::StoreCorrupt(format!("audit event: {e}")))
-            })
-            .collect()
+        self.scan_json(b'a', "audit event")
     }
 
     pub(crate) fn last_audit_seq(&self) -> Result<u64, Error> {
