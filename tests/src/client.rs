@@ -93,6 +93,17 @@ impl Client {
         Client::from_pem(&pki.join("ca.pem"), Some((&cert, &key)))
     }
 
+    /// Submits one record (`POST /v1/records` with its JSON); panics only if no answer came back.
+    pub fn submit(&self, addr: SocketAddr, record: &serde_json::Value) -> Answer {
+        self.request(
+            addr,
+            "POST",
+            "/v1/records",
+            Some(record.to_string().as_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("no answer to a submission: {e}"))
+    }
+
     /// Sends one request on a new connection; `Err` carries the error chain (e.g. the TLS alert).
     pub fn request(
         &self,

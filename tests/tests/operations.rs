@@ -197,17 +197,7 @@ fn shredding_a_subject_makes_its_sealed_fields_unreadable_and_the_ledger_still_v
     let mut node = Node::start(&dir);
     let a = node.client("provider-a");
     for (id, who) in [("X-1", "P-77"), ("X-2", "P-78")] {
-        assert_eq!(
-            a.request(
-                node.addr,
-                "POST",
-                "/v1/records",
-                Some(loan(id, who).to_string().as_bytes())
-            )
-            .unwrap()
-            .status,
-            201
-        );
+        assert_eq!(a.submit(node.addr, &loan(id, who)).status, 201);
     }
     assert_eq!(node.stop(), Some(0));
     let out = keymgr(&dir, &["shred", "--subject", "P-77"]);
@@ -240,17 +230,7 @@ fn a_compromised_key_with_no_usable_version_stops_submissions_until_rotated() {
     let dir = init_node(tmp.path());
     let mut node = Node::start(&dir);
     let a = node.client("provider-a");
-    assert_eq!(
-        a.request(
-            node.addr,
-            "POST",
-            "/v1/records",
-            Some(loan("K-1", "P").to_string().as_bytes())
-        )
-        .unwrap()
-        .status,
-        201
-    );
+    assert_eq!(a.submit(node.addr, &loan("K-1", "P")).status, 201);
     assert_eq!(node.stop(), Some(0));
     let out = keymgr(
         &dir,
@@ -272,14 +252,7 @@ fn a_compromised_key_with_no_usable_version_stops_submissions_until_rotated() {
 
     let mut node = Node::start(&dir);
     let size = node.tree_size();
-    let refused = a
-        .request(
-            node.addr,
-            "POST",
-            "/v1/records",
-            Some(loan("K-2", "P").to_string().as_bytes()),
-        )
-        .unwrap();
+    let refused = a.submit(node.addr, &loan("K-2", "P"));
     assert_eq!(
         (refused.status, refused.json()["code"].as_str()),
         (503, Some("key_revoked")),
@@ -291,14 +264,7 @@ fn a_compromised_key_with_no_usable_version_stops_submissions_until_rotated() {
 
     assert!(keymgr(&dir, &["rotate", "pseudonym"]).status.success());
     let node = Node::start(&dir);
-    let ok = a
-        .request(
-            node.addr,
-            "POST",
-            "/v1/records",
-            Some(loan("K-2", "P").to_string().as_bytes()),
-        )
-        .unwrap();
+    let ok = a.submit(node.addr, &loan("K-2", "P"));
     assert_eq!(ok.status, 201, "{}", ok.text());
     let read = a
         .request(node.addr, "GET", "/v1/records/K-2", None)
