@@ -74,16 +74,14 @@ fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
     }
 }
 
-/// Runs the node until `shutdown` resolves; returns after draining and flushing.
-pub async fn serve(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ServeError> {
+/// The node's stores and pipeline, opened from `config` as `serve` opens them: the policy, the key
+/// store (under the configured KEK), the ledger (signing with keymgr's checkpoint key, flushing the
+/// key store before each group) and the pipeline over them. Refuses a data directory of the old layout.
+pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), ServeError> {
     let policy = Arc::new(PolicySet::load(&config.policies).map_err(ServeError::Policy)?);
-    let server_tls = Arc::new(tls::server_config(&config.tls)?);
     let keys = Arc::new(KeyManager::open(
         &config.data.join("keys"),
-        &kek_source(&config)?,
+        &kek_source(config)?,
     )?);
     let now = crate::keys::unix_now();
     let signer = crate::init::checkpoint_signer(&keys, &config.ledger.origin, now)
@@ -101,11 +99,18 @@ pub async fn serve(
             old_vault.display()
         )));
     }
-    let pipeline = Arc::new(Pipeline::new(
-        Arc::clone(&policy),
-        keys,
-        Arc::clone(&ledger),
-    )?);
+    let pipeline = Arc::new(Pipeline::new(policy, keys, Arc::clone(&ledger))?);
+    Ok((pipeline, ledger))
+}
+
+/// Runs the node until `shutdown` resolves; returns after draining and flushing.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    // TLS first: a broken certificate is reported before the stores are opened (and locked).
+    let server_tls = Arc::new(tls::server_config(&config.tls)?);
+    let (pipeline, ledger) = open_pipeline(&config)?;
     // The key-usage index follows the ledger: every second, and once more at shutdown.
     {
         let pipeline = Arc::clone(&pipeline);
@@ -165,7 +170,7 @@ pub async fn serve(
             source,
         })?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tracing::info!(listen = %config.listen, policy = %policy.digest_hex(), ledger_size = ledger.size(), "serving");
+    tracing::info!(listen = %config.listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {

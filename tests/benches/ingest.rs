@@ -9,6 +9,10 @@
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
 //! request with a static 201. It is what a user would otherwise put in front of a store, and bounds
 //! what TLS + HTTP alone cost on this machine.
+//!
+//! Two more rows say where the gap to it lies: the node answering the same requests on a path it does
+//! not serve (404: its TLS, HTTP and routing, no work), and the pipeline alone, opened in this process
+//! and called directly with the same records (the node's work with no TLS, HTTP or generator).
 
 #![allow(
     clippy::print_stdout,
@@ -25,6 +29,10 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// The node's allocator, so that the in-process pipeline runs as it does in `gateway serve`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -67,15 +75,40 @@ fn record(id: &str) -> String {
     )
 }
 
+/// What a connection sends: `batch` records per request to `path`; a single record must be answered
+/// with `status`, a batch line counts when its status is 201.
+#[derive(Clone, Copy)]
+struct Load {
+    path: &'static str,
+    batch: usize,
+    status: u16,
+}
+
+/// `POST /v1/records`, one record per request.
+const SINGLE: Load = Load {
+    path: "/v1/records",
+    batch: 1,
+    status: 201,
+};
+
+/// The same request to a path nobody serves: the node answers 404 after TLS, HTTP and routing, with
+/// no work. Against nginx (which answers 201 on every path) it is the baseline.
+const NO_WORK: Load = Load {
+    path: "/v1/no-such-endpoint",
+    batch: 1,
+    status: 404,
+};
+
 /// One connection sending requests back to back until `until`; returns each request's latency and
 /// the records it carried.
 async fn connection(
     addr: std::net::SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     worker: usize,
-    batch: usize,
+    load: Load,
     until: Instant,
 ) -> (Vec<Duration>, u64) {
+    let batch = load.batch;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -96,12 +129,7 @@ async fn connection(
                 .join("\n")
         };
         n += 1;
-        let path = if batch == 1 {
-            "/v1/records"
-        } else {
-            "/v1/records:batch"
-        };
-        let req = hyper::Request::post(path)
+        let req = hyper::Request::post(load.path)
             .header("host", "localhost")
             .body(Full::new(bytes::Bytes::from(body)))
             .unwrap();
@@ -112,7 +140,7 @@ async fn connection(
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         latencies.push(t.elapsed());
         if batch == 1 {
-            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+            assert_eq!(status, load.status, "{}", String::from_utf8_lossy(&bytes));
             records += 1;
         } else {
             records += bytes
@@ -128,7 +156,7 @@ fn run(
     addr: std::net::SocketAddr,
     tls: &Arc<rustls::ClientConfig>,
     connections: usize,
-    batch: usize,
+    load: Load,
     seconds: u64,
 ) -> (f64, Duration, Duration) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -143,8 +171,8 @@ fn run(
                 tokio::spawn(connection(
                     addr,
                     Arc::clone(tls),
-                    w + batch * 1000,
-                    batch,
+                    w + load.batch * 1000,
+                    load,
                     until,
                 ))
             })
@@ -277,6 +305,59 @@ fn report(what: &str, (rate, p50, p99): (f64, Duration, Duration), note: &str) {
     );
 }
 
+/// The node's own work without TLS, HTTP or a generator sharing the cores: the pipeline opened in this
+/// process as `gateway serve` opens it (on a fresh node directory), `tasks` submitters calling it with
+/// the same records, `batch` per call. What is left when the network side costs nothing: a ceiling
+/// for the served rates above. (Without the served node's once-a-second key-usage indexer.)
+fn in_process(tasks: usize, batch: usize, seconds: u64) -> f64 {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = e2e::node::init_node(tmp.path());
+    e2e::node::unlimited_rate(&dir);
+    let config = gateway::config::Config::load(&dir.join("gateway.yaml")).unwrap();
+    let der = CertificateDer::from_pem_file(dir.join("pki/provider-a.pem")).unwrap();
+    let peer = Arc::new(gateway::ingress::identity::peer_identity(&der).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pipeline, ledger) = gateway::serve::open_pipeline(&config).unwrap();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let records: u64 = rt.block_on(async {
+        let tasks: Vec<_> = (0..tasks)
+            .map(|w| {
+                let (pipeline, peer) = (Arc::clone(&pipeline), Arc::clone(&peer));
+                tokio::spawn(async move {
+                    let (mut records, mut n) = (0u64, 0u64);
+                    while Instant::now() < until {
+                        let lines: Vec<String> = (0..batch)
+                            .map(|k| record(&format!("p{w}-{n}-{k}")))
+                            .collect();
+                        n += 1;
+                        let refs: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
+                        for outcome in pipeline.submit_batch(&peer, &refs).await {
+                            assert!(outcome.unwrap().created);
+                            records += 1;
+                        }
+                    }
+                    records
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap();
+        }
+        sum
+    });
+    let rate = records as f64 / started.elapsed().as_secs_f64();
+    drop(pipeline);
+    if let Ok(ledger) = Arc::try_unwrap(ledger) {
+        ledger.close();
+    }
+    rate
+}
+
 fn main() {
     let connections = env_or("INGEST_CONNECTIONS", 64) as usize;
     let seconds = env_or("INGEST_SECONDS", 10);
@@ -289,17 +370,42 @@ fn main() {
     );
     let baseline = {
         let nginx = start_nginx(&dir.join("pki"));
-        run(nginx.addr, &tls, connections, 1, seconds)
+        run(nginx.addr, &tls, connections, SINGLE, seconds)
     };
     report("nginx static 201 (base):", baseline, "");
     let node = e2e::node::Node::start(&dir);
-    let single = run(node.addr, &tls, connections, 1, seconds);
+    let no_work = run(node.addr, &tls, connections, NO_WORK, seconds);
+    report(
+        "node, 404 (no work):",
+        no_work,
+        &format!("   = {:.2}x nginx", no_work.0 / baseline.0),
+    );
+    let single = run(node.addr, &tls, connections, SINGLE, seconds);
     report(
         "POST /v1/records:",
         single,
         &format!("   = {:.2}x nginx", single.0 / baseline.0),
     );
     let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
-    let batch = run(node.addr, &tls, batch_connections, 256, seconds);
+    let batch = run(
+        node.addr,
+        &tls,
+        batch_connections,
+        Load {
+            path: "/v1/records:batch",
+            batch: 256,
+            status: 201,
+        },
+        seconds,
+    );
     report("POST /v1/records:batch:", batch, "   (256 per request)");
+    drop(node);
+    let alone_single = in_process(connections, 1, seconds);
+    println!(
+        "   pipeline alone, 1 per call: {alone_single:>7.0} records/s   ({connections} tasks, in process: no TLS, HTTP or generator)"
+    );
+    let alone_batch = in_process(batch_connections, 256, seconds);
+    println!(
+        "   pipeline alone, 256 per call:{alone_batch:>7.0} records/s   ({batch_connections} tasks, in process)"
+    );
 }
