@@ -218,7 +218,7 @@ impl Pipeline {
         let policy = self.policy();
         let mut outcomes: Vec<Option<Result<Accepted, PipelineError>>> =
             lines.iter().map(|_| None).collect();
-        let mut waiting = Vec::new();
+        let mut waiting = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
             match self.parse_line(&policy, peer, line) {
                 Ok(parsed) => waiting.push((i, parsed)),
@@ -234,8 +234,8 @@ impl Pipeline {
                 .map(|(_, p)| claim_key(p.provider(), &p.id))
                 .collect();
             let (claim, busy) = self.claims.claim_free(&ids);
-            let mut now = Vec::new();
-            let mut later = Vec::new();
+            let mut now = Vec::with_capacity(waiting.len().saturating_sub(busy.len()));
+            let mut later = Vec::with_capacity(busy.len());
             for (k, item) in waiting.into_iter().enumerate() {
                 if busy.binary_search(&k).is_ok() {
                     later.push(item);
