@@ -91,10 +91,12 @@ fn records_of(prefix: &str, n: u64, batch: usize, subjects: Option<u64>) -> Vec<
         .collect()
 }
 
-/// What a connection sends: `batch` records per request to `path` (their subjects as in [`records_of`]);
-/// a single record must be answered with `status`, a batch line counts when its status is 201.
+/// What a connection sends: `batch` records per request to `path` (their subjects as in [`records_of`],
+/// their ids starting with `ids`, distinct per load so that no load resubmits another's ids to the same
+/// node); a single record must be answered with `status`, a batch line counts when its status is 201.
 #[derive(Clone, Copy)]
 struct Load {
+    ids: &'static str,
     path: &'static str,
     batch: usize,
     subjects: Option<u64>,
@@ -103,6 +105,7 @@ struct Load {
 
 /// `POST /v1/records`, one record per request.
 const SINGLE: Load = Load {
+    ids: "single",
     path: "/v1/records",
     batch: 1,
     subjects: None,
@@ -111,6 +114,7 @@ const SINGLE: Load = Load {
 
 /// `POST /v1/records:batch`, 256 records per request.
 const BATCH: Load = Load {
+    ids: "batch",
     path: "/v1/records:batch",
     batch: 256,
     subjects: None,
@@ -124,6 +128,7 @@ const RECURRING_SUBJECTS: u64 = 10_000;
 /// The same request to a path nobody serves: the node answers 404 after TLS, HTTP and routing, with
 /// no work. Against nginx (which answers 201 on every path) it is the baseline.
 const NO_WORK: Load = Load {
+    ids: "none",
     path: "/v1/no-such-endpoint",
     batch: 1,
     subjects: None,
@@ -151,7 +156,7 @@ async fn connection(
     tokio::spawn(conn);
     let (mut latencies, mut records, mut n) = (Vec::new(), 0u64, 0u64);
     while Instant::now() < until {
-        let body = records_of(&format!("w{worker}"), n, batch, load.subjects).join("\n");
+        let body = records_of(&format!("{}{worker}", load.ids), n, batch, load.subjects).join("\n");
         n += 1;
         let req = hyper::Request::post(load.path)
             .header("host", "localhost")
@@ -168,10 +173,13 @@ async fn connection(
             records += 1;
         } else {
             // A line is `{"line":…,"receipt":…,"status":201}` (sorted keys): no need to search it.
-            records += bytes
+            let created = bytes
                 .split(|b| *b == b'\n')
                 .filter(|l| l.ends_with(b"\"status\":201}"))
-                .count() as u64;
+                .count();
+            // Every record is new and valid: anything else is a fault, not a slower rate.
+            assert_eq!(created, batch, "{}", String::from_utf8_lossy(&bytes));
+            records += created as u64;
         }
     }
     (latencies, records)
@@ -192,15 +200,7 @@ fn run(
     let started = Instant::now();
     let results = rt.block_on(async {
         let tasks: Vec<_> = (0..connections)
-            .map(|w| {
-                tokio::spawn(connection(
-                    addr,
-                    Arc::clone(tls),
-                    w + load.batch * 1000,
-                    load,
-                    until,
-                ))
-            })
+            .map(|w| tokio::spawn(connection(addr, Arc::clone(tls), w, load, until)))
             .collect();
         let mut out = Vec::new();
         for t in tasks {
@@ -355,7 +355,8 @@ fn in_process(tasks: usize, load: Load, seconds: u64) -> f64 {
                 tokio::spawn(async move {
                     let (mut records, mut n) = (0u64, 0u64);
                     while Instant::now() < until {
-                        let lines = records_of(&format!("p{w}"), n, load.batch, load.subjects);
+                        let lines =
+                            records_of(&format!("{}{w}", load.ids), n, load.batch, load.subjects);
                         n += 1;
                         let refs: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
                         for outcome in pipeline.submit_batch(&peer, &refs).await {
@@ -413,6 +414,7 @@ fn main() {
     let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
     report("POST /v1/records:batch:", batch, "   (256 per request)");
     let recurring = Load {
+        ids: "recurring",
         subjects: Some(RECURRING_SUBJECTS),
         ..BATCH
     };
