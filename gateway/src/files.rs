@@ -1,7 +1,10 @@
-//! Writing the node's files: secrets 0600, never overwriting anything that exists.
+//! Writing the node's files: secrets 0600, never overwriting anything that exists, and every file and
+//! the directory entry that names it synced before the caller goes on (keymgr's `durable` module does
+//! the syncing for the whole workspace).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use keymgr::durable;
 
 /// A file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -13,49 +16,30 @@ pub struct FileError {
     pub why: String,
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let err = |why: String| FileError {
-        path: path.to_owned(),
-        why,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(mode);
+impl From<durable::DurableError> for FileError {
+    fn from(e: durable::DurableError) -> FileError {
+        FileError {
+            path: e.path,
+            why: e.why,
+        }
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = options
-        .open(path)
-        .map_err(|e| err(format!("cannot create it: {e}")))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(format!("cannot write it: {e}")))
 }
 
-/// Writes a secret (mode 0600); refuses to overwrite.
+/// Writes a secret (mode 0600) durably; refuses to overwrite.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    write(path, bytes, 0o600)
+    Ok(durable::create_file(
+        path,
+        bytes,
+        durable::PRIVATE_FILE_MODE,
+    )?)
 }
 
-/// Writes a non-secret file (mode 0644); refuses to overwrite.
+/// Writes a non-secret file (mode 0644) durably; refuses to overwrite.
 pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
-    write(path, bytes, 0o644)
+    Ok(durable::create_file(path, bytes, 0o644)?)
 }
 
-/// Makes a directory (and its parents) that only the owner may use.
+/// Makes a directory (and its parents) that only the owner may use, durably.
 pub fn private_dir(path: &Path) -> Result<(), FileError> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        b.mode(0o700);
-    }
-    b.create(path).map_err(|e| FileError {
-        path: path.to_owned(),
-        why: format!("cannot create it: {e}"),
-    })
+    Ok(durable::create_private_dir(path)?)
 }

@@ -1,4 +1,4 @@
-//! The chain store: an append-only RFC 9162 Merkle log of opaque entries, kept in sled, with C2SP signed
+//! The chain store: an append-only RFC 9162 Merkle log of opaque entries, kept in redb, with C2SP signed
 //! checkpoints and inclusion/consistency proofs.
 //!
 //! Writes go through one writer thread that group-commits (see `writer`); reads (entries, proofs,
@@ -69,7 +69,7 @@ pub use verify::{VerifyFailure, VerifyReport, verify_store};
 use compact::peak_positions;
 use store::{Batch, Store};
 
-/// The sled directory of the ledger inside a node's data directory.
+/// The store directory of the ledger inside a node's data directory.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ledger")
 }
@@ -87,7 +87,7 @@ pub const DEFAULT_QUEUE: usize = 8192;
 /// How to open the ledger.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
-    /// The sled directory.
+    /// The store directory (it holds the database file).
     pub path: PathBuf,
     /// The log's name, written into every checkpoint; fixed for the life of the log.
     pub origin: String,
@@ -422,13 +422,12 @@ impl Ledger {
 
     /// Stops taking appends, waits until everything queued is durable, and releases the store: when
     /// this returns the store can be opened again, by this process or another.
+    ///
+    /// Readers that still hold the shared state (a reader handle, an in-flight request) keep the
+    /// database open until they are dropped; `serve` drops them before it closes.
     pub fn close(mut self) {
         self.shutdown();
-        let path = self.shared.store.path().to_owned();
         drop(self);
-        if !Store::wait_released(&path, std::time::Duration::from_secs(10)) {
-            tracing::warn!(path = %path.display(), "ledger store still locked 10 s after close");
-        }
     }
 
     fn shutdown(&mut self) {

@@ -193,27 +193,15 @@ fn read_key_file(path: &std::path::Path) -> Result<Secret, crate::Error> {
 
 /// Writes a new random key file (mode 0600); never overwrites one.
 pub fn create_key_file(path: &std::path::Path) -> Result<(), crate::Error> {
-    use std::io::Write as _;
     let key = Secret::random(32)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let bad = |why: String| crate::Error::KekFile {
-        path: path.to_owned(),
-        why,
-    };
-    let mut f = options
-        .open(path)
-        .map_err(|e| bad(format!("cannot create it: {e}")))?;
-    let text = zeroize::Zeroizing::new(hex::encode(key.expose()));
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| bad(format!("cannot write it: {e}")))
+    let mut text = zeroize::Zeroizing::new(hex::encode(key.expose()));
+    text.push('\n');
+    crate::durable::create_file(path, text.as_bytes(), crate::durable::PRIVATE_FILE_MODE).map_err(
+        |e| crate::Error::KekFile {
+            path: path.to_owned(),
+            why: e.why,
+        },
+    )
 }
 
 #[cfg(test)]

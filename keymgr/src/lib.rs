@@ -8,6 +8,7 @@
 mod audit;
 mod cache;
 mod command;
+pub mod durable;
 mod error;
 mod kek;
 mod lifecycle;

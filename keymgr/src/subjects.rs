@@ -2,11 +2,10 @@
 //! destroying it crypto-shreds everything sealed for that subject.
 //!
 //! They are made on the gateway's hot path, often one per record, so making one must be cheap:
-//! - it is not flushed on its own: the caller runs [`KeyManager::sync`] (one flush shared by everyone
-//!   waiting) before it makes durable anything sealed under it;
-//! - it is one single insert, not an atomic batch: sled seals and writes its log buffer for every
-//!   batch (~70 µs, measured), and a batch per key made it the gateway's bottleneck;
-//! - so it has no audit event of its own: the key record says when and by whom it was made
+//! - it is not synced on its own: the caller runs [`KeyManager::sync`] (one durable commit shared by
+//!   everyone waiting) before it makes durable anything sealed under it;
+//! - the keys missing in one round are written in one in-memory commit, however many there are;
+//! - it has no audit event of its own: the key record says when and by whom it was made
 //!   (`created_at`, `created_by`), and a trail with one event per record submitted would drown the
 //!   officers' acts it exists for. Everything done *to* a subject key (shred, destroy, rotate,
 //!   revoke) is audited as for any key.
@@ -143,15 +142,17 @@ impl KeyManager {
         let mut made: HashMap<&str, Arc<PrimaryKey>> = HashMap::new();
         {
             let _guard = self.lock();
-            for (name, (json, key)) in prepared {
-                // A key that exists (made earlier, not cached) is kept; the new material is dropped.
-                if self.store.put_new_key(name, json)? {
+            let records: Vec<(&str, &[u8])> = prepared
+                .iter()
+                .map(|(name, (json, _))| (*name, json.as_slice()))
+                .collect();
+            // A key that exists (made earlier, not cached) is kept; the new material is dropped.
+            let written = self.store.put_new_keys(&records)?;
+            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            for ((name, (_, key)), new) in prepared.into_iter().zip(written) {
+                if new {
                     // Cached while the write lock is held: no change to this key can slip in between.
-                    cache_insert(
-                        &mut self.cache.write().unwrap_or_else(PoisonError::into_inner),
-                        name,
-                        Arc::clone(&key),
-                    );
+                    cache_insert(&mut cache, name, Arc::clone(&key));
                     made.insert(name, key);
                 }
             }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod node;
+pub mod powerfs;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -71,6 +71,16 @@ impl Node {
         node
     }
 
+    /// A handle on a node another handle started (for its directory and address); dropping it does
+    /// not stop the node.
+    pub fn attach(dir: &Path, addr: SocketAddr) -> Node {
+        Node {
+            dir: dir.to_owned(),
+            addr,
+            child: None,
+        }
+    }
+
     /// A client presenting one of the node's development identities.
     pub fn client(&self, who: &str) -> Client {
         Client::for_identity(&self.dir.join("pki"), who)

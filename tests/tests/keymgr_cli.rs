@@ -44,7 +44,7 @@ fn init() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// What the store holds, as officers can read it: every key record and the whole audit trail. (Its
-/// files are no measure: sled rewrites its snapshot files whenever a store is opened.)
+/// file is no measure: the storage engine may write to it whenever a store is opened.)
 fn snapshot(store: &Path) -> (Value, Value) {
     (ok_json(store, &["list"]), ok_json(store, &["audit"]))
 }
@@ -340,7 +340,7 @@ fn a_damaged_store_and_a_locked_store_are_reported_not_panicked_on() {
             )
         );
     }
-    let db = store.join("db");
+    let db = store.join("keys.redb");
     let len = usize::try_from(std::fs::metadata(&db).unwrap().len()).unwrap();
     std::fs::write(&db, vec![0x5Au8; len]).unwrap();
     let out = keymgr(&store, PASS, &["list"]);

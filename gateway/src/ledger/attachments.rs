@@ -63,7 +63,7 @@ impl Ledger {
             .store
             .attachment(key)?
             .map(|v| {
-                Located::decode(&v)
+                Located::decode(v.as_ref())
                     .ok_or_else(|| LedgerError::Corrupt("malformed attachment".into()))
             })
             .transpose()

@@ -3,7 +3,6 @@
 //! This is the interim home of the key until keymgr manages it wrapped under the KEK; until then the file
 //! is created with mode 0600, never overwritten, and refused when anyone but the owner can read it.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -53,32 +52,13 @@ pub fn load_or_create_signing_key(
     let signer = Ed25519NoteSigner::generate(name).map_err(|e| key_error(path, e.to_string()))?;
     if let Some(dir) = path.parent() {
         // The data directory holds secrets: only the owner may list it.
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            builder.mode(0o700);
-        }
-        builder
-            .create(dir)
-            .map_err(|e| key_error(path, format!("cannot create its directory: {e}")))?;
+        keymgr::durable::create_private_dir(dir)
+            .map_err(|e| key_error(path, format!("cannot create its directory: {}", e.why)))?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| key_error(path, format!("cannot create it: {e}")))?;
-    let text = signer.to_skey();
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(|e| key_error(path, format!("cannot write it: {e}")))?;
+    let mut text = signer.to_skey();
+    text.push('\n');
+    keymgr::durable::create_file(path, text.as_bytes(), keymgr::durable::PRIVATE_FILE_MODE)
+        .map_err(|e| key_error(path, e.why))?;
     Ok(signer)
 }
 

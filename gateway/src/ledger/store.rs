@@ -1,8 +1,8 @@
-//! The ledger's storage, and the only module that knows the storage engine is sled: one place to change
+//! The ledger's storage, and the only module that knows the storage engine is redb: one place to change
 //! should it ever have to.
 //!
-//! Layout: one sled tree, `ledger/v1`, with one-byte key prefixes (one tree, so that a whole group
-//! commit is a single atomic `apply_batch`):
+//! Layout: one file, `ledger.redb`, in the store's directory, holding one table, `ledger/v1`, with
+//! one-byte key prefixes (one table, so that a whole group commit is a single write transaction):
 //!
 //! | key                                  | value                                  |
 //! |--------------------------------------|----------------------------------------|
@@ -13,31 +13,38 @@
 //! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
 //! | `x` ‖ caller's key                   | an attachment (see `attachments`): never read by proofs or `verify` |
 //!
-//! Big-endian indices make sled's key order the tree order, so the verifier reads everything in
+//! Durability: [`Store::commit`] returns only after redb's commit has `fdatasync`ed the file, in two
+//! phases (data, then the header that points at it; see docs/ledger.md for why not one), and the file
+//! and its directory were synced when the store was created. Nothing is acknowledged on the strength
+//! of the page cache: the power-loss tests run the node on a file system that forgets everything not
+//! synced.
+//!
+//! Big-endian indices make the key order the tree order, so the verifier reads everything in
 //! sequential scans. Keeping each leaf hash beside its entry lets the verifier name the exact entry that
 //! was changed, and proofs read leaf hashes without rehashing entries.
 //!
-//! sled's cost is per key far more than per byte, so entries are stored in bundles (one key per run of
-//! up to 256 entries) and interior nodes only at every third level ([`stores_level`]): one node key per
-//! entry halved append throughput, one per seven entries costs little. The levels in between are
-//! recomputed on read from at most four hashes, which keeps an inclusion proof at a million entries to
-//! a few dozen reads.
+//! Entries are stored in bundles (one key per run of up to 256 entries) and interior nodes only at
+//! every third level ([`stores_level`]): the cost of a B-tree write is per key far more than per byte.
+//! The levels in between are recomputed on read from at most four hashes, which keeps an inclusion
+//! proof at a million entries to a few dozen reads.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::ReadableDatabase as _;
 
 use super::bundle::{Bundle, encode_bundle, split};
 use super::error::LedgerError;
 use super::hash::{HASH_LEN, Hash};
 use super::proof::NodeSource;
 
-const TREE_NAME: &[u8] = b"ledger/v1";
-const FORMAT: &[u8] = b"ledgergate-ledger/1";
-
-/// How long `open` waits for a held lock before reporting `Locked`. sled releases its lock from I/O
-/// threads a moment after the last handle is dropped, so an immediate reopen in the same process (a
-/// restart, a test) would otherwise fail; a real second holder still gets a clear error quickly.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("ledger/v1");
+const FORMAT: &[u8] = b"ledgergate-ledger/2";
+/// The database file inside the store's directory.
+pub(crate) const DB_FILE: &str = "ledger.redb";
+/// What the sled store of earlier versions left in the directory.
+const SLED_FILES: [&str; 2] = ["conf", "db"];
 
 const BUNDLE: u8 = b'b';
 const NODE: u8 = b'n';
@@ -76,24 +83,56 @@ fn node_key(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
 
-fn storage(e: sled::Error) -> LedgerError {
-    match e {
-        sled::Error::Corruption { at, .. } => {
-            LedgerError::Corrupt(format!("storage engine found damaged data at {at:?}"))
+fn storage(e: impl Into<redb::Error>) -> LedgerError {
+    match e.into() {
+        redb::Error::Corrupted(why) => {
+            LedgerError::Corrupt(format!("storage engine found damaged data: {why}"))
         }
         other => LedgerError::Storage(Box::new(other)),
     }
 }
 
+/// A stored value, shared by every entry read from it (a bundle is read once, not once per entry).
+#[derive(Clone)]
+pub(crate) struct Value(Arc<redb::AccessGuard<'static, &'static [u8]>>);
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        self.0.value()
+    }
+}
+
+impl From<redb::AccessGuard<'static, &'static [u8]>> for Value {
+    fn from(guard: redb::AccessGuard<'static, &'static [u8]>) -> Value {
+        Value(Arc::new(guard))
+    }
+}
+
+type Scan = redb::Range<'static, &'static [u8], &'static [u8]>;
+type Guard = redb::AccessGuard<'static, &'static [u8]>;
+type Table = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 /// One stored entry, borrowed from its bundle's stored value.
 pub(crate) struct StoredEntry {
     pub(crate) index: u64,
     pub(crate) leaf: Hash,
-    value: sled::IVec,
+    value: Value,
     start: usize,
     end: usize,
 }
@@ -101,6 +140,7 @@ pub(crate) struct StoredEntry {
 impl StoredEntry {
     pub(crate) fn bytes(&self) -> &[u8] {
         self.value
+            .as_ref()
             .get(self.start + HASH_LEN..self.end)
             .unwrap_or_default()
     }
@@ -109,13 +149,13 @@ impl StoredEntry {
 /// A stored bundle: where it starts in the log, and its parsed layout.
 struct StoredBundle {
     first: u64,
-    bundle: Bundle<sled::IVec>,
+    bundle: Bundle<Value>,
 }
 
 impl StoredBundle {
     /// Decodes a bundle, checking every record's bounds (`full`) or only the header (for single reads,
     /// where each record access is bounds-checked anyway).
-    fn decode(key: &[u8], value: sled::IVec, full: bool) -> Result<StoredBundle, LedgerError> {
+    fn decode(key: &[u8], value: Value, full: bool) -> Result<StoredBundle, LedgerError> {
         let first = key
             .get(1..)
             .and_then(be_u64)
@@ -151,9 +191,17 @@ impl StoredBundle {
     }
 }
 
+/// One scanned key and value.
+fn scanned(
+    item: Result<(Guard, Guard), redb::StorageError>,
+) -> Result<(Vec<u8>, Value), LedgerError> {
+    let (k, v) = item.map_err(storage)?;
+    Ok((k.value().to_vec(), Value::from(v)))
+}
+
 /// Entries in index order from `start`, bundle by bundle.
 pub(crate) struct Entries {
-    scan: sled::Iter,
+    scan: Scan,
     current: Option<StoredBundle>,
     next: usize,
     start: u64,
@@ -180,10 +228,8 @@ impl Iterator for Entries {
                 self.failed = item.is_err();
                 return Some(item);
             }
-            let decoded = match self.scan.next()? {
-                Ok((k, v)) => StoredBundle::decode(&k, v, true),
-                Err(e) => Err(storage(e)),
-            };
+            let decoded =
+                scanned(self.scan.next()?).and_then(|(k, v)| StoredBundle::decode(&k, v, true));
             match decoded {
                 Ok(b) => {
                     self.current = Some(b);
@@ -201,7 +247,7 @@ impl Iterator for Entries {
 /// The open store.
 pub(crate) struct Store {
     path: PathBuf,
-    tree: sled::Tree,
+    db: redb::Database,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,55 +261,57 @@ impl std::fmt::Debug for Store {
 /// A group of writes applied atomically by [`Store::commit`].
 #[derive(Default)]
 pub(crate) struct Batch {
-    inner: sled::Batch,
+    inner: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Batch {
+    fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.inner.push((key.into(), value.into()));
+    }
+
     /// Stores consecutive entries, starting at index `first`, as one or more bundles.
     pub(crate) fn put_entries(&mut self, first: u64, records: &[(Hash, &[u8])]) {
         let mut at = first;
         for run in split(records) {
-            self.inner
-                .insert(&index_key(BUNDLE, at), encode_bundle(run));
+            self.insert(index_key(BUNDLE, at), encode_bundle(run));
             at += run.len() as u64;
         }
     }
 
     pub(crate) fn put_node(&mut self, level: u8, index: u64, hash: &Hash) {
-        self.inner.insert(&node_key(level, index), hash.as_bytes());
+        self.insert(node_key(level, index), hash.as_bytes().as_slice());
     }
 
     pub(crate) fn put_checkpoint(&mut self, size: u64, note: &str) {
-        self.inner
-            .insert(&index_key(CHECKPOINT, size), note.as_bytes());
+        self.insert(index_key(CHECKPOINT, size), note.as_bytes());
     }
 
     pub(crate) fn put_key(&mut self, vkey: &str) {
         let mut k = vec![KEY];
         k.extend_from_slice(vkey.as_bytes());
-        self.inner.insert(k, &[]);
+        self.insert(k, Vec::new());
     }
 
     pub(crate) fn set_size(&mut self, size: u64) {
-        self.inner.insert(meta_key("size"), &size.to_be_bytes());
+        self.insert(meta_key("size"), size.to_be_bytes());
     }
 
     pub(crate) fn set_origin(&mut self, origin: &str) {
-        self.inner.insert(meta_key("origin"), origin.as_bytes());
+        self.insert(meta_key("origin"), origin.as_bytes());
     }
 
     pub(crate) fn put_attachment(&mut self, key: &[u8], value: &[u8]) {
-        self.inner.insert([&[ATTACHMENT], key].concat(), value);
+        self.insert([&[ATTACHMENT], key].concat(), value);
     }
 
     fn set_format(&mut self) {
-        self.inner.insert(meta_key("format"), FORMAT);
+        self.insert(meta_key("format"), FORMAT);
     }
 }
 
 impl Store {
-    /// Opens the store at `path`, creating an empty one when `create` is set and nothing is there.
-    /// Never panics on a damaged or foreign directory: the engine's own panics become errors.
+    /// Opens the store in the directory `path`, creating an empty one when `create` is set and nothing
+    /// is there. Never panics on a damaged or foreign directory: the engine's own panics become errors.
     pub(crate) fn open(path: &Path, create: bool) -> Result<Store, LedgerError> {
         if path.exists() && !path.is_dir() {
             return Err(LedgerError::Foreign {
@@ -289,44 +337,50 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        if !fresh && !path.join("conf").exists() && !path.join("db").exists() {
+        let file = path.join(DB_FILE);
+        if !fresh && !file.exists() {
+            let why = if SLED_FILES.iter().all(|f| path.join(f).exists()) {
+                "it holds a ledger in the sled format of earlier versions, which could lose \
+                 acknowledged records on a power cut; this version does not read it (docs/ledger.md, \
+                 Storage engine)"
+            } else {
+                "no database files in it"
+            };
             return Err(LedgerError::Foreign {
                 path: path.to_owned(),
-                why: "no database files in it".into(),
+                why: why.into(),
             });
         }
-        // No background flusher: every commit flushes itself, and a flusher thread would hold the
-        // database (and its lock) for a moment after the store is dropped.
-        let config = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None);
-        let try_open = || {
-            catch_unwind(AssertUnwindSafe(
-                || -> Result<(sled::Db, sled::Tree), sled::Error> {
-                    let db = config.open()?;
-                    let tree = db.open_tree(TREE_NAME)?;
-                    Ok((db, tree))
-                },
-            ))
-        };
-        let mut opened = try_open();
-        if matches!(&opened, Ok(Err(sled::Error::Io(e))) if is_lock_error(e))
-            && Store::wait_released(path, LOCK_PATIENCE)
-        {
-            opened = try_open();
+        if fresh {
+            let made = keymgr::durable::create_private_dir(path)
+                .and_then(|()| keymgr::durable::create_private_empty(&file));
+            made.map_err(|e| LedgerError::Storage(Box::new(e)))?;
         }
-        let (_db, tree) = match opened {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
+        // An empty file is a store whose creation stopped before its first commit: nothing was ever
+        // acknowledged from it, so it is initialised as new. Anything else must already be a database.
+        let empty = std::fs::metadata(&file).is_ok_and(|m| m.len() == 0);
+        let fresh = fresh || empty;
+        // redb panics in debug builds on some damaged files; a damaged store must be an error.
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            if fresh {
+                redb::Database::create(&file)
+            } else {
+                redb::Database::open(&file)
+            }
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
                 return Err(LedgerError::Locked {
                     path: path.to_owned(),
                 });
             }
-            Ok(Err(sled::Error::Io(e))) => {
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+                if e.kind() == std::io::ErrorKind::InvalidData =>
+            {
                 return Err(LedgerError::Foreign {
                     path: path.to_owned(),
-                    why: format!("cannot read it: {e}"),
+                    why: format!("{DB_FILE} is not a database ({e})"),
                 });
             }
             Ok(Err(e)) => return Err(storage(e)),
@@ -337,17 +391,19 @@ impl Store {
                 )));
             }
         };
-        // The tree keeps the database alive; the `Db` handle itself is not needed past this point.
         let store = Store {
             path: path.to_owned(),
-            tree,
+            db,
         };
-        match store.tree.get(meta_key("format")).map_err(storage)? {
-            Some(f) if f == FORMAT => {}
+        match store.get(&meta_key("format"))? {
+            Some(f) if f.as_ref() == FORMAT => {}
             Some(f) => {
                 return Err(LedgerError::Foreign {
                     path: path.to_owned(),
-                    why: format!("unsupported format {:?}", String::from_utf8_lossy(&f)),
+                    why: format!(
+                        "unsupported format {:?}",
+                        String::from_utf8_lossy(f.as_ref())
+                    ),
                 });
             }
             None if fresh => {
@@ -367,72 +423,114 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies a batch atomically and makes it durable (one flush, i.e. one fsync of the log).
+    /// Applies a batch atomically and makes it durable: when this returns, the file holds it on
+    /// stable storage (redb's commit ends with `fdatasync`).
     pub(crate) fn commit(&self, batch: Batch) -> Result<(), LedgerError> {
-        self.tree.apply_batch(batch.inner).map_err(storage)?;
-        self.tree.flush().map_err(storage)?;
-        Ok(())
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| LedgerError::Storage(Box::new(e)))?;
+        // Two phases: the data is synced before the header that makes it current is written and
+        // synced. With one phase, a crash mid-commit leaves redb to tell a torn header by checksum,
+        // which its own docs say a workload an attacker drives can defeat (docs/ledger.md).
+        txn.set_two_phase_commit(true);
+        {
+            let mut table = txn.open_table(TABLE).map_err(storage)?;
+            for (k, v) in &batch.inner {
+                table.insert(k.as_slice(), v.as_slice()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The table as of the last commit, for reading.
+    fn table(&self) -> Result<Option<Table>, LedgerError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        match txn.open_table(TABLE) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Value>, LedgerError> {
+        let Some(table) = self.table()? else {
+            return Ok(None);
+        };
+        Ok(table.get(key).map_err(storage)?.map(Value::from))
+    }
+
+    /// Every key and value in `[from, to)` (`to` of `None`: to the end), in key order.
+    fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Scan>, LedgerError> {
+        let Some(table) = self.table()? else {
+            return Ok(None);
+        };
+        let range = match to {
+            Some(to) => table.range::<&[u8]>(from..to),
+            None => table.range::<&[u8]>(from..),
+        };
+        range.map(Some).map_err(storage)
+    }
+
+    /// Every key and value that starts with `prefix`, in key order.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(Vec<u8>, Value), LedgerError>> + use<> {
+        let end = prefix_end(prefix);
+        let (scan, failed) = match self.scan(prefix, end.as_deref()) {
+            Ok(scan) => (scan, None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed
+            .into_iter()
+            .chain(scan.into_iter().flatten().map(scanned))
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub(crate) fn attachment(&self, key: &[u8]) -> Result<Option<sled::IVec>, LedgerError> {
-        self.tree
-            .get([&[ATTACHMENT], key].concat())
-            .map_err(storage)
+    pub(crate) fn attachment(&self, key: &[u8]) -> Result<Option<Value>, LedgerError> {
+        self.get(&[&[ATTACHMENT], key].concat())
     }
 
     /// The checkpoint note stored for the tree of `size` entries, if one was published at that size.
     pub(crate) fn checkpoint_note(&self, size: u64) -> Result<Option<String>, LedgerError> {
-        self.tree
-            .get(index_key(CHECKPOINT, size))
-            .map_err(storage)?
-            .map(|v| decode_checkpoint(&index_key(CHECKPOINT, size), &v).map(|(_, note)| note))
+        self.get(&index_key(CHECKPOINT, size))?
+            .map(|v| {
+                decode_checkpoint(&index_key(CHECKPOINT, size), v.as_ref()).map(|(_, note)| note)
+            })
             .transpose()
     }
 
-    /// Waits until no handle of this process holds the database's lock any more. sled's I/O threads
-    /// can keep the database open for a moment after the last handle is dropped; callers that reopen
-    /// the store (restarts, tests, the CLI after a run) need it really released.
-    pub(crate) fn wait_released(path: &Path, patience: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + patience;
-        let db_file = path.join("db");
-        loop {
-            match std::fs::File::open(&db_file).map(|f| f.try_lock()) {
-                Ok(Ok(())) | Err(_) => return true, // unlocked on close of `f`; no file: nothing held
-                Ok(Err(_)) if std::time::Instant::now() >= deadline => return false,
-                Ok(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(2)),
-            }
-        }
-    }
-
     pub(crate) fn size(&self) -> Result<u64, LedgerError> {
-        match self.tree.get(meta_key("size")).map_err(storage)? {
-            Some(v) => be_u64(&v).ok_or_else(|| LedgerError::Corrupt("malformed tree size".into())),
+        match self.get(&meta_key("size"))? {
+            Some(v) => {
+                be_u64(v.as_ref()).ok_or_else(|| LedgerError::Corrupt("malformed tree size".into()))
+            }
             None => Err(LedgerError::Corrupt("tree size is missing".into())),
         }
     }
 
     pub(crate) fn origin(&self) -> Result<Option<String>, LedgerError> {
-        self.tree
-            .get(meta_key("origin"))
-            .map_err(storage)?
+        self.get(&meta_key("origin"))?
             .map(|v| {
-                String::from_utf8(v.to_vec())
+                String::from_utf8(v.as_ref().to_vec())
                     .map_err(|_| LedgerError::Corrupt("origin is not UTF-8".into()))
             })
             .transpose()
     }
 
     /// The bundle holding `index`, if any: the last bundle starting at or before it.
-    fn bundle_at(&self, index: u64) -> Result<Option<(sled::IVec, sled::IVec)>, LedgerError> {
-        let found = self
-            .tree
-            .range(index_key(BUNDLE, 0)..=index_key(BUNDLE, index))
-            .next_back();
-        found.transpose().map_err(storage)
+    fn bundle_at(&self, index: u64) -> Result<Option<(Vec<u8>, Value)>, LedgerError> {
+        let to = index
+            .checked_add(1)
+            .map(|next| index_key(BUNDLE, next).to_vec())
+            .or_else(|| prefix_end(&[BUNDLE]));
+        let Some(mut scan) = self.scan(&index_key(BUNDLE, 0), to.as_deref())? else {
+            return Ok(None);
+        };
+        scan.next_back().map(scanned).transpose()
     }
 
     pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
@@ -447,9 +545,9 @@ impl Store {
     }
 
     pub(crate) fn stored_node(&self, level: u8, index: u64) -> Result<Option<Hash>, LedgerError> {
-        match self.tree.get(node_key(level, index)).map_err(storage)? {
+        match self.get(&node_key(level, index))? {
             None => Ok(None),
-            Some(v) => Hash::from_slice(&v).map(Some).ok_or_else(|| {
+            Some(v) => Hash::from_slice(v.as_ref()).map(Some).ok_or_else(|| {
                 LedgerError::Corrupt(format!("node ({level}, {index}) is not a hash"))
             }),
         }
@@ -457,32 +555,31 @@ impl Store {
 
     /// The latest stored checkpoint note with its size.
     pub(crate) fn last_checkpoint(&self) -> Result<Option<(u64, String)>, LedgerError> {
-        let last = self
-            .tree
-            .scan_prefix([CHECKPOINT])
-            .next_back()
+        let last = self.scan_prefix(&[CHECKPOINT]).next_back().transpose()?;
+        last.map(|(k, v)| decode_checkpoint(&k, v.as_ref()))
             .transpose()
-            .map_err(storage)?;
-        last.map(|(k, v)| decode_checkpoint(&k, &v)).transpose()
     }
 
     /// Every stored checkpoint in size order.
     pub(crate) fn checkpoints(
         &self,
-    ) -> impl Iterator<Item = Result<(u64, String), LedgerError>> + '_ {
-        self.tree.scan_prefix([CHECKPOINT]).map(|r| {
-            r.map_err(storage)
-                .and_then(|(k, v)| decode_checkpoint(&k, &v))
-        })
+    ) -> impl Iterator<Item = Result<(u64, String), LedgerError>> + use<> {
+        self.scan_prefix(&[CHECKPOINT])
+            .map(|r| r.and_then(|(k, v)| decode_checkpoint(&k, v.as_ref())))
     }
 
     /// Every stored entry from `start` on, in index order.
     pub(crate) fn entries_from(&self, start: u64) -> Result<Entries, LedgerError> {
         let from = match self.bundle_at(start)? {
-            Some((k, _)) => k.to_vec(),
+            Some((k, _)) => k,
             None => index_key(BUNDLE, start).to_vec(),
         };
-        let scan = self.tree.range(from..=index_key(BUNDLE, u64::MAX).to_vec());
+        let end = prefix_end(&[BUNDLE]);
+        let scan = match self.scan(&from, end.as_deref())? {
+            Some(scan) => scan,
+            // No table yet: an empty scan of an empty range.
+            None => return Err(LedgerError::Corrupt("the ledger table is missing".into())),
+        };
         Ok(Entries {
             scan,
             current: None,
@@ -498,28 +595,33 @@ impl Store {
         &self,
         lo: u64,
         hi: Option<u64>,
-    ) -> impl Iterator<Item = Result<(u64, Bundle<sled::IVec>), LedgerError>> + '_ {
-        let from = index_key(BUNDLE, lo);
-        let scan = match hi {
-            Some(hi) => self.tree.range(from..index_key(BUNDLE, hi)),
-            None => self.tree.range(from..=index_key(BUNDLE, u64::MAX)),
+    ) -> impl Iterator<Item = Result<(u64, Bundle<Value>), LedgerError>> + use<> {
+        let to = match hi {
+            Some(hi) => Some(index_key(BUNDLE, hi).to_vec()),
+            None => prefix_end(&[BUNDLE]),
         };
-        scan.map(|r| {
-            let (k, v) = r.map_err(storage)?;
-            let b = StoredBundle::decode(&k, v, true)?;
-            Ok((b.first, b.bundle))
-        })
+        let (scan, failed) = match self.scan(&index_key(BUNDLE, lo), to.as_deref()) {
+            Ok(scan) => (scan, None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        failed
+            .into_iter()
+            .chain(scan.into_iter().flatten().map(|item| {
+                let (k, v) = scanned(item)?;
+                let b = StoredBundle::decode(&k, v, true)?;
+                Ok((b.first, b.bundle))
+            }))
     }
 
     /// Every stored node of one level in index order.
     pub(crate) fn nodes(
         &self,
         level: u8,
-    ) -> impl Iterator<Item = Result<(u64, Hash), LedgerError>> + '_ {
-        self.tree.scan_prefix([NODE, level]).map(move |r| {
-            let (k, v) = r.map_err(storage)?;
+    ) -> impl Iterator<Item = Result<(u64, Hash), LedgerError>> + use<> {
+        self.scan_prefix(&[NODE, level]).map(move |r| {
+            let (k, v) = r?;
             let index = k.get(2..).and_then(be_u64);
-            match (index, Hash::from_slice(&v)) {
+            match (index, Hash::from_slice(v.as_ref())) {
                 (Some(i), Some(h)) => Ok((i, h)),
                 _ => Err(LedgerError::Corrupt(format!(
                     "malformed node record at level {level}"
@@ -530,20 +632,14 @@ impl Store {
 
     /// The verifier keys (C2SP vkey text) recorded as having signed checkpoints.
     pub(crate) fn keys(&self) -> Result<Vec<String>, LedgerError> {
-        self.tree
-            .scan_prefix([KEY])
+        self.scan_prefix(&[KEY])
             .map(|r| {
-                let (k, _) = r.map_err(storage)?;
+                let (k, _) = r?;
                 String::from_utf8(k.get(1..).unwrap_or_default().to_vec())
                     .map_err(|_| LedgerError::Corrupt("recorded key is not UTF-8".into()))
             })
             .collect()
     }
-}
-
-/// sled reports a held lock only as an I/O error of kind `Other` with this text.
-fn is_lock_error(e: &std::io::Error) -> bool {
-    e.to_string().contains("could not acquire lock")
 }
 
 fn decode_checkpoint(key: &[u8], value: &[u8]) -> Result<(u64, String), LedgerError> {

@@ -3,14 +3,17 @@
 
 use std::path::Path;
 
+use redb::ReadableDatabase as _;
+
 use super::bundle::{Bundle, encode_bundle};
 use super::hash::Hash;
+
+const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("ledger/v1");
 
 /// Raw write access to a stopped store.
 #[derive(Debug)]
 pub struct Tamper {
-    tree: sled::Tree,
-    _db: sled::Db,
+    db: redb::Database,
 }
 
 fn key(prefix: u8, index: u64) -> Vec<u8> {
@@ -18,26 +21,47 @@ fn key(prefix: u8, index: u64) -> Vec<u8> {
 }
 
 impl Tamper {
-    /// Opens the store at `path` (the node must be stopped).
+    /// Opens the store in the directory `path` (the node must be stopped).
     pub fn open(path: &Path) -> Tamper {
-        let db = sled::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let tree = db
-            .open_tree(b"ledger/v1")
-            .unwrap_or_else(|e| panic!("open tree: {e}"));
-        Tamper { tree, _db: db }
+        let file = path.join(super::store::DB_FILE);
+        let db =
+            redb::Database::open(&file).unwrap_or_else(|e| panic!("open {}: {e}", file.display()));
+        Tamper { db }
+    }
+
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        let txn = self.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let table = txn.open_table(TABLE).unwrap_or_else(|e| panic!("{e}"));
+        let v = table.get(k).unwrap_or_else(|e| panic!("{e}"));
+        v.map(|v| v.value().to_vec())
+    }
+
+    fn put(&self, k: &[u8], v: Option<&[u8]>) {
+        let txn = self.db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut table = txn.open_table(TABLE).unwrap_or_else(|e| panic!("{e}"));
+            match v {
+                Some(v) => drop(table.insert(k, v).unwrap_or_else(|e| panic!("{e}"))),
+                None => drop(table.remove(k).unwrap_or_else(|e| panic!("{e}"))),
+            }
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The bundle holding `index`: its first index and its records (leaf hash, entry).
     fn bundle_of(&self, index: u64) -> (u64, Vec<(Hash, Vec<u8>)>) {
-        let (k, v) = self
-            .tree
-            .range(key(b'b', 0)..=key(b'b', index))
+        let txn = self.db.begin_read().unwrap_or_else(|e| panic!("{e}"));
+        let table = txn.open_table(TABLE).unwrap_or_else(|e| panic!("{e}"));
+        let (k, v) = table
+            .range::<&[u8]>(key(b'b', 0).as_slice()..=key(b'b', index).as_slice())
+            .unwrap_or_else(|e| panic!("{e}"))
             .next_back()
             .and_then(Result::ok)
             .unwrap_or_else(|| panic!("no bundle holds entry {index}"));
-        let first = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
+        let first = u64::from_be_bytes(k.value()[1..9].try_into().unwrap_or_default());
+        let v = v.value().to_vec();
         let bundle =
-            Bundle::parse(v.as_ref()).unwrap_or_else(|| panic!("bundle at {first} is malformed"));
+            Bundle::parse(v.as_slice()).unwrap_or_else(|| panic!("bundle at {first} is malformed"));
         let records = (0..bundle.len())
             .filter_map(|j| bundle.record(j).map(|(h, e)| (h, e.to_vec())))
             .collect();
@@ -46,16 +70,12 @@ impl Tamper {
 
     fn put_bundle(&self, first: u64, records: &[(Hash, Vec<u8>)]) {
         if records.is_empty() {
-            self.tree
-                .remove(key(b'b', first))
-                .unwrap_or_else(|e| panic!("{e}"));
+            self.put(&key(b'b', first), None);
             return;
         }
         let borrowed: Vec<(Hash, &[u8])> =
             records.iter().map(|(h, e)| (*h, e.as_slice())).collect();
-        self.tree
-            .insert(key(b'b', first), encode_bundle(&borrowed))
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.put(&key(b'b', first), Some(&encode_bundle(&borrowed)));
     }
 
     /// Changes entry `index`'s stored bytes (its recorded leaf hash stays).
@@ -101,32 +121,19 @@ impl Tamper {
     /// The stored checkpoint note at `size`.
     pub fn checkpoint(&self, size: u64) -> String {
         let v = self
-            .tree
-            .get(key(b'c', size))
-            .ok()
-            .flatten()
+            .get(&key(b'c', size))
             .unwrap_or_else(|| panic!("no checkpoint at {size}"));
         String::from_utf8_lossy(&v).into_owned()
     }
 
     /// Overwrites the stored checkpoint note at `size`.
     pub fn set_checkpoint(&self, size: u64, note: &str) {
-        self.tree
-            .insert(key(b'c', size), note.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.put(&key(b'c', size), Some(note.as_bytes()));
     }
 
     /// Overwrites a stored tree node.
     pub fn set_node(&self, level: u8, index: u64, hash: &Hash) {
         let k = [&[b'n', level][..], &index.to_be_bytes()].concat();
-        self.tree
-            .insert(k, hash.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-}
-
-impl Drop for Tamper {
-    fn drop(&mut self) {
-        let _ = self.tree.flush();
+        self.put(&k, Some(hash.as_bytes()));
     }
 }

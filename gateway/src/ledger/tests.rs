@@ -461,18 +461,23 @@ fn open_refuses_foreign_and_damaged_stores_without_panicking() {
             other.display()
         )
     );
-    // Another application's sled database.
+    // Another application's database under the ledger's file name.
     let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
     {
-        let db = sled::open(&foreign).unwrap();
-        db.insert(b"user:1", b"alice").unwrap();
-        db.flush().unwrap();
+        let db = redb::Database::create(foreign.join("ledger.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let users: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("users");
+            txn.open_table(users).unwrap().insert("1", "alice").unwrap();
+        }
+        txn.commit().unwrap();
     }
     let err = Ledger::open(LedgerConfig::new(&foreign, ORIGIN), signer()).unwrap_err();
     assert!(err.to_string().ends_with("is not a ledgergate ledger store: no ledger format marker (another database, or damaged files)"), "{err}");
     // A ledger whose database files were overwritten with garbage.
     let damaged = filled(100, 10);
-    let db_file = damaged.path().join("l").join("db");
+    let db_file = damaged.path().join("l").join("ledger.redb");
     let len = usize::try_from(std::fs::metadata(&db_file).unwrap().len()).unwrap();
     std::fs::write(&db_file, vec![0xA5u8; len]).unwrap();
     let result = std::panic::catch_unwind(|| {
@@ -488,6 +493,21 @@ fn open_refuses_foreign_and_damaged_stores_without_panicking() {
             LedgerError::Corrupt(_) | LedgerError::Foreign { .. } | LedgerError::Storage(_)
         ),
         "{err:?}"
+    );
+    // A ledger that an earlier version kept in sled: refused, never opened as a new, empty ledger.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("conf"), b"segment_size: 524288\n").unwrap();
+    std::fs::write(old.join("db"), [0u8; 64]).unwrap();
+    let err = Ledger::open(LedgerConfig::new(&old, ORIGIN), signer()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a ledgergate ledger store: it holds a ledger in the sled format of earlier \
+             versions, which could lose acknowledged records on a power cut; this version does not \
+             read it (docs/ledger.md, Storage engine)",
+            old.display()
+        )
     );
     // And a missing store when creation is not asked for.
     let mut config = LedgerConfig::new(dir.path().join("absent"), ORIGIN);

@@ -327,7 +327,7 @@ struct Leaves {
     failure: Option<VerifyFailure>,
 }
 
-fn check_bundle(first: u64, bundle: &Bundle<sled::IVec>) -> Result<Leaves, VerifyFailure> {
+fn check_bundle(first: u64, bundle: &Bundle<super::store::Value>) -> Result<Leaves, VerifyFailure> {
     let mut out = Leaves {
         first,
         leaves: Vec::with_capacity(bundle.len()),
