@@ -23,6 +23,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the key-usage index catches up with the ledger.
 const USAGE_INDEX_EVERY: Duration = Duration::from_secs(1);
+/// How long shutdown waits, after the drain, for the last users of the stores to let go.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node that could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,12 @@ pub enum ServeError {
     /// The data directory has a vault database of an older layout.
     #[error("{0}")]
     OldLayout(String),
+    /// Something in the data directory lets others in (or cannot be checked).
+    #[error("data directory")]
+    DataDir(#[from] keymgr::durable::DurableError),
+    /// The stores could not be closed at shutdown (every acknowledged write was durable already).
+    #[error("shutdown: {0}")]
+    Shutdown(String),
     /// Assembling the pipeline.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
@@ -78,6 +86,7 @@ fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
 /// store (under the configured KEK), the ledger (signing with keymgr's checkpoint key, flushing the
 /// key store before each group) and the pipeline over them. Refuses a data directory of the old layout.
 pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), ServeError> {
+    check_data_dir(&config.data)?;
     let policy = Arc::new(PolicySet::load(&config.policies).map_err(ServeError::Policy)?);
     let keys = Arc::new(KeyManager::open(
         &config.data.join("keys"),
@@ -103,7 +112,28 @@ pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), Se
     Ok((pipeline, ledger))
 }
 
-/// Runs the node until `shutdown` resolves; returns after draining and flushing.
+/// Refuses a data directory in which anything (down to the stores' files) lets anyone but the node's
+/// user in: it holds the ledger, the vault's sealed values and the wrapped keys.
+fn check_data_dir(data: &std::path::Path) -> Result<(), keymgr::durable::DurableError> {
+    let mut pending = vec![(data.to_owned(), 0u8)];
+    while let Some((path, depth)) = pending.pop() {
+        keymgr::durable::check_private(&path)?;
+        // A node's data directory is at most three levels deep (data/ledger/ledger.redb); deeper
+        // entries are not the node's and are not walked.
+        if depth < 3 && path.is_dir() {
+            let listing = std::fs::read_dir(&path).map_err(|e| keymgr::durable::DurableError {
+                path: path.clone(),
+                why: format!("cannot list it: {e}"),
+            })?;
+            for entry in listing.flatten() {
+                pending.push((entry.path(), depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the node until `shutdown` resolves; returns after draining and closing the stores.
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
@@ -112,9 +142,11 @@ pub async fn serve(
     let server_tls = Arc::new(tls::server_config(&config.tls)?);
     let (pipeline, ledger) = open_pipeline(&config)?;
     // The key-usage index follows the ledger: every second, and once more at shutdown.
+    // Background tasks hold the pipeline (and with it the stores): kept so shutdown can end them.
+    let mut tasks = Vec::new();
     {
         let pipeline = Arc::clone(&pipeline);
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(USAGE_INDEX_EVERY);
             loop {
                 tick.tick().await;
@@ -123,13 +155,13 @@ pub async fn serve(
                     tracing::error!(error = %e, "key-usage indexing failed");
                 }
             }
-        });
+        }));
     }
     // Automatic rotation: at start, then every `rotation_check_seconds`.
     {
         let pipeline = Arc::clone(&pipeline);
         let every = Duration::from_secs(config.keys.rotation_check_seconds);
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
@@ -142,7 +174,7 @@ pub async fn serve(
                     tracing::error!(error = %e, "automatic rotation failed");
                 }
             }
-        });
+        }));
     }
     let reloader = Arc::new(crate::reload::Reloader::new(
         config.clone(),
@@ -156,11 +188,11 @@ pub async fn serve(
         let reloader = Arc::clone(&reloader);
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     let _ = reloader.reload();
                 }
-            });
+            }));
         }
     }
     let listener = TcpListener::bind(config.listen)
@@ -226,16 +258,49 @@ pub async fn serve(
         tracing::warn!("in-flight requests did not finish in time");
     }
     drop(router);
+    // End the background tasks; a pass under way finishes first (abort takes effect at an await).
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(reloader);
     if let Err(e) = pipeline.index_usage() {
         tracing::error!(error = %e, "key-usage indexing at shutdown failed; the next start resumes it");
     }
     drop(pipeline);
-    // Every acknowledged entry was flushed before its answer; closing waits for the writer anyway.
-    if let Ok(ledger) = Arc::try_unwrap(ledger) {
-        ledger.close();
-    }
-    tracing::info!("stopped");
+    close_ledger(ledger).await?;
+    tracing::info!("stopped: stores closed");
     Ok(())
+}
+
+/// Closes the ledger once this is its last handle (connections past the drain may still hold one for
+/// a moment): the writer drains and the store is released. Every acknowledged entry was durable before
+/// its answer, so failing to close loses nothing; it is still reported, as the exit status.
+async fn close_ledger(mut ledger: Arc<Ledger>) -> Result<(), ServeError> {
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    loop {
+        match Arc::try_unwrap(ledger) {
+            Ok(only) => {
+                tokio::task::spawn_blocking(move || only.close())
+                    .await
+                    .map_err(|e| ServeError::Shutdown(format!("closing the ledger: {e}")))?;
+                return Ok(());
+            }
+            Err(shared) if tokio::time::Instant::now() >= deadline => {
+                return Err(ServeError::Shutdown(format!(
+                    "the ledger is still in use by {} other holders after {} s; not closed",
+                    Arc::strong_count(&shared) - 1,
+                    CLOSE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(shared) => {
+                ledger = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -238,7 +238,13 @@ fn the_pki_policies_ledger_and_keys_of_a_new_node_all_check_out() {
 fn a_data_directory_of_the_old_vault_layout_is_refused_not_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = e2e::node::init_node(tmp.path());
-    std::fs::create_dir_all(dir.join("data/vault")).unwrap();
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.join("data/vault"))
+            .unwrap();
+    }
     let config = dir.join("gateway.yaml");
     let out = gateway(&["serve", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -248,4 +254,46 @@ fn a_data_directory_of_the_old_vault_layout_is_refused_not_ignored() {
         err.contains("data/vault: a vault database of an older layout"),
         "{err}"
     );
+}
+
+#[test]
+#[cfg(unix)]
+fn the_data_directory_is_the_nodes_alone_and_checked_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = e2e::node::init_node(tmp.path());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // As made by init: every directory 0700, every file 0600.
+    for (path, want) in [
+        ("data", 0o700),
+        ("data/ledger", 0o700),
+        ("data/ledger/ledger.redb", 0o600),
+        ("data/keys", 0o700),
+        ("data/keys/keys.redb", 0o600),
+    ] {
+        assert_eq!(mode(&dir.join(path)), want, "{path}");
+    }
+    // Opened up, each is refused at start with one line that names it and the fix.
+    let config = dir.join("gateway.yaml");
+    for (path, open, fix) in [
+        ("data/ledger", 0o755, "700"),
+        ("data/ledger/ledger.redb", 0o644, "600"),
+        ("data/keys/keys.redb", 0o640, "600"),
+        ("data", 0o750, "700"),
+    ] {
+        let target = dir.join(path);
+        let was = mode(&target);
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(open)).unwrap();
+        let out = gateway(&["serve", "--config", config.to_str().unwrap()]);
+        assert!(!out.status.success(), "{path}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "gateway: serve: data directory: {}: mode {open:04o} lets others in; it must be \
+                 the owner's alone (chmod {fix})\n",
+                target.display()
+            )
+        );
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(was)).unwrap();
+    }
 }

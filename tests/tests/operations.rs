@@ -373,3 +373,31 @@ fn sigkill_during_concurrent_submission_loses_no_acknowledged_record() {
         assert!(listed.contains(&pair[1]), "{} not in {affected}", pair[1]);
     }
 }
+
+#[test]
+fn sigterm_drains_closes_the_stores_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let mut node = Node::start(&dir);
+    // The background tasks (usage index, rotation check) hold the stores too; let them run once.
+    for i in 0..5 {
+        let id = format!("T-{i}");
+        let a = node
+            .client("provider-a")
+            .submit(node.addr, &loan(&id, &format!("P-{id}")));
+        assert_eq!(a.status, 201, "{}", a.text());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Exit status 0 only once the ledger was closed (it is non-zero when a holder kept it open).
+    assert_eq!(node.stop(), Some(0));
+    // Released at once: the stores open offline and verify.
+    let out = keymgr(&dir, &["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
