@@ -30,6 +30,82 @@ pub struct Config {
     /// Key housekeeping.
     #[serde(default)]
     pub keys: KeysSection,
+    /// Bounds on what clients may hold of the node.
+    #[serde(default)]
+    pub ingress: IngressSection,
+}
+
+/// Bounds on connections, time and memory that clients may take of the node (see deploy/gateway.yaml).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressSection {
+    /// Connections held at once; more are closed at accept. Keep it below the process's file
+    /// descriptor limit (`ulimit -n`), which the stores and logs share.
+    pub max_connections: usize,
+    /// Connections one source address may hold at once.
+    pub max_connections_per_source: usize,
+    /// Concurrent HTTP/2 streams (requests) on one connection.
+    pub max_streams_per_connection: u32,
+    /// Seconds for a request's headers to arrive (HTTP/1; also how long an idle keep-alive
+    /// connection waits for its next request).
+    pub header_timeout_seconds: u64,
+    /// Seconds for a request's whole body to arrive.
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection may move no byte either way before it is closed.
+    pub idle_timeout_seconds: u64,
+    /// Bytes of request bodies held in memory at once, over all connections.
+    pub max_body_memory_bytes: usize,
+}
+
+impl Default for IngressSection {
+    fn default() -> Self {
+        IngressSection {
+            max_connections: 512,
+            max_connections_per_source: 64,
+            max_streams_per_connection: 32,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_body_memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl IngressSection {
+    /// What is wrong with these bounds, if anything.
+    fn problem(&self) -> Option<String> {
+        let zero = [
+            ("max_connections", self.max_connections == 0),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source == 0,
+            ),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection == 0,
+            ),
+            ("header_timeout_seconds", self.header_timeout_seconds == 0),
+            ("body_timeout_seconds", self.body_timeout_seconds == 0),
+            ("idle_timeout_seconds", self.idle_timeout_seconds == 0),
+            (
+                "max_body_memory_bytes",
+                self.max_body_memory_bytes < 1024 * 1024,
+            ),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, bad)| *bad) {
+            return Some(format!(
+                "ingress.{name} must be at least 1{}",
+                if *name == "max_body_memory_bytes" {
+                    " MiB"
+                } else {
+                    ""
+                }
+            ));
+        }
+        (self.max_connections_per_source > self.max_connections).then(|| {
+            "ingress.max_connections_per_source must not exceed ingress.max_connections".into()
+        })
+    }
 }
 
 /// Key housekeeping options.
@@ -161,6 +237,9 @@ impl Config {
                 "keys.rotation_check_seconds must be at least 1".into(),
             ));
         }
+        if let Some(why) = c.ingress.problem() {
+            return Err(err(None, "invalid_value", why));
+        }
         if c.ledger.origin.is_empty()
             || c.ledger.origin.contains(char::is_whitespace)
             || c.ledger.origin.contains('+')
@@ -246,7 +325,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`, `ingress`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

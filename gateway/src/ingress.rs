@@ -1,6 +1,9 @@
 //! The ingress: mTLS termination, the peer's identity, the HTTP API and its problem responses.
 
 pub mod api;
+pub mod body;
+pub mod conn;
+pub mod guard;
 pub mod identity;
 pub mod problem;
 pub mod tls;

@@ -194,6 +194,20 @@ impl Pipeline {
         self.key_changes.write().await
     }
 
+    /// Who `peer` is and what it may send, decided before a byte of its request body is read: an
+    /// unknown peer is refused, a subject over its rate gets `RateLimited` (no token is taken; the
+    /// record takes its token once parsed), and the answer carries the subject's limits, by which the
+    /// caller bounds the body it reads.
+    pub fn admission(&self, peer: &PeerIdentity) -> Result<policies::Limits, PipelineError> {
+        let policy = self.policy();
+        let subject = policy.identify(peer)?;
+        let limits = policy.limits_for(subject);
+        self.limiter
+            .check(&subject.name, &limits, std::time::Instant::now())
+            .map_err(|retry_after| PipelineError::RateLimited { retry_after })?;
+        Ok(limits)
+    }
+
     /// Submits one record (`{type, id, fields}`) from `peer`.
     pub async fn submit(
         &self,

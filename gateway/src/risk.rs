@@ -33,6 +33,24 @@ impl RateLimiter {
         cost: u32,
         now: Instant,
     ) -> Result<(), u64> {
+        self.take(subject, limits, cost, true, now)
+    }
+
+    /// Whether `subject` has a token now, without taking it: checked before a request body is read,
+    /// so that a subject over its rate costs the node no body bytes. [`RateLimiter::admit`] takes the
+    /// token once the record is parsed.
+    pub fn check(&self, subject: &str, limits: &Limits, now: Instant) -> Result<(), u64> {
+        self.take(subject, limits, 1, false, now)
+    }
+
+    fn take(
+        &self,
+        subject: &str,
+        limits: &Limits,
+        cost: u32,
+        consume: bool,
+        now: Instant,
+    ) -> Result<(), u64> {
         let mut buckets = self
             .buckets
             .lock()
@@ -47,7 +65,9 @@ impl RateLimiter {
         b.last = now;
         let cost = f64::from(cost);
         if b.tokens >= cost {
-            b.tokens -= cost;
+            if consume {
+                b.tokens -= cost;
+            }
             return Ok(());
         }
         let wait = (cost - b.tokens) / limits.rate_per_second.max(f64::MIN_POSITIVE);
@@ -82,5 +102,20 @@ mod tests {
             Err(1),
             "never more than the burst"
         );
+    }
+
+    #[test]
+    fn check_takes_nothing() {
+        let l = RateLimiter::default();
+        let limits = Limits {
+            rate_per_second: 1.0,
+            burst: 1,
+            max_record_bytes: 10,
+        };
+        let t = Instant::now();
+        assert_eq!(l.check("a", &limits, t), Ok(()));
+        assert_eq!(l.check("a", &limits, t), Ok(()));
+        assert_eq!(l.admit("a", &limits, 1, t), Ok(()));
+        assert_eq!(l.check("a", &limits, t), Err(1));
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use keymgr::{KekSource, KeyManager};
@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::ingress::{api, identity, tls};
+use crate::ingress::body::BodyBudget;
+use crate::ingress::conn::{Activity, Backoff, ConnLimits, Throttle, Watched};
+use crate::ingress::{api, guard, identity, tls};
 use crate::ledger::{self, Ledger, LedgerConfig};
 use crate::pipeline::Pipeline;
 
@@ -23,6 +25,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the key-usage index catches up with the ledger.
 const USAGE_INDEX_EVERY: Duration = Duration::from_secs(1);
+/// At most one line per this for a warning that repeats (failed accepts, refused connections).
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits, after the drain, for the last users of the stores to let go.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -71,8 +75,12 @@ pub enum ServeError {
 fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
     match (&config.kek.passphrase_file, &config.kek.key_file) {
         (Some(p), _) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ServeError::Kek(format!("{}: {e}", p.display())))?;
+            // A secret: the owner's alone, like the key file (and refused the same way).
+            keymgr::durable::check_private(p).map_err(|e| ServeError::Kek(e.to_string()))?;
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ServeError::Kek(format!("{}: {e}", p.display())))?,
+            );
             Ok(KekSource::Passphrase(keymgr::Secret::new(
                 text.trim_end().as_bytes().to_vec(),
             )))
@@ -181,7 +189,25 @@ pub async fn serve(
         Arc::clone(&pipeline),
         server_tls,
     ));
-    let router = api::router(Arc::clone(&pipeline)).layer(axum::Extension(Arc::clone(&reloader)));
+    let limits = &config.ingress;
+    let budget = BodyBudget::new(
+        limits.max_body_memory_bytes,
+        Duration::from_secs(limits.body_timeout_seconds),
+    );
+    let router =
+        api::router(Arc::clone(&pipeline), budget).layer(axum::Extension(Arc::clone(&reloader)));
+    let connections = ConnLimits::new(limits.max_connections, limits.max_connections_per_source);
+    let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds))
+        .max_buf_size(guard::MAX_HEAD_BUFFER);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .max_header_list_size(u32::try_from(guard::MAX_HEAD_BUFFER).unwrap_or(u32::MAX));
+    let http = Arc::new(http);
     #[cfg(unix)]
     {
         // SIGHUP reloads; a failed reload is logged and changes nothing.
@@ -204,21 +230,45 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(listen = %config.listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
     tokio::pin!(shutdown);
+    let mut backoff = Backoff::default();
+    let mut accept_log = Throttle::new(LOG_EVERY);
+    let mut refused_log = Throttle::new(LOG_EVERY);
     loop {
         let (tcp, remote) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.reset();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors (EMFILE, ENFILE) or memory, accept fails at once and would
+                    // spin: pause, longer while it goes on, and say so once per period.
+                    if let Some(held_back) = accept_log.admit(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, held_back, "accept failed; pausing");
+                    }
+                    tokio::time::sleep(backoff.failed()).await;
                     continue;
                 }
             },
         };
+        // Caps first, before any TLS work: a refused connection costs one accept and one close.
+        let slot = match connections.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                if let Some(held_back) = refused_log.admit(std::time::Instant::now()) {
+                    tracing::warn!(?why, held_back, "connection refused at accept");
+                }
+                drop(tcp);
+                continue;
+            }
+        };
         let acceptor = TlsAcceptor::from(reloader.tls());
         let router = router.clone();
         let watcher = graceful.watcher();
+        let http = Arc::clone(&http);
         tokio::spawn(async move {
+            let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -242,11 +292,31 @@ pub async fn serve(
                 return;
             };
             let service = TowerToHyperService::new(router.layer(axum::Extension(Arc::new(peer))));
-            let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            let activity = Activity::new();
+            let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+            let conn = http
+                .serve_connection_with_upgrades(io, service)
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            let conn = watcher.watch(conn);
+            tokio::pin!(conn);
+            // The idle watchdog: a connection that moves no byte either way for `idle_timeout` is
+            // closed (dropped), whatever state its requests are in.
+            let check = (idle_timeout / 4).max(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    ended = &mut conn => {
+                        if let Err(e) = ended {
+                            tracing::debug!(%remote, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep(check) => {
+                        if activity.idle_for() >= idle_timeout {
+                            tracing::debug!(%remote, "idle connection closed");
+                            break;
+                        }
+                    }
+                }
             }
         });
     }

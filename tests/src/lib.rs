@@ -8,6 +8,7 @@
 pub mod client;
 pub mod node;
 pub mod powerfs;
+pub mod raw;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

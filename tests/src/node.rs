@@ -49,15 +49,29 @@ fn free_port() -> SocketAddr {
 impl Node {
     /// Starts the node of `dir` and waits until it accepts connections.
     pub fn start(dir: &Path) -> Node {
+        Node::start_with(dir, &[], Stdio::inherit())
+    }
+
+    /// Starts the node of `dir` under `prefix` (a command that runs it, e.g. `prlimit --nofile=64`),
+    /// with its standard error sent to `stderr`, and waits until it accepts connections.
+    pub fn start_with(dir: &Path, prefix: &[&str], stderr: Stdio) -> Node {
         let addr = free_port();
-        let child = Command::new(gateway_bin())
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(gateway_bin());
+                c
+            }
+            None => Command::new(gateway_bin()),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(dir.join("gateway.yaml"))
             .arg("--listen")
             .arg(addr.to_string())
             .env("LEDGERGATE_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("gateway serve starts");
         let node = Node {
@@ -69,6 +83,11 @@ impl Node {
             TcpStream::connect(addr).ok().map(drop)
         });
         node
+    }
+
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// A handle on a node another handle started (for its directory and address); dropping it does

@@ -12,14 +12,14 @@ use axum::routing::{get, post};
 use policies::PeerIdentity;
 use serde::Deserialize;
 
-use super::problem::{Problem, problem};
+use super::body::{BodyBudget, HeldBody, read_body};
+use super::guard::guard;
+use super::problem::{Problem, for_status, problem};
 use crate::pipeline::Pipeline;
 
-/// Largest request body read at all; the policy's per-subject limit is checked after.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// The routes, over a pipeline. Each connection adds its peer's identity as an extension.
-pub fn router(pipeline: Arc<Pipeline>) -> Router {
+/// The routes, over a pipeline, with request bodies read within `budget`. Each connection adds its
+/// peer's identity as an extension.
+pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget) -> Router {
     Router::new()
         .route("/v1/records", post(submit))
         .route("/v1/records:batch", post(batch))
@@ -47,6 +47,8 @@ pub fn router(pipeline: Arc<Pipeline>) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::from_fn(guard))
+        .layer(axum::Extension(budget))
         .with_state(pipeline)
 }
 
@@ -63,27 +65,30 @@ fn peer(req: &Request) -> Result<Arc<PeerIdentity>, Problem> {
         })
 }
 
-/// The peer's identity and the request body (at most `MAX_BODY` bytes).
-async fn peer_and_body(req: Request) -> Result<(Arc<PeerIdentity>, axum::body::Bytes), Problem> {
+/// The peer's identity and the request body, read only once the peer is known and within its rate,
+/// and only up to what its subject may send (`limit` of its limits).
+async fn admitted_body(
+    p: &Pipeline,
+    req: Request,
+    limit: impl FnOnce(&policies::Limits) -> usize,
+) -> Result<(Arc<PeerIdentity>, HeldBody), Problem> {
     let peer = peer(&req)?;
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("more than {MAX_BODY} bytes"),
-            )
-        })?;
+    let limits = p.admission(&peer).map_err(|e| problem(&e))?;
+    let budget = req
+        .extensions()
+        .get::<BodyBudget>()
+        .cloned()
+        .ok_or_else(|| for_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    let body = read_body(req.into_body(), limit(&limits), &budget).await?;
     Ok((peer, body))
 }
 
 async fn submit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    let (peer, body) = match peer_and_body(req).await {
+    let (peer, body) = match admitted_body(&p, req, |l| l.max_record_bytes).await {
         Ok(pb) => pb,
         Err(e) => return e.into_response(),
     };
-    match p.submit(&peer, &body).await {
+    match p.submit(&peer, &body.bytes).await {
         Ok(a) => {
             let status = if a.created {
                 StatusCode::CREATED
@@ -145,25 +150,44 @@ async fn checkpoint_key(State(p): State<Arc<Pipeline>>, req: Request) -> Respons
 }
 
 /// Most lines in one batch request.
-const MAX_BATCH_LINES: usize = 10_000;
+pub const MAX_BATCH_LINES: usize = 10_000;
+/// Largest batch body, whatever the subject's record limit: a batch is read whole before its lines
+/// are submitted, so this bounds one request's memory (the node-wide body budget bounds them all).
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    let (peer, body) = match peer_and_body(req).await {
-        Ok(pb) => pb,
-        Err(e) => return e.into_response(),
-    };
+/// The NDJSON batch reader: the body's non-blank lines, at most [`MAX_BATCH_LINES`] of them.
+pub fn batch_lines(body: &[u8]) -> Result<Vec<&[u8]>, Problem> {
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .take(MAX_BATCH_LINES + 1)
         .collect();
     if lines.len() > MAX_BATCH_LINES {
-        return Problem::new(
+        return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("more than {MAX_BATCH_LINES} lines"),
-        )
-        .into_response();
+        ));
     }
+    Ok(lines)
+}
+
+async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    // Each line within the record limit, and a newline: the most a full batch of this subject's
+    // records can take.
+    let limit = |l: &policies::Limits| {
+        (l.max_record_bytes.saturating_add(1))
+            .saturating_mul(MAX_BATCH_LINES)
+            .min(MAX_BATCH_BYTES)
+    };
+    let (peer, body) = match admitted_body(&p, req, limit).await {
+        Ok(pb) => pb,
+        Err(e) => return e.into_response(),
+    };
+    let lines = match batch_lines(&body.bytes) {
+        Ok(lines) => lines,
+        Err(e) => return e.into_response(),
+    };
     // One result per line, in order; each line is a submission of its own, so a bad line refuses only
     // itself. The good lines are appended together, in one group commit.
     let results = p.submit_batch(&peer, &lines).await;
@@ -313,16 +337,15 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// makes the server reset the stream, which some clients (curl 7.88) report as a failure.
 async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Bytes), Response> {
     let peer = peer(&req).map_err(IntoResponse::into_response)?;
-    let body = axum::body::to_bytes(req.into_body(), MAX_ADMIN_BODY)
+    let budget = req
+        .extensions()
+        .get::<BodyBudget>()
+        .cloned()
+        .ok_or_else(|| for_status(StatusCode::SERVICE_UNAVAILABLE).into_response())?;
+    let body = read_body(req.into_body(), MAX_ADMIN_BODY, &budget)
         .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "admin requests are small",
-            )
-            .into_response()
-        })?;
+        .map_err(IntoResponse::into_response)?
+        .bytes;
     let actor = crate::admin::officer(p, &peer).map_err(|e| problem(&e.into()).into_response())?;
     Ok((actor, body))
 }

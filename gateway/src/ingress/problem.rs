@@ -34,6 +34,34 @@ impl Problem {
     }
 }
 
+/// The problem for an error status that the HTTP framework or a limit produced without one of ours
+/// (an extractor's rejection, a method or path no route takes): the same code for the same status
+/// everywhere.
+pub fn for_status(status: StatusCode) -> Problem {
+    let (code, detail) = match status {
+        StatusCode::BAD_REQUEST => ("invalid_request", "the request is malformed"),
+        StatusCode::UNAUTHORIZED => ("unauthenticated", "no client certificate"),
+        StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed here"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request did not arrive in time"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request target is too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "the request body's type is not accepted",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "header_fields_too_large",
+            "the request headers are too large",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
+        s if s.is_client_error() => ("invalid_request", "the request cannot be served"),
+        _ => ("unavailable", "the gateway cannot complete the request now"),
+    };
+    Problem::new(status, code, detail)
+}
+
 /// The status and code of every pipeline error.
 pub fn problem(e: &PipelineError) -> Problem {
     use RecordErrorCode as C;
