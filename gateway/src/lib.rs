@@ -10,6 +10,8 @@ pub mod admin;
 pub mod claims;
 pub mod config;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod ingress;
 pub mod init;
 pub mod keys;

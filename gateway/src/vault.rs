@@ -72,7 +72,7 @@ fn encode(request_mac: &str, sealed: &[(String, SealedRecord)]) -> Result<Vec<u8
     Ok(out)
 }
 
-fn decode(bytes: &[u8]) -> Result<(String, SealedValues), VaultError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(String, SealedValues), VaultError> {
     let at = bytes
         .iter()
         .position(|b| *b == b'\n')

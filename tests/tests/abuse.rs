@@ -405,3 +405,60 @@ fn a_passphrase_file_others_can_read_is_refused() {
         )
     );
 }
+
+/// `n` concurrent POSTs of `size` bytes each on one HTTP/2 connection as provider-a: their statuses.
+fn h2_streams(node: &Node, n: usize, size: usize) -> Vec<u16> {
+    use http_body_util::{BodyExt as _, Full};
+    let client = node.client("provider-a").http2();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut sender = client.h2_sender(node.addr).await.unwrap();
+        let body = bytes::Bytes::from(vec![b'z'; size]);
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let req = hyper::Request::post("https://localhost/v1/records")
+                .header("content-type", "application/json")
+                .body(Full::new(body.clone()))
+                .unwrap();
+            sender.ready().await.unwrap();
+            let answer = sender.send_request(req);
+            tasks.push(tokio::spawn(async move {
+                match answer.await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let _ = resp.into_body().collect().await;
+                        status
+                    }
+                    Err(_) => 0, // the stream was reset
+                }
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+}
+
+#[test]
+fn forty_large_streams_on_one_http2_connection_are_each_refused_and_memory_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let pid = node.pid().unwrap();
+    served(&node, "H-0");
+    let before = rss_kib(pid);
+    let statuses = h2_streams(&node, 40, 16 * 1024 * 1024);
+    assert!(statuses.iter().all(|s| *s == 413), "{statuses:?}");
+    let after = rss_kib(pid);
+    // Before: 711 MB for this. Each stream is now cut at the subject's 64 KiB.
+    assert!(
+        after < before + 128 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    served(&node, "H-1");
+}

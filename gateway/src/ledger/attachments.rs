@@ -36,7 +36,7 @@ pub struct Located {
 
 impl Located {
     /// `index (u64 BE) ‖ tree_size (u64 BE) ‖ extra`.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         [
             &self.index.to_be_bytes()[..],
             &self.tree_size.to_be_bytes(),
@@ -45,7 +45,7 @@ impl Located {
         .concat()
     }
 
-    fn decode(bytes: &[u8]) -> Option<Located> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Located> {
         let index = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
         let tree_size = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
         Some(Located {

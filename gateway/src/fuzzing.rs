@@ -1,0 +1,130 @@
+//! The fuzz targets' bodies, one function per decoder of untrusted or on-disk bytes (feature
+//! `fuzzing`). `fuzz/fuzz_targets/*.rs` call them under libFuzzer (`cargo +nightly fuzz run NAME`),
+//! and `tests/tests/fuzz_corpora.rs` replays every committed corpus file through them on the stable
+//! toolchain, so a decoder that starts panicking on a known input fails CI.
+//!
+//! Each returns normally for any input; a panic is the finding. Where a decoder has an encoder, what
+//! decodes must encode back to the same bytes (checked with `assert!`, which the fuzzer reports).
+
+#![allow(clippy::panic, clippy::missing_panics_doc)] // a failed round trip is a finding to report
+
+use std::path::Path;
+
+use crate::ledger::{
+    Bundle, Ed25519NoteSigner, Located, NoteSigner as _, NoteVerifier, SignedCheckpoint,
+    encode_bundle, open_note,
+};
+
+/// The origin of the corpus's checkpoints.
+pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
+
+/// A target's body.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
+pub const TARGETS: [(&str, Target); 9] = [
+    ("json_record", json_record),
+    ("batch_lines", batch_lines),
+    ("policy_yaml", policy_yaml),
+    ("ledger_bundle", ledger_bundle),
+    ("ledger_attachment", ledger_attachment),
+    ("checkpoint_note", checkpoint_note),
+    ("vault_record", vault_record),
+    ("key_record", key_record),
+    ("key_envelope", key_envelope),
+];
+
+/// The record parser the API applies to every submitted body (bounded size and depth).
+pub fn json_record(data: &[u8]) {
+    let limits = policies::JsonLimits {
+        max_bytes: 64 * 1024,
+        max_depth: 32,
+    };
+    let _ = policies::parse_json(data, limits);
+}
+
+/// The NDJSON batch reader, then the record parser on each line.
+pub fn batch_lines(data: &[u8]) {
+    if let Ok(lines) = crate::ingress::api::batch_lines(data) {
+        assert!(lines.len() <= crate::ingress::api::MAX_BATCH_LINES);
+        for line in lines {
+            json_record(line);
+        }
+    }
+}
+
+/// Policy loading from YAML text, with its located errors.
+pub fn policy_yaml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Err(errors) = policies::PolicySet::from_yaml(Path::new("fuzz.yaml"), text)
+    {
+        // Rendering every error must not panic either (positions, snippets).
+        let _ = errors.to_string();
+    }
+}
+
+/// A stored bundle of ledger entries: every bound checked; what parses re-encodes to the same bytes.
+pub fn ledger_bundle(data: &[u8]) {
+    if let Some(b) = Bundle::parse(data) {
+        let records: Vec<_> = (0..b.len()).filter_map(|j| b.record(j)).collect();
+        assert_eq!(
+            records.len(),
+            b.len(),
+            "a parsed bundle's record is unreadable"
+        );
+        assert_eq!(encode_bundle(&records), data, "bundle round trip");
+    }
+    if let Some(b) = Bundle::parse_header(data) {
+        for j in 0..b.len().min(1024) {
+            let _ = b.record(j);
+        }
+    }
+}
+
+/// Where an attached entry landed (the vault's locator in the ledger store).
+pub fn ledger_attachment(data: &[u8]) {
+    if let Some(located) = Located::decode(data) {
+        // `encode` is the store's own writer: what it reads back must be what it wrote.
+        assert_eq!(located.encode(), data, "locator round trip");
+    }
+}
+
+/// A signed note and checkpoint from a client or the store, against a fixed key; and key text.
+pub fn checkpoint_note(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The key the corpus's signed notes were made with (seed 7s): valid signatures reach the
+    // checkpoint body parser, not only the signature check.
+    let trusted: Vec<NoteVerifier> = Ed25519NoteSigner::from_seed(FUZZ_ORIGIN, &[7; 32])
+        .map(|s| s.verifier().clone())
+        .into_iter()
+        .collect();
+    let _ = open_note(text, &trusted);
+    let _ = SignedCheckpoint::open(text, &trusted);
+    let _ = NoteVerifier::from_vkey(text);
+}
+
+/// The vault's submission record (request MAC and sealed values) as stored beside an entry.
+pub fn vault_record(data: &[u8]) {
+    let _ = crate::vault::decode(data);
+}
+
+/// A key record as stored in the key store (JSON), and the lifecycle questions asked of it.
+pub fn key_record(data: &[u8]) {
+    if let Ok(record) = serde_json::from_slice::<keymgr::KeyRecord>(data) {
+        for v in record.versions.iter().map(|v| v.version).take(64) {
+            let _ = record.trusted_at(v, 0);
+            let _ = record.trusted_at(v, i64::MAX);
+        }
+        let _ = serde_json::to_vec(&record);
+    }
+}
+
+/// A wrapped key (the KEK envelope: version, nonce, ciphertext and tag), under a fixed KEK.
+pub fn key_envelope(data: &[u8]) {
+    let secret = keymgr::Secret::new(vec![7; 32]);
+    if let Some(kek) = keymgr::Kek::from_secret(&secret) {
+        let _ = kek.unwrap(data, b"ledgergate-key/1 fuzz");
+    }
+}
