@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod command;
 pub mod durable;
+pub mod engine;
 mod error;
 mod kek;
 mod lifecycle;

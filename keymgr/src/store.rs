@@ -16,7 +16,6 @@
 //! earlier in-memory commit durable with it (redb's `Durability::None` contract); a crash before it
 //! loses them, which is why nothing may be acknowledged that depends on them until `sync` returned.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -25,6 +24,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _};
 
 use crate::Error;
 use crate::audit::AuditEvent;
+use crate::engine::{OpenError, prefix_end};
 use crate::record::KeyRecord;
 
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("keys/v1");
@@ -48,18 +48,6 @@ fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k.push(prefix);
     k.extend_from_slice(rest);
     k
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn usage_prefix(name: &str, version: u32) -> Vec<u8> {
@@ -150,39 +138,16 @@ impl Store {
                 path.display()
             )));
         }
-        if create {
-            let made = crate::durable::create_private_dir(path)
-                .and_then(|()| crate::durable::create_private_empty(&file));
-            made.map_err(|e| Error::Storage(e.to_string()))?;
-        }
-        // redb panics in debug builds on some damaged files; a damaged store must be an error.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            if create {
-                redb::Database::create(&file)
-            } else {
-                redb::Database::open(&file)
-            }
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(Error::StoreLocked(path.to_owned()));
-            }
-            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-                if e.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                return Err(Error::StoreCorrupt(format!(
-                    "{DB_FILE} is not a database ({e})"
-                )));
-            }
-            Ok(Err(e)) => return Err(storage(e)),
-            Err(_) => {
-                return Err(Error::StoreCorrupt(format!(
-                    "the storage engine could not read {}",
-                    path.display()
-                )));
-            }
-        };
+        let (db, _) = crate::engine::open_file(path, DB_FILE, create).map_err(|e| match e {
+            OpenError::Locked => Error::StoreLocked(path.to_owned()),
+            OpenError::NotADatabase { .. } => Error::StoreCorrupt(e.to_string()),
+            OpenError::Damaged => Error::StoreCorrupt(format!(
+                "the storage engine could not read {}",
+                path.display()
+            )),
+            OpenError::Engine(e) => storage(e),
+            other => Error::Storage(other.to_string()),
+        })?;
         let store = Store {
             path: path.to_owned(),
             db,

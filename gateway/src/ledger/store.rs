@@ -28,10 +28,10 @@
 //! The levels in between are recomputed on read from at most four hashes, which keeps an inclusion
 //! proof at a million entries to a few dozen reads.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use keymgr::engine::{OpenError, open_file, prefix_end};
 use redb::ReadableDatabase as _;
 
 use super::bundle::{Bundle, encode_bundle, split};
@@ -81,18 +81,6 @@ fn node_key(level: u8, index: u64) -> [u8; 10] {
     k[1] = level;
     k[2..].copy_from_slice(&index.to_be_bytes());
     k
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
@@ -351,46 +339,23 @@ impl Store {
                 why: why.into(),
             });
         }
-        if fresh {
-            let made = keymgr::durable::create_private_dir(path)
-                .and_then(|()| keymgr::durable::create_private_empty(&file));
-            made.map_err(|e| LedgerError::Storage(Box::new(e)))?;
-        }
-        // An empty file is a store whose creation stopped before its first commit: nothing was ever
-        // acknowledged from it, so it is initialised as new. Anything else must already be a database.
-        let empty = std::fs::metadata(&file).is_ok_and(|m| m.len() == 0);
-        let fresh = fresh || empty;
-        // redb panics in debug builds on some damaged files; a damaged store must be an error.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            if fresh {
-                redb::Database::create(&file)
-            } else {
-                redb::Database::open(&file)
-            }
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(LedgerError::Locked {
-                    path: path.to_owned(),
-                });
-            }
-            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-                if e.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                return Err(LedgerError::Foreign {
-                    path: path.to_owned(),
-                    why: format!("{DB_FILE} is not a database ({e})"),
-                });
-            }
-            Ok(Err(e)) => return Err(storage(e)),
-            Err(_) => {
-                return Err(LedgerError::Corrupt(format!(
-                    "the storage engine could not read {} (damaged files)",
-                    path.display()
-                )));
-            }
-        };
+        let (db, new) = open_file(path, DB_FILE, fresh).map_err(|e| match e {
+            OpenError::Locked => LedgerError::Locked {
+                path: path.to_owned(),
+            },
+            OpenError::NotADatabase { .. } => LedgerError::Foreign {
+                path: path.to_owned(),
+                why: e.to_string(),
+            },
+            OpenError::Damaged => LedgerError::Corrupt(format!(
+                "the storage engine could not read {} (damaged files)",
+                path.display()
+            )),
+            OpenError::Engine(e) => storage(e),
+            other => LedgerError::Storage(Box::new(other)),
+        })?;
+        // A new database (or one whose creation stopped before its first commit) gets its marker.
+        let fresh = fresh || new;
         let store = Store {
             path: path.to_owned(),
             db,
