@@ -65,6 +65,14 @@ fn peer(req: &Request) -> Result<Arc<PeerIdentity>, Problem> {
         })
 }
 
+/// The node's body budget, set on the router by [`router`].
+fn budget_of(req: &Request) -> Result<BodyBudget, Problem> {
+    req.extensions()
+        .get::<BodyBudget>()
+        .cloned()
+        .ok_or_else(|| for_status(StatusCode::SERVICE_UNAVAILABLE))
+}
+
 /// The peer's identity and the request body, read only once the peer is known and within its rate,
 /// and only up to what its subject may send (`limit` of its limits).
 async fn admitted_body(
@@ -74,11 +82,7 @@ async fn admitted_body(
 ) -> Result<(Arc<PeerIdentity>, HeldBody), Problem> {
     let peer = peer(&req)?;
     let limits = p.admission(&peer).map_err(|e| problem(&e))?;
-    let budget = req
-        .extensions()
-        .get::<BodyBudget>()
-        .cloned()
-        .ok_or_else(|| for_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    let budget = budget_of(&req)?;
     let body = read_body(req.into_body(), limit(&limits), &budget).await?;
     Ok((peer, body))
 }
@@ -337,11 +341,7 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// makes the server reset the stream, which some clients (curl 7.88) report as a failure.
 async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Bytes), Response> {
     let peer = peer(&req).map_err(IntoResponse::into_response)?;
-    let budget = req
-        .extensions()
-        .get::<BodyBudget>()
-        .cloned()
-        .ok_or_else(|| for_status(StatusCode::SERVICE_UNAVAILABLE).into_response())?;
+    let budget = budget_of(&req).map_err(IntoResponse::into_response)?;
     let body = read_body(req.into_body(), MAX_ADMIN_BODY, &budget)
         .await
         .map_err(IntoResponse::into_response)?

@@ -29,14 +29,18 @@
 //! proof at a million entries to a few dozen reads.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use keymgr::engine::{OpenError, open_file, prefix_end};
 use redb::ReadableDatabase as _;
 
+mod entries;
+
+pub(crate) use entries::{Entries, StoredEntry, Value};
+use entries::{Scan, StoredBundle, Table, scanned};
+
 use super::bundle::{Bundle, encode_bundle, split};
 use super::error::LedgerError;
-use super::hash::{HASH_LEN, Hash};
+use super::hash::Hash;
 use super::proof::NodeSource;
 
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("ledger/v1");
@@ -93,142 +97,6 @@ fn storage(e: impl Into<redb::Error>) -> LedgerError {
             LedgerError::Corrupt(format!("storage engine found damaged data: {why}"))
         }
         other => LedgerError::Storage(Box::new(other)),
-    }
-}
-
-/// A stored value, shared by every entry read from it (a bundle is read once, not once per entry).
-#[derive(Clone)]
-pub(crate) struct Value(Arc<redb::AccessGuard<'static, &'static [u8]>>);
-
-impl AsRef<[u8]> for Value {
-    fn as_ref(&self) -> &[u8] {
-        self.0.value()
-    }
-}
-
-impl From<redb::AccessGuard<'static, &'static [u8]>> for Value {
-    fn from(guard: redb::AccessGuard<'static, &'static [u8]>) -> Value {
-        Value(Arc::new(guard))
-    }
-}
-
-type Scan = redb::Range<'static, &'static [u8], &'static [u8]>;
-type Guard = redb::AccessGuard<'static, &'static [u8]>;
-type Table = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
-
-/// One stored entry, borrowed from its bundle's stored value.
-pub(crate) struct StoredEntry {
-    pub(crate) index: u64,
-    pub(crate) leaf: Hash,
-    value: Value,
-    start: usize,
-    end: usize,
-}
-
-impl StoredEntry {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.value
-            .as_ref()
-            .get(self.start + HASH_LEN..self.end)
-            .unwrap_or_default()
-    }
-}
-
-/// A stored bundle: where it starts in the log, and its parsed layout.
-struct StoredBundle {
-    first: u64,
-    bundle: Bundle<Value>,
-}
-
-impl StoredBundle {
-    /// Decodes a bundle, checking every record's bounds (`full`) or only the header (for single reads,
-    /// where each record access is bounds-checked anyway).
-    fn decode(key: &[u8], value: Value, full: bool) -> Result<StoredBundle, LedgerError> {
-        let first = key
-            .get(1..)
-            .and_then(be_u64)
-            .ok_or_else(|| LedgerError::Corrupt("malformed bundle key".into()))?;
-        let parsed = if full {
-            Bundle::parse(value)
-        } else {
-            Bundle::parse_header(value)
-        };
-        let bundle = parsed.ok_or_else(|| {
-            LedgerError::Corrupt(format!("the bundle of entries from {first} is malformed"))
-        })?;
-        Ok(StoredBundle { first, bundle })
-    }
-
-    fn entry(&self, j: usize) -> Result<StoredEntry, LedgerError> {
-        let damaged = || {
-            LedgerError::Corrupt(format!(
-                "the bundle of entries from {} is malformed",
-                self.first
-            ))
-        };
-        let (start, end) = self.bundle.record_range(j).ok_or_else(damaged)?;
-        let (leaf, _) = self.bundle.record(j).ok_or_else(damaged)?;
-        let value = self.bundle.clone().into_inner();
-        Ok(StoredEntry {
-            index: self.first + j as u64,
-            leaf,
-            value,
-            start,
-            end,
-        })
-    }
-}
-
-/// One scanned key and value.
-fn scanned(
-    item: Result<(Guard, Guard), redb::StorageError>,
-) -> Result<(Vec<u8>, Value), LedgerError> {
-    let (k, v) = item.map_err(storage)?;
-    Ok((k.value().to_vec(), Value::from(v)))
-}
-
-/// Entries in index order from `start`, bundle by bundle.
-pub(crate) struct Entries {
-    scan: Scan,
-    current: Option<StoredBundle>,
-    next: usize,
-    start: u64,
-    failed: bool,
-}
-
-impl Iterator for Entries {
-    type Item = Result<StoredEntry, LedgerError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.failed {
-                return None;
-            }
-            if let Some(b) = &self.current
-                && self.next < b.bundle.len()
-            {
-                let j = self.next;
-                self.next += 1;
-                if b.first + (j as u64) < self.start {
-                    continue;
-                }
-                let item = b.entry(j);
-                self.failed = item.is_err();
-                return Some(item);
-            }
-            let decoded =
-                scanned(self.scan.next()?).and_then(|(k, v)| StoredBundle::decode(&k, v, true));
-            match decoded {
-                Ok(b) => {
-                    self.current = Some(b);
-                    self.next = 0;
-                }
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
-        }
     }
 }
 
