@@ -233,6 +233,8 @@ pub async fn serve(
     let mut backoff = Backoff::default();
     let mut accept_log = Throttle::new(LOG_EVERY);
     let mut refused_log = Throttle::new(LOG_EVERY);
+    // Shared by the connection tasks: a flood of bad handshakes writes one line per period.
+    let handshake_log = Arc::new(std::sync::Mutex::new(Throttle::new(LOG_EVERY)));
     loop {
         let (tcp, remote) = tokio::select! {
             () = &mut shutdown => break,
@@ -267,16 +269,24 @@ pub async fn serve(
         let router = router.clone();
         let watcher = graceful.watcher();
         let http = Arc::clone(&http);
+        let handshake_log = Arc::clone(&handshake_log);
         tokio::spawn(async move {
             let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%remote, "TLS handshake timed out");
+                failed => {
+                    let may_log = handshake_log
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .admit(std::time::Instant::now());
+                    if let Some(held_back) = may_log {
+                        match failed {
+                            Ok(Err(e)) => {
+                                tracing::info!(%remote, error = %e, held_back, "TLS handshake refused");
+                            }
+                            _ => tracing::info!(%remote, held_back, "TLS handshake timed out"),
+                        }
+                    }
                     return;
                 }
             };
