@@ -119,20 +119,28 @@ impl Client {
         rt.block_on(self.send(addr, method, path, body))
     }
 
-    /// An HTTP/2 connection (the client must offer h2) on which many requests can be sent at once.
-    pub async fn h2_sender(
+    /// A TLS connection to `addr` with this client's identity and ALPN offer.
+    pub async fn tls(
         &self,
         addr: SocketAddr,
-    ) -> Result<hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>, String> {
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
         let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
-        let tls = connector
+        connector
             .connect(name, tcp)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    /// An HTTP/2 connection (the client must offer h2) on which many requests can be sent at once.
+    pub async fn h2_sender(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<hyper::client::conn::http2::SendRequest<Full<bytes::Bytes>>, String> {
+        let tls = self.tls(addr).await?;
         let exec = hyper_util::rt::TokioExecutor::new();
         let (sender, conn) = hyper::client::conn::http2::handshake(exec, TokioIo::new(tls))
             .await

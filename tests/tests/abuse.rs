@@ -462,3 +462,32 @@ fn forty_large_streams_on_one_http2_connection_are_each_refused_and_memory_stays
     );
     served(&node, "H-1");
 }
+
+#[test]
+fn http2_connections_advertise_the_configured_stream_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&node_with(tmp.path(), "max_streams_per_connection: 7"));
+    let client = node.client("provider-a").http2();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let advertised = rt.block_on(async {
+        let tls = client.tls(node.addr).await.unwrap();
+        let (mut sender, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(conn);
+        // One round trip, so that the server's SETTINGS have been read.
+        let req = get_request("/v1/checkpoint");
+        let (answer, _) = sender.send_request(req, true).unwrap();
+        assert_eq!(answer.await.unwrap().status(), 200);
+        sender.current_max_send_streams()
+    });
+    assert_eq!(advertised, 7);
+    served(&node, "S-1");
+}
+
+fn get_request(path: &str) -> hyper::Request<()> {
+    hyper::Request::get(format!("https://localhost{path}"))
+        .body(())
+        .unwrap()
+}
