@@ -64,9 +64,14 @@ type Pair = (Vec<u8>, Vec<u8>);
 pub(crate) struct Store {
     path: PathBuf,
     db: redb::Database,
-    /// Commits applied so far, and how many of them a finished durable commit covers.
+    /// Commits applied so far, and how many of them a finished durable commit covers. Numbered in
+    /// commit order: the number is taken under `ordered`, held from the start of the transaction to
+    /// after its number, so a durable commit numbered n covers exactly the commits numbered up to n.
+    /// (Numbered after the lock is released, a durable commit could take its number after a later
+    /// in-memory commit's and seem to cover it.)
     applied: AtomicU64,
     durable: AtomicU64,
+    ordered: Mutex<()>,
     /// One durable commit at a time; a caller that waited here usually finds its writes covered.
     flushing: Mutex<()>,
 }
@@ -153,6 +158,7 @@ impl Store {
             db,
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
+            ordered: Mutex::new(()),
             flushing: Mutex::new(()),
         };
         match store.meta("format")? {
@@ -204,6 +210,8 @@ impl Store {
     }
 
     fn write(&self, batch: Batch, durable: bool) -> Result<(), Error> {
+        // redb runs one write transaction at a time anyway: this lock costs no concurrency.
+        let _ordered = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = self.begin(durable)?;
         {
             let mut table = txn.open_table(TABLE).map_err(storage)?;
@@ -212,7 +220,7 @@ impl Store {
             }
         }
         txn.commit().map_err(storage)?;
-        // Counted only once committed: a sync that reads the count afterwards covers this write.
+        // Counted once committed, still in commit order (see `ordered`).
         let n = self.applied.fetch_add(1, Ordering::AcqRel) + 1;
         if durable {
             self.durable.fetch_max(n, Ordering::AcqRel);
@@ -224,6 +232,7 @@ impl Store {
     /// at once, durable after the next [`Store::sync`]); says for each whether it was written. This is
     /// how the hot path makes data-subject keys: one commit per round, however many keys.
     pub(crate) fn put_new_keys(&self, records: &[(&str, &[u8])]) -> Result<Vec<bool>, Error> {
+        let _ordered = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = self.begin(false)?;
         let mut written = Vec::with_capacity(records.len());
         {

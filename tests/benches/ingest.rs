@@ -388,6 +388,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = e2e::node::init_node(tmp.path());
     e2e::node::unlimited_rate(&dir);
+    e2e::node::lift_connection_caps(&dir, connections);
     let tls = tls(&dir.join("pki"));
     println!(
         "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records, generator on the same machine"

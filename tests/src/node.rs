@@ -31,6 +31,24 @@ pub fn unlimited_rate(dir: &Path) {
     std::fs::write(&subjects, lifted).unwrap_or_else(|e| panic!("{}: {e}", subjects.display()));
 }
 
+/// Lets one source address hold `connections` connections (a load generator is one address; the
+/// default per-source cap is 64).
+pub fn lift_connection_caps(dir: &Path, connections: usize) {
+    use std::io::Write as _;
+    let config = dir.join("gateway.yaml");
+    let n = connections.max(64);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&config)
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    writeln!(
+        f,
+        "ingress: {{ max_connections: {}, max_connections_per_source: {n} }}",
+        n * 2
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+}
+
 /// A running `gateway serve`.
 #[derive(Debug)]
 pub struct Node {
