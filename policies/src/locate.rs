@@ -164,6 +164,11 @@ fn find_key(region: &Region<'_>, k: &str) -> Option<(usize, usize)> {
     let text = region.src.get(region.start..region.end)?;
     let mut best: Option<(usize, usize, usize)> = None; // (indent rank, key offset, after colon)
     for quoted in [k.to_owned(), format!("\"{k}\""), format!("'{k}'")] {
+        // An empty key (`"": …`) is found only in its quoted forms: the empty needle matches
+        // everywhere and would never move `from` (found by the policy_yaml fuzz target: a hang).
+        if quoted.is_empty() {
+            continue;
+        }
         let mut from = 0;
         while let Some(i) = text.get(from..).and_then(|t| t.find(&quoted)) {
             let at = from + i;
@@ -249,6 +254,14 @@ mod tests {
     }
 
     const DOC: &str = "version: 1\nsubjects:\n  bank-a:  { match: { san_uri: \"spiffe://x\" }, roles: [provider, auditor] }\n  officer:\n    match:\n      cn: officer-1\n    roles:\n      - security-officer\nrecord_types:\n  loan:\n    fields:\n      age: { type: integer, transform: { generalize: { bucket: 0 } } }\n      type_note: { type: string, transform: keep }\n";
+
+    #[test]
+    fn an_empty_key_is_found_quoted_and_never_hangs() {
+        // Found by the policy_yaml fuzz target: the empty needle never advanced the search.
+        assert_eq!(locate("version: 1\n\"\": 1\n", &[k("")]), Some((2, 1)));
+        assert_eq!(locate("a: {'': 1}\n", &[k("a"), k("")]), Some((1, 5)));
+        assert_eq!(locate("version: 1\n", &[k("")]), None);
+    }
 
     #[test]
     fn finds_block_and_flow_keys() {
