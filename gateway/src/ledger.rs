@@ -188,8 +188,9 @@ impl Ledger {
             });
         }
         let size = store.size()?;
+        let snapshot = store.snapshot()?;
         let peaks = peak_positions(size)
-            .map(|(l, i)| store.node(l, i))
+            .map(|(l, i)| snapshot.node(l, i))
             .collect::<Result<Vec<_>, _>>()?;
         let range = CompactRange::from_peaks(size, peaks)
             .ok_or_else(|| LedgerError::Corrupt("tree peaks do not match the size".into()))?;
@@ -394,13 +395,13 @@ impl Ledger {
     /// The audit path of entry `index` in the tree of `size` entries (size ≤ published size).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(size)?;
-        inclusion_proof(&self.shared.store, index, size).map_err(proof_error)
+        inclusion_proof(&self.shared.store.snapshot()?, index, size).map_err(proof_error)
     }
 
     /// The proof that the tree of `from` entries is a prefix of the tree of `to` entries.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(to)?;
-        consistency_proof(&self.shared.store, from, to).map_err(proof_error)
+        consistency_proof(&self.shared.store.snapshot()?, from, to).map_err(proof_error)
     }
 
     /// The root of the first `size` entries.
@@ -409,7 +410,7 @@ impl Ledger {
         if size == 0 {
             return Ok(Hash::empty());
         }
-        range_root(&self.shared.store, 0, size)
+        range_root(&self.shared.store.snapshot()?, 0, size)
     }
 
     fn check_size(&self, asked: u64) -> Result<(), LedgerError> {

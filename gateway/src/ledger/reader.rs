@@ -61,13 +61,13 @@ impl LedgerReader {
     /// The audit path of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(size)?;
-        inclusion_proof(&self.store, index, size).map_err(super::proof_error)
+        inclusion_proof(&self.store.snapshot()?, index, size).map_err(super::proof_error)
     }
 
     /// The consistency proof between the trees of `from` and `to` entries.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(to)?;
-        consistency_proof(&self.store, from, to).map_err(super::proof_error)
+        consistency_proof(&self.store.snapshot()?, from, to).map_err(super::proof_error)
     }
 
     fn check_size(&self, asked: u64) -> Result<(), LedgerError> {

@@ -285,23 +285,22 @@ impl Store {
         }
     }
 
+    /// One read transaction for many reads: they all see the same commit, and pay for one
+    /// transaction between them (a proof makes dozens of node reads).
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, LedgerError> {
+        Ok(Snapshot {
+            table: self.table()?,
+            last_bundle: std::cell::RefCell::new(None),
+        })
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Value>, LedgerError> {
-        let Some(table) = self.table()? else {
-            return Ok(None);
-        };
-        Ok(table.get(key).map_err(storage)?.map(Value::from))
+        self.snapshot()?.get(key)
     }
 
     /// Every key and value in `[from, to)` (`to` of `None`: to the end), in key order.
     fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Scan>, LedgerError> {
-        let Some(table) = self.table()? else {
-            return Ok(None);
-        };
-        let range = match to {
-            Some(to) => table.range::<&[u8]>(from..to),
-            None => table.range::<&[u8]>(from..),
-        };
-        range.map(Some).map_err(storage)
+        self.snapshot()?.scan(from, to)
     }
 
     /// Every key and value that starts with `prefix`, in key order.
@@ -354,36 +353,8 @@ impl Store {
             .transpose()
     }
 
-    /// The bundle holding `index`, if any: the last bundle starting at or before it.
-    fn bundle_at(&self, index: u64) -> Result<Option<(Vec<u8>, Value)>, LedgerError> {
-        let to = index
-            .checked_add(1)
-            .map(|next| index_key(BUNDLE, next).to_vec())
-            .or_else(|| prefix_end(&[BUNDLE]));
-        let Some(mut scan) = self.scan(&index_key(BUNDLE, 0), to.as_deref())? else {
-            return Ok(None);
-        };
-        scan.next_back().map(scanned).transpose()
-    }
-
     pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
-        let Some((k, v)) = self.bundle_at(index)? else {
-            return Ok(None);
-        };
-        let b = StoredBundle::decode(&k, v, false)?;
-        match usize::try_from(index - b.first) {
-            Ok(j) if j < b.bundle.len() => b.entry(j).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    pub(crate) fn stored_node(&self, level: u8, index: u64) -> Result<Option<Hash>, LedgerError> {
-        match self.get(&node_key(level, index))? {
-            None => Ok(None),
-            Some(v) => Hash::from_slice(v.as_ref()).map(Some).ok_or_else(|| {
-                LedgerError::Corrupt(format!("node ({level}, {index}) is not a hash"))
-            }),
-        }
+        self.snapshot()?.entry(index)
     }
 
     /// The latest stored checkpoint note with its size.
@@ -403,12 +374,13 @@ impl Store {
 
     /// Every stored entry from `start` on, in index order.
     pub(crate) fn entries_from(&self, start: u64) -> Result<Entries, LedgerError> {
-        let from = match self.bundle_at(start)? {
+        let snapshot = self.snapshot()?;
+        let from = match snapshot.bundle_at(start)? {
             Some((k, _)) => k,
             None => index_key(BUNDLE, start).to_vec(),
         };
         let end = prefix_end(&[BUNDLE]);
-        let scan = match self.scan(&from, end.as_deref())? {
+        let scan = match snapshot.scan(&from, end.as_deref())? {
             Some(scan) => scan,
             // No table yet: an empty scan of an empty range.
             None => return Err(LedgerError::Corrupt("the ledger table is missing".into())),
@@ -485,7 +457,78 @@ fn decode_checkpoint(key: &[u8], value: &[u8]) -> Result<(u64, String), LedgerEr
     Ok((size, note))
 }
 
-impl NodeSource for Store {
+/// The store as of one commit (see [`Store::snapshot`]).
+pub(crate) struct Snapshot {
+    table: Option<Table>,
+    /// The bundle read last: a proof's leaf reads (the subtrees of the levels that are not stored)
+    /// are neighbours, nearly always in one bundle, and finding a bundle is a reverse range scan.
+    last_bundle: std::cell::RefCell<Option<StoredBundle>>,
+}
+
+impl Snapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>, LedgerError> {
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        Ok(table.get(key).map_err(storage)?.map(Value::from))
+    }
+
+    /// Every key and value in `[from, to)` (`to` of `None`: to the end), in key order.
+    fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Scan>, LedgerError> {
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        let range = match to {
+            Some(to) => table.range::<&[u8]>(from..to),
+            None => table.range::<&[u8]>(from..),
+        };
+        range.map(Some).map_err(storage)
+    }
+
+    /// The bundle holding `index`, if any: the last bundle starting at or before it.
+    fn bundle_at(&self, index: u64) -> Result<Option<(Vec<u8>, Value)>, LedgerError> {
+        let to = index
+            .checked_add(1)
+            .map(|next| index_key(BUNDLE, next).to_vec())
+            .or_else(|| prefix_end(&[BUNDLE]));
+        let Some(mut scan) = self.scan(&index_key(BUNDLE, 0), to.as_deref())? else {
+            return Ok(None);
+        };
+        scan.next_back().map(scanned).transpose()
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
+        let within = |b: &StoredBundle| {
+            index
+                .checked_sub(b.first)
+                .and_then(|j| usize::try_from(j).ok())
+                .filter(|j| *j < b.bundle.len())
+        };
+        if let Some(b) = self.last_bundle.borrow().as_ref()
+            && let Some(j) = within(b)
+        {
+            return b.entry(j).map(Some);
+        }
+        let Some((k, v)) = self.bundle_at(index)? else {
+            return Ok(None);
+        };
+        let b = StoredBundle::decode(&k, v, false)?;
+        let found = within(&b).map(|j| b.entry(j)).transpose();
+        *self.last_bundle.borrow_mut() = Some(b);
+        found
+    }
+
+    fn stored_node(&self, level: u8, index: u64) -> Result<Option<Hash>, LedgerError> {
+        match self.get(&node_key(level, index))? {
+            None => Ok(None),
+            Some(v) => Hash::from_slice(v.as_ref()).map(Some).ok_or_else(|| {
+                LedgerError::Corrupt(format!("node ({level}, {index}) is not a hash"))
+            }),
+        }
+    }
+}
+
+impl NodeSource for Snapshot {
     type Error = LedgerError;
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, LedgerError> {

@@ -257,11 +257,12 @@ pub fn verify_store(path: &Path, pinned: &[NoteVerifier]) -> Result<VerifyReport
     if latest != size || checked.is_empty() {
         return Err(VerifyFailure::Uncovered { size, latest });
     }
+    let snapshot = store.snapshot().map_err(VerifyFailure::Store)?;
     for pair in checked.windows(2) {
         let [(from, from_root), (to, to_root)] = pair else {
             continue;
         };
-        let proof = consistency_proof(&store, *from, *to).map_err(|e| match e {
+        let proof = consistency_proof(&snapshot, *from, *to).map_err(|e| match e {
             super::proof::ProofRequestError::Source(inner) => VerifyFailure::Store(inner),
             _ => VerifyFailure::Inconsistent {
                 from: *from,
