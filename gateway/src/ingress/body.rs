@@ -16,6 +16,13 @@ use super::problem::Problem;
 
 /// The budget's unit: permits are KiB, so a `u32` of them covers any budget a node could have.
 const UNIT: usize = 1024;
+/// A body refused for its size is still read and thrown away up to this many bytes before the 413
+/// is sent (a lingering close, as nginx does): closed with unread bytes in its receive buffer, the
+/// socket would reset the connection, and a client still sending would see the reset instead of the
+/// answer. Declared larger than this, the body is refused at once.
+pub const DRAIN_MAX: usize = 1024 * 1024;
+/// While draining, this long with nothing arriving ends the drain (the client stopped sending).
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// The node-wide budget of request-body bytes in memory, shared by every connection.
 #[derive(Debug, Clone)]
@@ -51,15 +58,33 @@ fn too_large(limit: usize) -> Problem {
     )
 }
 
+/// Reads and discards what follows of a refused body: at most [`DRAIN_MAX`] bytes in all, and only
+/// while it keeps arriving. Nothing is kept, so it costs no memory.
+async fn drain(body: &mut Body, mut seen: usize) {
+    while seen < DRAIN_MAX {
+        match tokio::time::timeout(DRAIN_QUIET, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Reads `body` up to `limit` bytes within the budget's deadline and share.
 pub async fn read_body(body: Body, limit: usize, budget: &BodyBudget) -> Result<HeldBody, Problem> {
     use http_body::Body as _;
-    // The declared length (Content-Length) already says: refuse before reading anything.
-    if usize::try_from(body.size_hint().lower()).map_or(true, |declared| declared > limit) {
+    let mut body = body;
+    // The declared length (Content-Length) already says: refuse before keeping anything; drain a
+    // modest body so that the client reads the answer, refuse a huge one at once.
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if declared > limit {
+        if declared <= DRAIN_MAX {
+            let _ = tokio::time::timeout(budget.timeout, drain(&mut body, 0)).await;
+        }
         return Err(too_large(limit));
     }
     let collect = async {
-        let mut body = body;
         let mut buf = Vec::new();
         let mut share: Option<OwnedSemaphorePermit> = None;
         let mut held = 0usize;
@@ -76,6 +101,7 @@ pub async fn read_body(body: Body, limit: usize, budget: &BodyBudget) -> Result<
             };
             let total = buf.len().saturating_add(data.len());
             if total > limit {
+                drain(&mut body, total).await;
                 return Err(too_large(limit));
             }
             let need = total.div_ceil(UNIT);
