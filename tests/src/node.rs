@@ -31,22 +31,28 @@ pub fn unlimited_rate(dir: &Path) {
     std::fs::write(&subjects, lifted).unwrap_or_else(|e| panic!("{}: {e}", subjects.display()));
 }
 
+/// Appends `line` (a top-level section, e.g. `ingress: { … }`) to the node's gateway.yaml.
+pub fn append_config(dir: &Path, line: &str) {
+    use std::io::Write as _;
+    let config = dir.join("gateway.yaml");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&config)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+}
+
 /// Lets one source address hold `connections` connections (a load generator is one address; the
 /// default per-source cap is 64).
 pub fn lift_connection_caps(dir: &Path, connections: usize) {
-    use std::io::Write as _;
-    let config = dir.join("gateway.yaml");
     let n = connections.max(64);
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&config)
-        .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
-    writeln!(
-        f,
-        "ingress: {{ max_connections: {}, max_connections_per_source: {n} }}",
-        n * 2
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    append_config(
+        dir,
+        &format!(
+            "ingress: {{ max_connections: {}, max_connections_per_source: {n} }}",
+            n * 2
+        ),
+    );
 }
 
 /// A running `gateway serve`.

@@ -30,11 +30,7 @@ fn source(last: u8) -> IpAddr {
 /// A node whose gateway.yaml has this `ingress:` section appended.
 fn node_with(tmp: &Path, ingress: &str) -> std::path::PathBuf {
     let dir = init_node(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("gateway.yaml"))
-        .unwrap();
-    writeln!(f, "ingress: {{ {ingress} }}").unwrap();
+    e2e::node::append_config(&dir, &format!("ingress: {{ {ingress} }}"));
     dir
 }
 
