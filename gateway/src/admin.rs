@@ -1,6 +1,8 @@
 //! The admin API: security officers run keymgr's commands against the running node's key store, with
 //! the same command and answer types as the local CLI (`keymgr::Command`, `keymgr::Outcome`). A change
-//! takes effect on the next request: the key manager drops its cache entry when the change commits.
+//! takes effect before the command returns: the key manager drops its cache entry when the change
+//! commits (keys resolved per request), and the ledger switches its checkpoint signer (the one key a
+//! running component holds).
 
 use policies::PeerIdentity;
 
@@ -60,12 +62,23 @@ pub fn execute(
             AdminError::Keys(keymgr::Error::Storage(format!("indexing key usage: {e}")))
         })?;
     }
-    Ok(keymgr::execute(
-        pipeline.keys(),
+    let changes_keys = !matches!(
         command,
-        crate::keys::unix_now(),
-        actor,
-    )?)
+        keymgr::Command::List { .. }
+            | keymgr::Command::Show { .. }
+            | keymgr::Command::Due
+            | keymgr::Command::Affected { .. }
+            | keymgr::Command::Audit { .. }
+    );
+    let outcome = keymgr::execute(pipeline.keys(), command, crate::keys::unix_now(), actor)?;
+    if changes_keys {
+        pipeline.refresh_signing().map_err(|e| {
+            AdminError::Keys(keymgr::Error::Storage(format!(
+                "the key store changed, but the ledger could not switch its checkpoint signer: {e}"
+            )))
+        })?;
+    }
+    Ok(outcome)
 }
 
 impl From<AdminError> for PipelineError {

@@ -3,13 +3,12 @@
 //! so that `gateway serve` (and `quickstart`) can start from it. Never overwrites anything.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine as _;
 use keymgr::{KekSource, KeyManager, Purpose, Secret};
 
 use crate::files::{FileError, private_dir, write_private, write_public};
-use crate::ledger::{self, Ledger, LedgerConfig, NoteSigner as _};
+use crate::ledger::{self, Ledger, LedgerConfig};
 
 /// The log name of a development node.
 pub const DEFAULT_ORIGIN: &str = "ledgergate.local/log";
@@ -99,35 +98,16 @@ pub fn dev_kek(dir: &Path) -> Result<KekSource, InitError> {
     )))
 }
 
-/// A ledger note signer from keymgr's checkpoint-signing key: the ledger never sees the store.
-pub fn checkpoint_signer(
-    keys: &KeyManager,
-    origin: &str,
-    now: i64,
-) -> Result<ledger::Ed25519NoteSigner, InitError> {
-    let key = keys.primary(CHECKPOINT_KEY, now)?;
-    let seed: [u8; 32] = key
-        .material
-        .expose()
-        .try_into()
-        .map_err(|_| keymgr::Error::StoreCorrupt("checkpoint key is not 32 bytes".into()))?;
-    let seed = zeroize::Zeroizing::new(seed);
-    ledger::Ed25519NoteSigner::from_seed(origin, &seed).map_err(|e| {
-        InitError::Keys(keymgr::Error::InvalidArgument(format!(
-            "checkpoint key name: {e}"
-        )))
-    })
-}
-
 /// Makes the node directory at `dir`, or finds the complete one already there.
 pub fn init(dir: &Path, now: time::OffsetDateTime, actor: &str) -> Result<NodeDir, InitError> {
     let config = dir.join("gateway.yaml");
     let t = now.unix_timestamp();
     if config.exists() {
         let keys = KeyManager::open(&dir.join("data/keys"), &dev_kek(dir)?)?;
-        let vkey = checkpoint_signer(&keys, DEFAULT_ORIGIN, t)?
-            .verifier()
-            .to_vkey();
+        let vkey = crate::checkpoint_keys::signing(&keys, DEFAULT_ORIGIN, t)?
+            .signer
+            .map(|s| s.verifier().to_vkey())
+            .unwrap_or_default();
         return Ok(NodeDir {
             dir: dir.to_owned(),
             created: false,
@@ -191,11 +171,15 @@ pub fn init(dir: &Path, now: time::OffsetDateTime, actor: &str) -> Result<NodeDi
         t,
         actor,
     )?;
-    let signer = checkpoint_signer(&keys, DEFAULT_ORIGIN, t)?;
-    let vkey = signer.verifier().to_vkey();
-    let ledger = Ledger::open(
+    let signing = crate::checkpoint_keys::signing(&keys, DEFAULT_ORIGIN, t)?;
+    let vkey = signing
+        .signer
+        .as_ref()
+        .map(|s| s.verifier().to_vkey())
+        .unwrap_or_default();
+    let ledger = Ledger::open_with(
         LedgerConfig::new(ledger::store_dir(&dir.join("data")), DEFAULT_ORIGIN),
-        Arc::new(signer),
+        signing,
     )?;
     ledger.close();
     // Last: its presence marks a complete node directory.

@@ -27,6 +27,7 @@ mod hash;
 mod note;
 mod proof;
 mod reader;
+mod signing;
 mod signing_key;
 mod store;
 #[cfg(any(test, feature = "testing"))]
@@ -56,15 +57,17 @@ pub use compact::CompactRange;
 pub use error::LedgerError;
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash};
 pub use note::{
-    Ed25519NoteSigner, NoteError, NoteSigner, NoteVerifier, key_id, open_note, sign_note,
+    Ed25519NoteSigner, NoteError, NoteSignature, NoteSigner, NoteVerifier, ParsedNote, key_id,
+    open_note, parse_note, sign_note,
 };
 pub use proof::{
     NodeSource, ProofRequestError, VerifyError, consistency_proof, inclusion_proof, range_root,
     verify_consistency, verify_inclusion,
 };
 pub use reader::LedgerReader;
+pub use signing::{CheckpointKey, Signing};
 pub use signing_key::{load_or_create_signing_key, load_signing_key};
-pub use verify::{VerifyFailure, VerifyReport, verify_store};
+pub use verify::{SignedAfterCompromise, VerifyFailure, VerifyOptions, VerifyReport, verify_store};
 
 use compact::peak_positions;
 use store::{Batch, Store};
@@ -130,6 +133,9 @@ pub(crate) struct Shared {
     store: Store,
     origin: String,
     published: RwLock<Arc<SignedCheckpoint>>,
+    /// The key that signs new checkpoints (none: appends are refused) and every key's history, as
+    /// the writer last switched them.
+    keys: RwLock<(Option<NoteVerifier>, Vec<CheckpointKey>)>,
     poisoned: AtomicBool,
     barrier: std::sync::OnceLock<Barrier>,
 }
@@ -143,6 +149,13 @@ impl Shared {
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner) = checkpoint;
+    }
+
+    fn set_keys(&self, signing: &Signing) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = (
+            signing.signer.as_ref().map(|s| s.verifier().clone()),
+            signing.keys.clone(),
+        );
     }
 
     fn latest(&self) -> Arc<SignedCheckpoint> {
@@ -159,8 +172,7 @@ impl Shared {
 /// durable and releases the store.
 pub struct Ledger {
     shared: Arc<Shared>,
-    verifier: NoteVerifier,
-    tx: Option<mpsc::Sender<writer::Request>>,
+    tx: Option<mpsc::Sender<writer::Job>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -175,9 +187,16 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger, checks that its latest checkpoint verifies and matches the stored
-    /// tree, and starts the writer.
+    /// Opens (or creates) the ledger with one fixed signer: see [`Ledger::open_with`].
     pub fn open(config: LedgerConfig, signer: Arc<dyn NoteSigner>) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(config, Signing::fixed(signer))
+    }
+
+    /// Opens (or creates) the ledger, checks that its latest checkpoint verifies and matches the stored
+    /// tree, records the checkpoint keys' history, and starts the writer. A head signed by another key
+    /// than `signing`'s signer is countersigned by it at once; with no signer the ledger opens for
+    /// reading and refuses appends ([`LedgerError::NoSigner`]) until [`Ledger::set_signing`] gives one.
+    pub fn open_with(config: LedgerConfig, signing: Signing) -> Result<Ledger, LedgerError> {
         let store = Store::open(&config.path, config.create)?;
         if let Some(stored) = store.origin()?
             && stored != config.origin
@@ -194,24 +213,25 @@ impl Ledger {
             .collect::<Result<Vec<_>, _>>()?;
         let range = CompactRange::from_peaks(size, peaks)
             .ok_or_else(|| LedgerError::Corrupt("tree peaks do not match the size".into()))?;
-        let verifier = signer.verifier().clone();
-        let mut trusted = vec![verifier.clone()];
         let recorded = store.keys()?;
-        for vkey in &recorded {
+        let mut trusted = Vec::new();
+        for vkey in recorded
+            .iter()
+            .map(|(v, _)| v)
+            .chain(signing.keys.iter().map(|k| &k.vkey))
+        {
             trusted.push(NoteVerifier::from_vkey(vkey).map_err(|e| {
                 LedgerError::Corrupt(format!("recorded checkpoint key {vkey:?}: {e}"))
             })?);
         }
+        trusted.extend(signing.signer.iter().map(|s| s.verifier().clone()));
         let mut first = Batch::default();
-        let mut first_needed = false;
-        if !recorded.contains(&verifier.to_vkey()) {
-            // Record every key that signs checkpoints, so that the offline verifier can check them all.
-            first.put_key(&verifier.to_vkey());
-            first_needed = true;
-        }
+        let mut first_needed = signing::record_keys(&mut first, &recorded, &signing);
+        let now = crate::keys::unix_now();
         let latest = match store.last_checkpoint()? {
             None if size == 0 => {
                 // A new log publishes the empty tree, so that there is always a checkpoint to serve.
+                let signer = signing.signer.as_ref().ok_or(LedgerError::NoSigner)?;
                 let cp = Checkpoint {
                     origin: config.origin.clone(),
                     size: 0,
@@ -220,6 +240,7 @@ impl Ledger {
                 let signed = cp.sign(signer.as_ref());
                 first.set_origin(&config.origin);
                 first.put_checkpoint(0, &signed.note);
+                first.put_signed_at(0, now);
                 first_needed = true;
                 signed
             }
@@ -242,7 +263,15 @@ impl Ledger {
                         cp.size
                     )));
                 }
-                signed
+                match signing::countersigned(&signed, &signing)? {
+                    Some(head) => {
+                        first.put_checkpoint(size, &head.note);
+                        first.put_signed_at(size, now);
+                        first_needed = true;
+                        head
+                    }
+                    None => signed,
+                }
             }
         };
         if first_needed {
@@ -252,13 +281,15 @@ impl Ledger {
             store,
             origin: config.origin,
             published: RwLock::new(Arc::new(latest)),
+            keys: RwLock::new((None, Vec::new())),
             poisoned: AtomicBool::new(false),
             barrier: std::sync::OnceLock::new(),
         });
+        shared.set_keys(&signing);
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let writer = writer::Writer {
             shared: Arc::clone(&shared),
-            signer,
+            signing,
             range,
             max_batch: config.max_batch.max(1),
         };
@@ -268,17 +299,44 @@ impl Ledger {
             .map_err(|e| LedgerError::Storage(Box::new(e)))?;
         Ok(Ledger {
             shared,
-            verifier,
             tx: Some(tx),
             writer: Mutex::new(Some(handle)),
         })
+    }
+
+    /// Switches the checkpoint signer and records the keys' history, in order with appends: every
+    /// group committed after this returns is signed by the new signer (or refused, with none). A
+    /// head that the new signer has not signed is countersigned at once, so clients that trust only
+    /// the new key have a head they can verify. Returns the head after the switch.
+    pub async fn set_signing(
+        &self,
+        signing: Signing,
+    ) -> Result<Arc<SignedCheckpoint>, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.send(writer::Job::Sign(signing, reply))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// [`Ledger::set_signing`] for callers outside an async runtime.
+    pub fn set_signing_blocking(
+        &self,
+        signing: Signing,
+    ) -> Result<Arc<SignedCheckpoint>, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.blocking_send(writer::Job::Sign(signing, reply))
+            .map_err(|_| LedgerError::Closed)?;
+        rx.blocking_recv().map_err(|_| LedgerError::Closed)?
     }
 
     fn request(
         &self,
         entries: Vec<Vec<u8>>,
         attachments: Vec<Attachment>,
-    ) -> Result<(writer::Request, oneshot::Receiver<ReplyResult>), LedgerError> {
+    ) -> Result<(writer::Job, oneshot::Receiver<ReplyResult>), LedgerError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(LedgerError::Poisoned);
         }
@@ -288,10 +346,10 @@ impl Ledger {
             attachments,
             reply,
         };
-        Ok((req, rx))
+        Ok((writer::Job::Append(req), rx))
     }
 
-    async fn send(&self, req: writer::Request, rx: oneshot::Receiver<ReplyResult>) -> ReplyResult {
+    async fn send(&self, req: writer::Job, rx: oneshot::Receiver<ReplyResult>) -> ReplyResult {
         let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
         tx.send(req).await.map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
@@ -353,9 +411,30 @@ impl Ledger {
         self.shared.latest().checkpoint.size
     }
 
-    /// The key that verifies this node's checkpoints.
-    pub fn verifier(&self) -> &NoteVerifier {
-        &self.verifier
+    /// The key that signs new checkpoints; `None` while no version may (appends are refused).
+    pub fn verifier(&self) -> Option<NoteVerifier> {
+        self.shared
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Every checkpoint key version and its history, as last given to [`Ledger::set_signing`] (or
+    /// [`Ledger::open_with`]), oldest first.
+    pub fn checkpoint_keys(&self) -> Vec<CheckpointKey> {
+        self.shared
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// The log's name.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
     }
 
     /// The entry at `index`.

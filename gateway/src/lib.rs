@@ -1,12 +1,13 @@
 //! Ledgergate's gateway node: mTLS ingress, the policy pipeline, and the verifiable chain store.
 //!
-//! So far this crate holds the chain store, [`ledger`]; see the workspace `README.md` and `docs/` for the
-//! architecture the other modules will follow.
+//! See the workspace `README.md` and `docs/` for the architecture; [`serve`] assembles a node from the
+//! other modules.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod checkpoint_keys;
 pub mod claims;
 pub mod config;
 pub mod files;

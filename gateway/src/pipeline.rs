@@ -188,6 +188,31 @@ impl Pipeline {
         self.usage.catch_up()
     }
 
+    /// Puts the key store's checkpoint-signing key in force on the ledger if it changed (rotated,
+    /// revoked, destroyed, expired): the next checkpoint is signed by the new primary, or appends are
+    /// refused when there is none. Blocking (it waits for the ledger's writer); says whether anything
+    /// changed.
+    pub fn refresh_signing(&self) -> Result<bool, PipelineError> {
+        let now = crate::keys::unix_now();
+        let signing = crate::checkpoint_keys::signing(&self.keys, self.ledger.origin(), now)?;
+        let wanted = signing.usable_signer(now).map(|s| s.verifier().clone());
+        if wanted == self.ledger.verifier() && signing.keys == self.ledger.checkpoint_keys() {
+            return Ok(false);
+        }
+        let head = self.ledger.set_signing_blocking(signing)?;
+        match wanted {
+            Some(v) => tracing::info!(
+                key = %v.to_vkey(),
+                size = head.checkpoint.size,
+                "checkpoint signer in force; the head is signed by it"
+            ),
+            None => tracing::warn!(
+                "no usable checkpoint-signing key: submissions are refused until an officer rotates it"
+            ),
+        }
+        Ok(true)
+    }
+
     /// Waits until no submission is between key resolution and append, and keeps new ones out while
     /// the guard lives: for officer commands that take a key version out of use.
     pub async fn exclusive_key_change(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {

@@ -82,7 +82,7 @@ mod tests {
             None,
             "a revoked key is left to the officers"
         );
-        assert_eq!(k.audit().unwrap().last().unwrap().actor, ACTOR);
+        assert_eq!(k.audit(0, 1000).unwrap().last().unwrap().actor, ACTOR);
         assert_eq!(
             rotate_due(&k, 150).unwrap().rotated,
             vec![],

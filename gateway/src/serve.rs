@@ -46,6 +46,9 @@ pub enum ServeError {
     /// The key store.
     #[error("key store")]
     Keys(#[from] keymgr::Error),
+    /// The checkpoint-signing key could not be read from the key store.
+    #[error("checkpoint-signing key")]
+    CheckpointKey(#[source] keymgr::Error),
     /// The ledger.
     #[error("ledger")]
     Ledger(#[from] ledger::LedgerError),
@@ -101,11 +104,20 @@ pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), Se
         &kek_source(config)?,
     )?);
     let now = crate::keys::unix_now();
-    let signer = crate::init::checkpoint_signer(&keys, &config.ledger.origin, now)
-        .map_err(|e| ServeError::Kek(e.to_string()))?;
-    let ledger = Arc::new(Ledger::open(
+    let signing = crate::checkpoint_keys::signing(&keys, &config.ledger.origin, now)
+        .map_err(ServeError::CheckpointKey)?;
+    if signing.usable_signer(now).is_none() {
+        // The node starts so that officers can rotate through the admin API; it appends nothing
+        // until then rather than sign with a revoked, destroyed or expired key.
+        tracing::warn!(
+            key = crate::init::CHECKPOINT_KEY,
+            "no usable checkpoint-signing key: submissions are refused (503 key_revoked) until an \
+             officer rotates it"
+        );
+    }
+    let ledger = Arc::new(Ledger::open_with(
         LedgerConfig::new(ledger::store_dir(&config.data), &config.ledger.origin),
-        Arc::new(signer),
+        signing,
     )?);
     let old_vault = config.data.join("vault");
     if old_vault.exists() {
@@ -175,7 +187,12 @@ pub async fn serve(
                 tick.tick().await;
                 let p = Arc::clone(&pipeline);
                 let pass = tokio::task::spawn_blocking(move || {
-                    crate::rotation::rotate_due(p.keys(), crate::keys::unix_now())
+                    let pass = crate::rotation::rotate_due(p.keys(), crate::keys::unix_now());
+                    // A rotated or expired checkpoint key changes the ledger's signer.
+                    if let Err(e) = p.refresh_signing() {
+                        tracing::error!(error = %e, "switching the checkpoint signer failed");
+                    }
+                    pass
                 })
                 .await;
                 if let Ok(Err(e)) = pass {

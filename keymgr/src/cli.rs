@@ -49,8 +49,21 @@ pub(crate) struct Cli {
 enum Verb {
     /// Create a new key store protected by a passphrase or a key file (made if missing).
     Init,
-    /// List every key.
-    List,
+    /// List the managed keys (or, with --subjects, the data-subject keys), a page at a time.
+    List {
+        /// List data-subject keys (one per data subject: there can be millions) instead.
+        #[arg(long)]
+        subjects: bool,
+        /// Only keys of this purpose.
+        #[arg(long, value_parser = parse_purpose)]
+        purpose: Option<Purpose>,
+        /// Start after this key name (the `next` of the previous page).
+        #[arg(long, value_name = "NAME")]
+        after: Option<String>,
+        /// Most keys to show (default 1000, at most 10000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Show one key and its versions.
     Show { name: String },
     /// Create a key; version 1 becomes primary.
@@ -111,14 +124,27 @@ enum Verb {
         #[arg(long)]
         subject: String,
     },
-    /// List the records that used a key version.
+    /// List the records that used a key version, a page at a time.
     Affected {
         name: String,
         #[arg(long)]
         version: u32,
+        /// Start after this record (the `next` of the previous page).
+        #[arg(long, value_name = "RECORD")]
+        after: Option<String>,
+        /// Most records to show (default 1000, at most 10000).
+        #[arg(long)]
+        limit: Option<usize>,
     },
-    /// Show the audit trail of key operations.
-    Audit,
+    /// Show the audit trail of key operations, a page at a time.
+    Audit {
+        /// Start after this sequence number (the `next` of the previous page).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// Most events to show (default 1000, at most 10000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Re-wrap every key under a new passphrase ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt) or key file.
     ChangePassphrase {
         /// Switch to this key file (made if missing) instead of a new passphrase.
@@ -161,7 +187,17 @@ struct Failure {
 fn to_command(verb: Verb) -> Option<Command> {
     Some(match verb {
         Verb::Init | Verb::ChangePassphrase { .. } => return None,
-        Verb::List => Command::List,
+        Verb::List {
+            subjects,
+            purpose,
+            after,
+            limit,
+        } => Command::List {
+            subjects,
+            purpose,
+            after,
+            limit,
+        },
         Verb::Show { name } => Command::Show { name },
         Verb::Create {
             name,
@@ -201,8 +237,18 @@ fn to_command(verb: Verb) -> Option<Command> {
         Verb::CancelDestroy { name, version } => Command::CancelDestroy { name, version },
         Verb::Destroy { name, version } => Command::Destroy { name, version },
         Verb::Shred { subject } => Command::Shred { subject },
-        Verb::Affected { name, version } => Command::Affected { name, version },
-        Verb::Audit => Command::Audit,
+        Verb::Affected {
+            name,
+            version,
+            after,
+            limit,
+        } => Command::Affected {
+            name,
+            version,
+            after,
+            limit,
+        },
+        Verb::Audit { after, limit } => Command::Audit { after, limit },
     })
 }
 

@@ -14,8 +14,21 @@ use crate::record::KeyRecord;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "kebab-case")]
 pub enum Command {
-    /// Every key.
-    List,
+    /// Managed keys, or data-subject keys, one page at a time.
+    List {
+        /// Data-subject keys instead of managed keys.
+        #[serde(default)]
+        subjects: bool,
+        /// Only keys of this purpose.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<Purpose>,
+        /// The page after this key name (the previous answer's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most keys in the page (default [`DEFAULT_PAGE`], at most [`crate::MAX_PAGE`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
     /// One key.
     Show {
         /// The key.
@@ -80,15 +93,65 @@ pub enum Command {
         /// The data subject's id.
         subject: String,
     },
-    /// Records that used a version.
+    /// Records that used a version, one page at a time.
     Affected {
         /// The key.
         name: String,
         /// The version.
         version: u32,
+        /// The page after this record locator (the previous answer's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most records in the page (default [`DEFAULT_PAGE`], at most [`crate::MAX_PAGE`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
-    /// The audit trail.
-    Audit,
+    /// The audit trail, one page at a time.
+    Audit {
+        /// The page after this sequence number (the previous answer's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        /// Most events in the page (default [`DEFAULT_PAGE`], at most [`crate::MAX_PAGE`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+}
+
+impl Command {
+    /// The verb, as the CLI spells it.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::List { .. } => "list",
+            Command::Show { .. } => "show",
+            Command::Create { .. } => "create",
+            Command::Rotate { .. } => "rotate",
+            Command::Due => "due",
+            Command::Revoke { .. } => "revoke",
+            Command::ScheduleDestroy { .. } => "schedule-destroy",
+            Command::CancelDestroy { .. } => "cancel-destroy",
+            Command::Destroy { .. } => "destroy",
+            Command::Shred { .. } => "shred",
+            Command::Affected { .. } => "affected",
+            Command::Audit { .. } => "audit",
+        }
+    }
+
+    /// The key the command is about, if it names one; for a shred, the subject's key name (a hash),
+    /// never the subject id: this is what logs may carry.
+    pub fn key_name(&self) -> Option<String> {
+        match self {
+            Command::Show { name }
+            | Command::Create { name, .. }
+            | Command::Rotate { name }
+            | Command::Revoke { name, .. }
+            | Command::ScheduleDestroy { name, .. }
+            | Command::CancelDestroy { name, .. }
+            | Command::Destroy { name, .. }
+            | Command::Affected { name, .. } => Some(name.clone()),
+            Command::Shred { subject } => Some(crate::subjects::subject_key_name(subject)),
+            Command::List { .. } | Command::Due | Command::Audit { .. } => None,
+        }
+    }
 }
 
 /// A version as officers see it.
@@ -166,6 +229,20 @@ impl KeyView {
     }
 }
 
+/// Items in a page when the command does not say.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// What a shred did, as officers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShredView {
+    /// The subject's key name (a hash of the subject id: the id itself is not repeated).
+    pub key: String,
+    /// The versions destroyed now.
+    pub destroyed: Vec<u32>,
+    /// What that means.
+    pub message: String,
+}
+
 /// What a command returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -174,6 +251,14 @@ pub enum Outcome {
     Keys {
         /// The keys.
         keys: Vec<KeyView>,
+        /// The cursor for the next page, if there may be one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
+    /// A shred.
+    Shred {
+        /// What it did.
+        shred: ShredView,
     },
     /// One key after a change or a show.
     Key {
@@ -188,11 +273,17 @@ pub enum Outcome {
         version: u32,
         /// Record locators.
         records: Vec<String>,
+        /// The cursor for the next page, if there may be one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// The audit trail.
     Audit {
         /// Events, oldest first.
         events: Vec<AuditEvent>,
+        /// The cursor for the next page, if there may be one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<u64>,
     },
 }
 
@@ -213,11 +304,26 @@ pub fn execute(
         key: KeyView::of(&r, now),
     };
     Ok(match command {
-        Command::List => Outcome::Keys {
-            keys: m.list()?.iter().map(|r| KeyView::of(r, now)).collect(),
-        },
+        Command::List {
+            subjects,
+            purpose,
+            after,
+            limit,
+        } => {
+            let limit = page_size(limit);
+            let filter = crate::KeyFilter { subjects, purpose };
+            let keys = m.list(filter, after.as_deref(), limit)?;
+            let next = (keys.len() == limit)
+                .then(|| keys.last().map(|k| k.name.clone()))
+                .flatten();
+            Outcome::Keys {
+                keys: keys.iter().map(|r| KeyView::of(r, now)).collect(),
+                next,
+            }
+        }
         Command::Due => Outcome::Keys {
             keys: m.due(now)?.iter().map(|r| KeyView::of(r, now)).collect(),
+            next: None,
         },
         Command::Show { name } => key(m.show(&name)?),
         Command::Create {
@@ -243,12 +349,49 @@ pub fn execute(
             key(m.cancel_destroy(&name, version, now, actor)?)
         }
         Command::Destroy { name, version } => key(m.destroy(&name, version, now, actor)?),
-        Command::Shred { subject } => key(m.shred_subject(&subject, now, actor)?),
-        Command::Affected { name, version } => Outcome::Affected {
-            records: m.affected(&name, version)?,
+        Command::Shred { subject } => {
+            let s = m.shred_subject(&subject, now, actor)?;
+            Outcome::Shred {
+                shred: ShredView {
+                    key: s.key,
+                    destroyed: s.destroyed,
+                    message: s.message,
+                },
+            }
+        }
+        Command::Affected {
             name,
             version,
-        },
-        Command::Audit => Outcome::Audit { events: m.audit()? },
+            after,
+            limit,
+        } => {
+            let limit = page_size(limit);
+            let all = m.affected(&name, version)?;
+            let start = after
+                .and_then(|a| all.iter().position(|r| *r == a).map(|i| i + 1))
+                .unwrap_or(0);
+            let records: Vec<String> = all.into_iter().skip(start).take(limit).collect();
+            let next = (records.len() == limit)
+                .then(|| records.last().cloned())
+                .flatten();
+            Outcome::Affected {
+                records,
+                name,
+                version,
+                next,
+            }
+        }
+        Command::Audit { after, limit } => {
+            let limit = page_size(limit);
+            let events = m.audit(after.unwrap_or(0), limit)?;
+            let next = (events.len() == limit)
+                .then(|| events.last().map(|e| e.seq))
+                .flatten();
+            Outcome::Audit { events, next }
+        }
     })
+}
+
+fn page_size(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, crate::MAX_PAGE)
 }

@@ -25,9 +25,6 @@ pub enum Error {
     /// A key of that name exists already.
     #[error("a key named `{0}` exists already")]
     KeyExists(String),
-    /// Every version of the key is destroyed.
-    #[error("key `{0}` is destroyed; create a new key")]
-    KeyDestroyed(String),
     /// The lifecycle forbids the operation; nothing changed.
     #[error(transparent)]
     Illegal(#[from] TransitionError),
@@ -96,7 +93,7 @@ impl Error {
         match self {
             Error::NoSuchKey(_) | Error::NoSuchVersion { .. } => "not_found",
             Error::KeyExists(_) | Error::StoreExists(_) => "conflict",
-            Error::KeyDestroyed(_) | Error::Illegal(_) => "illegal_transition",
+            Error::Illegal(_) => "illegal_transition",
             Error::Unusable(UseError::Expired { .. }) => "key_expired",
             Error::Unusable(_) => "key_revoked",
             Error::InvalidArgument(_) => "invalid_argument",

@@ -8,6 +8,7 @@
 mod audit;
 mod cache;
 mod command;
+mod compact;
 pub mod durable;
 pub mod engine;
 mod error;
@@ -23,14 +24,17 @@ mod usage;
 
 pub use audit::AuditEvent;
 pub use cache::CACHE_LIMIT;
-pub use command::{Backend, Command, KeyView, Outcome, VersionView, execute};
+pub use command::{
+    Backend, Command, DEFAULT_PAGE, KeyView, Outcome, ShredView, VersionView, execute,
+};
 pub use error::Error;
 pub use kek::{
     ARGON2_M_KIB, ARGON2_P, ARGON2_T, KdfParams, Kek, KekSource, UnwrapError, create_key_file,
     derive,
 };
 pub use lifecycle::{RevocationReason, Timestamp, TransitionError, VersionState, rfc3339};
-pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey};
+pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey, Shredded};
+pub use manager::{KeyFilter, MAX_PAGE};
 pub use purpose::Purpose;
 pub use record::{KeyRecord, UseError, VersionRecord};
 pub use secret::Secret;

@@ -23,6 +23,28 @@ const VERIFIER_PLAINTEXT: &[u8] = b"ledgergate-kek-verifier";
 const VERIFIER_AAD: &[u8] = b"ledgergate-kek-verifier/1";
 /// Maximum age of a key whose creator gave none: no key is valid forever.
 pub const DEFAULT_MAX_AGE: u64 = 365 * 24 * 3600;
+/// Most items one page of a listing (keys, records, audit events) holds.
+pub const MAX_PAGE: usize = 10_000;
+
+/// Which keys a listing shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// Data-subject keys instead of managed keys: a node can hold millions of them.
+    pub subjects: bool,
+    /// Only keys of this purpose.
+    pub purpose: Option<Purpose>,
+}
+
+/// What a shred did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shredded {
+    /// The subject's key name.
+    pub key: String,
+    /// The versions destroyed now (empty: there was nothing left to destroy).
+    pub destroyed: Vec<u32>,
+    /// What that means, in one sentence for the officer.
+    pub message: String,
+}
 
 /// The AAD that binds wrapped material to its key: name, version and purpose.
 fn aad(name: &str, version: u32, purpose: Purpose) -> Vec<u8> {
@@ -383,34 +405,98 @@ impl KeyManager {
         )
     }
 
-    /// Crypto-shredding: destroys every version of a data subject's key at once.
+    /// Crypto-shredding: destroys every version of a data subject's key at once, so that nothing
+    /// sealed for the subject so far can be decrypted again. Records submitted for the subject later
+    /// get a fresh key (the erasure covers the past). A subject with no key (no sealed values) or one
+    /// shredded already is not an error: the answer says there was nothing to destroy, and the request
+    /// is audited all the same.
     pub fn shred_subject(
         &self,
         subject: &str,
         now: Timestamp,
         actor: &str,
-    ) -> Result<KeyRecord, Error> {
+    ) -> Result<Shredded, Error> {
         let name = crate::subjects::subject_key_name(subject);
-        self.change(&name, now, actor, "shred", None, String::new(), |r| {
-            if r.destroyed() {
-                return Err(Error::KeyDestroyed(r.name.clone()));
+        let _guard = self.lock();
+        let mut batch = Batch::default();
+        let (destroyed, message) = match self.store.key(&name)? {
+            None => (
+                Vec::new(),
+                "no sealed values were ever stored for this subject: nothing to destroy".to_owned(),
+            ),
+            Some(mut record) => {
+                let live: Vec<u32> = record
+                    .versions
+                    .iter()
+                    .filter(|v| {
+                        !matches!(v.state, crate::lifecycle::VersionState::Destroyed { .. })
+                    })
+                    .map(|v| v.version)
+                    .collect();
+                for v in &live {
+                    record.destroy(*v, now, actor, true)?;
+                }
+                batch.put_key(&record)?;
+                let message = if live.is_empty() {
+                    "already shredded: nothing left to destroy".to_owned()
+                } else {
+                    "every sealed value of this subject is now unreadable; records submitted later \
+                     get a fresh key"
+                        .to_owned()
+                };
+                (live, message)
             }
-            let live: Vec<u32> = r
-                .versions
-                .iter()
-                .filter(|v| !matches!(v.state, crate::lifecycle::VersionState::Destroyed { .. }))
-                .map(|v| v.version)
-                .collect();
-            for v in live {
-                r.destroy(v, now, actor, true)?;
-            }
-            Ok(())
+        };
+        let detail = if destroyed.is_empty() {
+            "nothing to destroy".to_owned()
+        } else {
+            format!(
+                "destroyed versions {}",
+                destroyed
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        self.commit_with_audit(batch, now, actor, "shred", Some(&name), None, detail)?;
+        Ok(Shredded {
+            key: name,
+            destroyed,
+            message,
         })
     }
 
-    /// Every key, by name.
-    pub fn list(&self) -> Result<Vec<KeyRecord>, Error> {
-        self.store.keys()
+    /// Keys in name order after `after` (a key name), at most `limit` (capped at [`MAX_PAGE`]):
+    /// managed keys, or data-subject keys with `filter.subjects`.
+    pub fn list(
+        &self,
+        filter: KeyFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, Error> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut out = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        // A purpose filter may skip many keys: read on until the page is full or the keys run out.
+        loop {
+            let page = if filter.subjects {
+                self.store.subject_keys(cursor.as_deref(), limit)?
+            } else {
+                self.store.managed_keys(cursor.as_deref(), limit)?
+            };
+            let exhausted = page.len() < limit;
+            cursor = page.last().map(|r| r.name.clone());
+            out.extend(
+                page.into_iter()
+                    .filter(|r| filter.purpose.is_none_or(|p| p == r.purpose)),
+            );
+            if exhausted || out.len() >= limit {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// One key.
@@ -418,11 +504,12 @@ impl KeyManager {
         self.record(name)
     }
 
-    /// Keys past their rotation period or without a usable primary.
+    /// Managed keys past their rotation period or without a usable primary. (Data-subject keys rotate
+    /// on use once expired, and are not looked at here: there can be millions.)
     pub fn due(&self, now: Timestamp) -> Result<Vec<KeyRecord>, Error> {
         Ok(self
             .store
-            .keys()?
+            .managed_keys(None, usize::MAX)?
             .into_iter()
             .filter(|k| k.due(now))
             .collect())
@@ -510,9 +597,10 @@ impl KeyManager {
         self.store.sync()
     }
 
-    /// The audit trail, oldest first.
-    pub fn audit(&self) -> Result<Vec<AuditEvent>, Error> {
-        self.store.audit()
+    /// The audit trail after sequence number `after` (0: from the start), oldest first, at most
+    /// `limit` events (capped at [`MAX_PAGE`]).
+    pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, Error> {
+        self.store.audit_page(after, limit.clamp(1, MAX_PAGE))
     }
 
     /// Re-wraps every secret under a new KEK and stores the new KEK parameters, all in one atomic write:
@@ -527,7 +615,7 @@ impl KeyManager {
         let params = KdfParams::fresh(new)?;
         let new_kek = derive(new, &params)?;
         let mut batch = Batch::default();
-        for mut record in self.store.keys()? {
+        for mut record in self.store.all_keys()? {
             for v in &mut record.versions {
                 let Some(blob) = v.wrapped.as_ref().and_then(|b| B64.decode(b).ok()) else {
                     continue;
@@ -563,7 +651,7 @@ impl KeyManager {
     #[cfg(any(test, feature = "testing"))]
     pub fn all_material_for_tests(&self) -> Result<Vec<Secret>, Error> {
         let mut out = Vec::new();
-        for record in self.store.keys()? {
+        for record in self.store.all_keys()? {
             for v in &record.versions {
                 if v.wrapped.is_some() {
                     out.push(self.unwrap_version(&record, v)?);

@@ -126,16 +126,15 @@ impl KeyRecord {
         self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
     }
 
-    /// Makes `new` the primary; the old primary is deactivated.
+    /// Makes `new` the primary; the old primary is deactivated. A key whose every version is
+    /// destroyed (a shredded subject, a retired key) may be rotated too: the new version is fresh
+    /// material, and nothing destroyed comes back.
     pub(crate) fn rotate(
         &mut self,
         new: VersionRecord,
         now: Timestamp,
         by: &str,
     ) -> Result<(), crate::Error> {
-        if self.destroyed() {
-            return Err(crate::Error::KeyDestroyed(self.name.clone()));
-        }
         if let Some(p) = self.primary {
             let v = self.version_mut(p)?;
             let next = v.state.deactivate(p, now, by)?;

@@ -9,6 +9,11 @@
 //! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ from (u64 BE) | key-usage index: the records (locators, one per line) that used that version, among those indexed in one pass starting at position `from` |
 //! | `a` ‖ seq (u64 BE) | an audit event (JSON) |
 //!
+//! and a second table, `subjects/v1`, for data-subject keys in their compact form (`compact`): the
+//! 16-byte hash in the name → created-at ‖ wrapped material. A subject key is in exactly one of the two
+//! tables: [`Batch::put_key`] writes the compact form whenever the record fits it, and removes the
+//! other.
+//!
 //! Durability: [`Store::commit`] returns once the write is on stable storage (redb's commit ends with
 //! `fdatasync`, in two phases). The hot path may instead [`Store::apply`] (a commit held in memory) and
 //! later [`Store::sync`]: concurrent syncs share one durable commit, so many requests that each made a
@@ -24,10 +29,13 @@ use redb::{ReadableDatabase as _, ReadableTable as _};
 
 use crate::Error;
 use crate::audit::AuditEvent;
+use crate::compact;
 use crate::engine::{OpenError, prefix_end};
 use crate::record::KeyRecord;
 
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("keys/v1");
+const SUBJECTS: redb::TableDefinition<&compact::Hash, &compact::Compact> =
+    redb::TableDefinition::new("subjects/v1");
 const FORMAT: &[u8] = b"ledgergate-keystore/2";
 /// The database file inside the store's directory.
 const DB_FILE: &str = "keys.redb";
@@ -78,23 +86,39 @@ pub(crate) struct Store {
 
 /// Writes applied together by [`Store::commit`].
 #[derive(Default)]
-pub(crate) struct Batch(Vec<(Vec<u8>, Vec<u8>)>);
+pub(crate) struct Batch {
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    removes: Vec<Vec<u8>>,
+    subject_puts: Vec<(compact::Hash, compact::Compact)>,
+    subject_removes: Vec<compact::Hash>,
+}
 
 impl Batch {
     pub(crate) fn put_meta(&mut self, name: &str, value: &[u8]) {
-        self.0
+        self.puts
             .push((prefixed(b'm', name.as_bytes()), value.to_vec()));
     }
 
+    /// Stores a key record: in the compact subject table when it fits, as JSON otherwise; either way
+    /// the copy in the other table, if any, is removed.
     pub(crate) fn put_key(&mut self, record: &KeyRecord) -> Result<(), Error> {
+        let json_key = prefixed(b'k', record.name.as_bytes());
+        if let Some((hash, value)) = compact::encode(record) {
+            self.subject_puts.push((hash, value));
+            self.removes.push(json_key);
+            return Ok(());
+        }
         let json = serde_json::to_vec(record).map_err(|e| Error::Storage(e.to_string()))?;
-        self.0.push((prefixed(b'k', record.name.as_bytes()), json));
+        self.puts.push((json_key, json));
+        if let Some(hash) = compact::hash_of(&record.name) {
+            self.subject_removes.push(hash);
+        }
         Ok(())
     }
 
     pub(crate) fn put_audit(&mut self, event: &AuditEvent) -> Result<(), Error> {
         let json = serde_json::to_vec(event).map_err(|e| Error::Storage(e.to_string()))?;
-        self.0
+        self.puts
             .push((prefixed(b'a', &event.seq.to_be_bytes()), json));
         Ok(())
     }
@@ -115,7 +139,7 @@ impl Batch {
     ) {
         let mut k = usage_prefix(name, version);
         k.extend_from_slice(&from.to_be_bytes());
-        self.0.push((k, locators.join("\n").into_bytes()));
+        self.puts.push((k, locators.join("\n").into_bytes()));
     }
 }
 
@@ -143,7 +167,7 @@ impl Store {
                 path.display()
             )));
         }
-        let (db, _) = crate::engine::open_file(path, DB_FILE, create).map_err(|e| match e {
+        let (mut db, _) = crate::engine::open_file(path, DB_FILE, create).map_err(|e| match e {
             OpenError::Locked => Error::StoreLocked(path.to_owned()),
             OpenError::NotADatabase { .. } => Error::StoreCorrupt(e.to_string()),
             OpenError::Damaged => Error::StoreCorrupt(format!(
@@ -153,6 +177,13 @@ impl Store {
             OpenError::Engine(e) => storage(e),
             other => Error::Storage(other.to_string()),
         })?;
+        // Copy-on-write leaves pages freed by earlier commits in the file (a quarter of it after
+        // many rounds of new subject keys); giving them back at every open keeps the store near its
+        // live size (docs/keys.md, "Keys at rest"). Compaction is made of ordinary durable commits.
+        while db
+            .compact()
+            .map_err(|e| Error::Storage(format!("compacting the store: {e}")))?
+        {}
         let store = Store {
             path: path.to_owned(),
             db,
@@ -215,8 +246,20 @@ impl Store {
         let txn = self.begin(durable)?;
         {
             let mut table = txn.open_table(TABLE).map_err(storage)?;
-            for (k, v) in &batch.0 {
+            for k in &batch.removes {
+                table.remove(k.as_slice()).map_err(storage)?;
+            }
+            for (k, v) in &batch.puts {
                 table.insert(k.as_slice(), v.as_slice()).map_err(storage)?;
+            }
+        }
+        if !batch.subject_puts.is_empty() || !batch.subject_removes.is_empty() {
+            let mut subjects = txn.open_table(SUBJECTS).map_err(storage)?;
+            for h in &batch.subject_removes {
+                subjects.remove(h).map_err(storage)?;
+            }
+            for (h, v) in &batch.subject_puts {
+                subjects.insert(h, v).map_err(storage)?;
             }
         }
         txn.commit().map_err(storage)?;
@@ -230,18 +273,36 @@ impl Store {
 
     /// Writes new key records, each unless one of that name exists, in one in-memory commit (visible
     /// at once, durable after the next [`Store::sync`]); says for each whether it was written. This is
-    /// how the hot path makes data-subject keys: one commit per round, however many keys.
-    pub(crate) fn put_new_keys(&self, records: &[(&str, &[u8])]) -> Result<Vec<bool>, Error> {
+    /// how the hot path makes data-subject keys: one commit per round, however many keys, each in the
+    /// compact form when it fits.
+    pub(crate) fn put_new_keys(&self, records: &[&KeyRecord]) -> Result<Vec<bool>, Error> {
         let _ordered = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = self.begin(false)?;
         let mut written = Vec::with_capacity(records.len());
         {
             let mut table = txn.open_table(TABLE).map_err(storage)?;
-            for (name, json) in records {
-                let k = prefixed(b'k', name.as_bytes());
-                let exists = table.get(k.as_slice()).map_err(storage)?.is_some();
+            let mut subjects = txn.open_table(SUBJECTS).map_err(storage)?;
+            for record in records {
+                let k = prefixed(b'k', record.name.as_bytes());
+                let hash = compact::hash_of(&record.name);
+                let exists = table.get(k.as_slice()).map_err(storage)?.is_some()
+                    || match &hash {
+                        Some(h) => subjects.get(h).map_err(storage)?.is_some(),
+                        None => false,
+                    };
                 if !exists {
-                    table.insert(k.as_slice(), *json).map_err(storage)?;
+                    match compact::encode(record) {
+                        Some((h, v)) => {
+                            subjects.insert(&h, &v).map_err(storage)?;
+                        }
+                        None => {
+                            let json = serde_json::to_vec(record)
+                                .map_err(|e| Error::Storage(e.to_string()))?;
+                            table
+                                .insert(k.as_slice(), json.as_slice())
+                                .map_err(storage)?;
+                        }
+                    }
                 }
                 written.push(!exists);
             }
@@ -324,28 +385,147 @@ impl Store {
     }
 
     pub(crate) fn key(&self, name: &str) -> Result<Option<KeyRecord>, Error> {
-        match self.get(&prefixed(b'k', name.as_bytes()))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
+        if let Some(v) = self.get(&prefixed(b'k', name.as_bytes()))? {
+            return serde_json::from_slice(&v)
                 .map(Some)
-                .map_err(|e| Error::StoreCorrupt(format!("key `{name}` record: {e}"))),
+                .map_err(|e| Error::StoreCorrupt(format!("key `{name}` record: {e}")));
+        }
+        let Some(hash) = compact::hash_of(name) else {
+            return Ok(None);
+        };
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(SUBJECTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(e)),
+        };
+        match table.get(&hash).map_err(storage)? {
+            Some(v) => compact::decode(&hash, v.value()).map(Some),
+            None => Ok(None),
         }
     }
 
-    pub(crate) fn keys(&self) -> Result<Vec<KeyRecord>, Error> {
-        self.scan_json(b'k', "key record")
+    /// Managed keys (every key but data-subject keys) in name order, after `after`, at most `limit`.
+    pub(crate) fn managed_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, Error> {
+        let subjects_from = prefixed(b'k', compact::SUBJECT_PREFIX.as_bytes());
+        let subjects_end = prefix_end(&subjects_from).unwrap_or_default();
+        let start = match after {
+            Some(a) => {
+                let mut k = prefixed(b'k', a.as_bytes());
+                k.push(0);
+                k
+            }
+            None => b"k".to_vec(),
+        };
+        let end = prefix_end(b"k").unwrap_or_default();
+        let mut out = Vec::new();
+        // Two ranges around the subject keys, which can be millions.
+        for (from, to) in [
+            (start.clone(), subjects_from.clone()),
+            (start.max(subjects_end), end),
+        ] {
+            if from >= to || out.len() >= limit {
+                continue;
+            }
+            for (_, v) in self.scan_range(&from, &to, limit - out.len())? {
+                out.push(
+                    serde_json::from_slice(&v)
+                        .map_err(|e| Error::StoreCorrupt(format!("key record: {e}")))?,
+                );
+            }
+        }
+        Ok(out)
     }
 
-    /// Every value under a one-byte prefix, decoded from JSON; `what` names them in errors.
-    fn scan_json<T: serde::de::DeserializeOwned>(
+    /// Data-subject keys in name order, after `after`, at most `limit`: the compact ones and those kept
+    /// as JSON, merged.
+    pub(crate) fn subject_keys(
         &self,
-        prefix: u8,
-        what: &str,
-    ) -> Result<Vec<T>, Error> {
-        self.scan_prefix(&[prefix])?
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, Error> {
+        let prefix = prefixed(b'k', compact::SUBJECT_PREFIX.as_bytes());
+        let from = match after {
+            Some(a) => {
+                let mut k = prefixed(b'k', a.as_bytes());
+                k.push(0);
+                k.max(prefix.clone())
+            }
+            None => prefix.clone(),
+        };
+        let to = prefix_end(&prefix).unwrap_or_default();
+        let mut out: Vec<KeyRecord> = self
+            .scan_range(&from, &to, limit)?
             .into_iter()
             .map(|(_, v)| {
-                serde_json::from_slice(&v).map_err(|e| Error::StoreCorrupt(format!("{what}: {e}")))
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("key record: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        // A cursor that is not a subject key name sorts after every hash.
+        let after_hash = after.map(|a| compact::hash_of(a).unwrap_or([0xff; 16]));
+        let txn = self.db.begin_read().map_err(storage)?;
+        match txn.open_table(SUBJECTS) {
+            Ok(table) => {
+                let range = match &after_hash {
+                    Some(h) => table.range::<&compact::Hash>((
+                        std::ops::Bound::Excluded(h),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => table.range::<&compact::Hash>(..),
+                }
+                .map_err(storage)?;
+                for item in range.take(limit) {
+                    let (k, v) = item.map_err(storage)?;
+                    out.push(compact::decode(k.value(), v.value())?);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(storage(e)),
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Every key, managed and data-subject (for re-wrapping under a new KEK).
+    pub(crate) fn all_keys(&self) -> Result<Vec<KeyRecord>, Error> {
+        let mut all = self.managed_keys(None, usize::MAX)?;
+        all.extend(self.subject_keys(None, usize::MAX)?);
+        Ok(all)
+    }
+
+    /// Up to `limit` keys and values in `[from, to)`, in key order.
+    fn scan_range(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Pair>, Error> {
+        self.read(
+            |table| {
+                table
+                    .range::<&[u8]>(from..to)
+                    .map_err(storage)?
+                    .take(limit)
+                    .map(|r| {
+                        let (k, v) = r.map_err(storage)?;
+                        Ok((k.value().to_vec(), v.value().to_vec()))
+                    })
+                    .collect()
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Audit events after sequence number `after`, at most `limit`, oldest first.
+    pub(crate) fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, Error> {
+        let from = prefixed(b'a', &after.saturating_add(1).to_be_bytes());
+        let to = prefix_end(b"a").unwrap_or_default();
+        self.scan_range(&from, &to, limit)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("audit event: {e}")))
             })
             .collect()
     }
@@ -371,10 +551,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    pub(crate) fn audit(&self) -> Result<Vec<AuditEvent>, Error> {
-        self.scan_json(b'a', "audit event")
     }
 
     pub(crate) fn last_audit_seq(&self) -> Result<u64, Error> {

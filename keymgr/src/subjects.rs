@@ -97,6 +97,13 @@ impl KeyManager {
                 Err(Error::Unusable(UseError::Expired { .. })) => self
                     .rotate(name, now, actor)
                     .and_then(|_| self.primary(name, now)),
+                // Shredded: the erasure covers what was sealed before it; new data gets a fresh key.
+                Err(Error::Unusable(UseError::NoUsableVersion(_)))
+                    if self.record(name).is_ok_and(|r| r.destroyed()) =>
+                {
+                    self.rotate(name, now, actor)
+                        .and_then(|_| self.primary(name, now))
+                }
                 other => other,
             };
             if let Some(slot) = out.get_mut(i) {
@@ -121,7 +128,7 @@ impl KeyManager {
     ) -> Result<Made, Error> {
         // Generating, wrapping and encoding need no lock: only the writes and the cache do, so
         // concurrent rounds do not queue behind each other's cryptography.
-        let mut prepared: HashMap<&str, (Vec<u8>, Arc<PrimaryKey>)> = HashMap::new();
+        let mut prepared: HashMap<&str, (KeyRecord, Arc<PrimaryKey>)> = HashMap::new();
         for &i in missing {
             let Some(name) = names.get(i) else { continue };
             if prepared.contains_key(name.as_str()) {
@@ -129,7 +136,6 @@ impl KeyManager {
             }
             let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
             let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
-            let json = serde_json::to_vec(&record).map_err(|e| Error::Storage(e.to_string()))?;
             let key = Arc::new(PrimaryKey {
                 name: name.clone(),
                 version: 1,
@@ -137,15 +143,12 @@ impl KeyManager {
                 expires_at: record.version(1).map_or(now, |v| record.expires_at(v)),
                 material,
             });
-            prepared.insert(name, (json, key));
+            prepared.insert(name, (record, key));
         }
         let mut made: HashMap<&str, Arc<PrimaryKey>> = HashMap::new();
         {
             let _guard = self.lock();
-            let records: Vec<(&str, &[u8])> = prepared
-                .iter()
-                .map(|(name, (json, _))| (*name, json.as_slice()))
-                .collect();
+            let records: Vec<&KeyRecord> = prepared.values().map(|(record, _)| record).collect();
             // A key that exists (made earlier, not cached) is kept; the new material is dropped.
             let written = self.store.put_new_keys(&records)?;
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);

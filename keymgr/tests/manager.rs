@@ -8,7 +8,9 @@
     clippy::indexing_slicing
 )]
 
-use keymgr::{Error, KekSource, KeyManager, Purpose, RevocationReason, Secret, UseError};
+use keymgr::{
+    Error, KekSource, KeyFilter, KeyManager, Purpose, RevocationReason, Secret, UseError,
+};
 
 const T0: i64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -121,26 +123,58 @@ fn subject_keys_are_made_on_demand_and_shredding_makes_them_unreadable() {
         !KeyManager::subject_key_name("A-1001").contains("A-1001"),
         "subject ids are personal data"
     );
-    m.shred_subject("A-1001", T0 + 2, "officer").unwrap();
+    let shredded = m.shred_subject("A-1001", T0 + 2, "officer").unwrap();
     let name = KeyManager::subject_key_name("A-1001");
+    assert_eq!(
+        (shredded.key.as_str(), shredded.destroyed.as_slice()),
+        (name.as_str(), &[1][..])
+    );
     assert_eq!(
         m.version_material(&name, 1).unwrap_err().code(),
         "illegal_transition"
     );
+    // Shredding again is not an error: there is nothing left to destroy, and it says so.
+    let again = m.shred_subject("A-1001", T0 + 3, "officer").unwrap();
     assert_eq!(
-        m.shred_subject("A-1001", T0 + 3, "officer")
-            .unwrap_err()
-            .code(),
-        "illegal_transition"
+        (again.destroyed.len(), again.message.as_str()),
+        (0, "already shredded: nothing left to destroy")
     );
     assert_eq!(m.primary(&name, T0 + 3).unwrap_err().code(), "key_revoked");
-    let err = m.rotate(&name, T0 + 4, "officer").unwrap_err();
+    // New data for the subject gets a fresh key; what was shredded stays unreadable.
+    let fresh = m.subject_key("A-1001", T0 + 4, "gateway").unwrap();
+    assert_eq!(fresh.version, 2);
+    assert_ne!(fresh.material.expose(), k.material.expose());
+    assert!(m.version_material(&name, 1).is_err());
+    // A subject never seen: the shred succeeds, says so, and is audited.
+    let none = m.shred_subject("never-seen", T0 + 5, "officer").unwrap();
     assert_eq!(
-        (err.code(), err.to_string()),
+        (none.destroyed.len(), none.message.as_str()),
         (
-            "illegal_transition",
-            format!("key `{name}` is destroyed; create a new key")
+            0,
+            "no sealed values were ever stored for this subject: nothing to destroy"
         )
+    );
+    let last = m.audit(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.detail.as_str()),
+        ("shred", "nothing to destroy")
+    );
+}
+
+#[test]
+fn a_key_whose_every_version_is_destroyed_can_be_rotated_back_into_service() {
+    let (_d, m) = fresh();
+    m.create("k", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    m.schedule_destroy("k", 1, 0, true, T0, "o").unwrap();
+    m.destroy("k", 1, T0 + 1, "o").unwrap();
+    assert_eq!(m.primary("k", T0 + 1).unwrap_err().code(), "key_revoked");
+    let r = m.rotate("k", T0 + 2, "o").unwrap();
+    assert_eq!(r.primary, Some(2));
+    assert!(m.primary("k", T0 + 2).is_ok());
+    assert!(
+        m.version_material("k", 1).is_err(),
+        "destroyed stays destroyed"
     );
 }
 
@@ -242,7 +276,12 @@ fn subject_keys_made_on_the_hot_path_are_durable_after_sync() {
     let name = KeyManager::subject_key_name("S-0");
     let record = m.show(&name).unwrap();
     assert_eq!(record.versions[0].created_by, "gateway");
-    assert!(m.audit().unwrap().iter().all(|e| e.action != "create"));
+    assert!(
+        m.audit(0, 1000)
+            .unwrap()
+            .iter()
+            .all(|e| e.action != "create")
+    );
 }
 
 #[test]
@@ -260,18 +299,29 @@ fn a_round_of_subjects_makes_each_missing_key_once() {
     assert_eq!(keys[0].name, KeyManager::subject_key_name("S-new"));
     // Each made once: three key records, and no audit events for them.
     let subjects: Vec<_> = m
-        .list()
+        .list(
+            KeyFilter {
+                subjects: true,
+                purpose: None,
+            },
+            None,
+            1000,
+        )
         .unwrap()
         .into_iter()
-        .filter(|k| k.name.starts_with("subject/"))
         .map(|k| k.name)
         .collect();
     assert_eq!(subjects.len(), 3);
-    assert!(m.audit().unwrap().iter().all(|e| e.action != "create"));
-    // A shredded subject gets no new key: its answer is the refusal, the others still work.
+    assert!(
+        m.audit(0, 1000)
+            .unwrap()
+            .iter()
+            .all(|e| e.action != "create")
+    );
+    // A shredded subject gets a fresh key, in the same round as the others.
     m.shred_subject("S-old", T0 + 1, "officer").unwrap();
     let answers = m.subject_keys(&["S-old", "S-new"], T0 + 2, "gateway");
-    assert!(answers[0].is_err());
+    assert_eq!(answers[0].as_ref().unwrap().version, 2);
     assert!(answers[1].is_ok());
 }
 
@@ -314,7 +364,7 @@ fn a_wrong_passphrase_is_detected_and_changing_it_rewraps_everything() {
         before.as_slice()
     );
     assert_eq!(
-        m.audit().unwrap().last().unwrap().action,
+        m.audit(0, 1000).unwrap().last().unwrap().action,
         "change-passphrase"
     );
 }
@@ -418,4 +468,97 @@ fn after_a_rotation_returns_no_reader_ever_gets_the_old_primary() {
         "readers got a rotated-away primary after the rotation returned"
     );
     assert_eq!(m.primary("k", T0).unwrap().version, 101);
+}
+
+#[test]
+fn listings_page_through_keys_and_keep_subject_keys_apart() {
+    let (_d, m) = fresh();
+    for name in ["a", "b", "c"] {
+        m.create(name, Purpose::Pseudonym, None, None, T0, "o")
+            .unwrap();
+    }
+    m.create("z", Purpose::NodeIdentity, None, None, T0, "o")
+        .unwrap();
+    let subjects: Vec<String> = (0..25).map(|i| format!("S-{i}")).collect();
+    let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    for answer in m.subject_keys(&refs, T0, "gateway") {
+        answer.unwrap();
+    }
+    // One subject kept as a full record (shredded), the rest compact: listed together, in order.
+    m.shred_subject("S-3", T0 + 1, "o").unwrap();
+    let managed = KeyFilter::default();
+    let names = |keys: Vec<keymgr::KeyRecord>| keys.into_iter().map(|k| k.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(m.list(managed, None, 100).unwrap()),
+        ["a", "b", "c", "z"]
+    );
+    assert_eq!(names(m.list(managed, Some("b"), 1).unwrap()), ["c"]);
+    let identity = KeyFilter {
+        subjects: false,
+        purpose: Some(Purpose::NodeIdentity),
+    };
+    assert_eq!(names(m.list(identity, None, 1).unwrap()), ["z"]);
+    let subject_filter = KeyFilter {
+        subjects: true,
+        purpose: None,
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = names(m.list(subject_filter, after.as_deref(), 7).unwrap());
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().cloned();
+        seen.extend(page);
+    }
+    let mut expected: Vec<String> = subjects
+        .iter()
+        .map(|s| KeyManager::subject_key_name(s))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    // Audit pages.
+    let first = m.audit(0, 2).unwrap();
+    let second = m.audit(first[1].seq, 2).unwrap();
+    assert_eq!(second[0].seq, first[1].seq + 1);
+}
+
+#[test]
+fn a_subject_key_takes_at_most_150_bytes_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let file = path.join("keys.redb");
+    let m = KeyManager::init(&path, &pass("p"), T0, "o").unwrap();
+    m.sync().unwrap();
+    let before = std::fs::metadata(&file).unwrap().len();
+    let n: usize = std::env::var("SUBJECTS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    // As the gateway makes them: a round of a few hundred at a time.
+    for round in 0..(n / 500) {
+        let subjects: Vec<String> = (0..500).map(|i| format!("subject-{round}-{i}")).collect();
+        let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        for answer in m.subject_keys(&refs, T0, "gateway") {
+            answer.unwrap();
+        }
+        m.sync().unwrap();
+    }
+    drop(m);
+    let live = std::fs::metadata(&file).unwrap().len();
+    // At rest: the store as the next open leaves it, its freed pages given back.
+    drop(open_again(&path, &pass("p")));
+    let after = std::fs::metadata(&file).unwrap().len();
+    let per_key = (after - before) as f64 / n as f64;
+    // The measurement, for the docs: run with --nocapture.
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "{n} subject keys: {:.0} bytes each at rest, {:.0} before the store was reopened",
+            per_key,
+            (live - before) as f64 / n as f64
+        );
+    }
+    assert!(per_key <= 150.0, "{per_key:.0} bytes per subject key");
 }

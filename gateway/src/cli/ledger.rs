@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use gateway::ledger::{
     self, Ledger, LedgerConfig, LedgerReader, NoteSigner as _, NoteVerifier, VerifyFailure,
-    load_or_create_signing_key, verify_store,
+    VerifyOptions, load_or_create_signing_key, verify_store,
 };
 use serde_json::json;
 
@@ -35,6 +35,14 @@ pub(crate) enum LedgerCommand {
         /// rewrite the store itself.
         #[arg(long = "vkey", value_name = "VKEY")]
         vkeys: Vec<String>,
+        /// Take the checkpoint keys and their compromise times from this file (the JSON of
+        /// `GET /v1/checkpoint/keys`, fetched out of band) instead of from the store.
+        #[arg(long, value_name = "FILE", conflicts_with = "vkeys")]
+        checkpoint_keys: Option<PathBuf>,
+        /// Check every checkpoint's signature, not only the newest of each key (slower: about 40 us
+        /// per checkpoint).
+        #[arg(long)]
+        all_signatures: bool,
     },
     /// Print the latest signed checkpoint.
     Checkpoint {
@@ -85,7 +93,12 @@ impl DataArgs {
 pub(crate) fn run(cmd: LedgerCommand) -> Result<ExitCode, CliError> {
     match cmd {
         LedgerCommand::Init { data, origin } => init(&data, &origin),
-        LedgerCommand::Verify { data, vkeys } => verify(&data, &vkeys),
+        LedgerCommand::Verify {
+            data,
+            vkeys,
+            checkpoint_keys,
+            all_signatures,
+        } => verify(&data, &vkeys, checkpoint_keys.as_deref(), all_signatures),
         LedgerCommand::Checkpoint { data } => checkpoint(&data),
         LedgerCommand::Proof { data, index, size } => proof(&data, index, size),
     }
@@ -126,33 +139,77 @@ fn init(data: &DataArgs, origin: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(data: &DataArgs, vkeys: &[String]) -> Result<ExitCode, CliError> {
+/// The checkpoint key history in the JSON of `GET /v1/checkpoint/keys`.
+fn read_history(path: &Path) -> Result<Vec<ledger::CheckpointKey>, CliError> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        keys: Vec<ledger::CheckpointKey>,
+    }
+    let text = std::fs::read(path)
+        .map_err(|e| CliError::new("read --checkpoint-keys", format!("{}: {e}", path.display())))?;
+    serde_json::from_slice::<Answer>(&text)
+        .map(|a| a.keys)
+        .map_err(|e| CliError::new("read --checkpoint-keys", format!("{}: {e}", path.display())))
+}
+
+fn verify(
+    data: &DataArgs,
+    vkeys: &[String],
+    history: Option<&Path>,
+    all_signatures: bool,
+) -> Result<ExitCode, CliError> {
     let pinned = vkeys
         .iter()
         .map(|v| NoteVerifier::from_vkey(v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::new("read --vkey", e))?;
-    match verify_store(&data.store(), &pinned) {
+    let options = VerifyOptions {
+        pinned,
+        history: history.map(read_history).transpose()?,
+        all_signatures,
+    };
+    match verify_store(&data.store(), &options) {
         Ok(r) => {
             let secs = r.elapsed.as_secs_f64();
             // Integer MB/s keeps the text stable; bytes and seconds are in the JSON for precise use.
             #[allow(clippy::cast_precision_loss)]
             let mbps = r.entry_bytes as f64 / 1e6 / secs.max(1e-9);
+            let superseded: Vec<_> = r
+                .after_compromise
+                .iter()
+                .map(|f| json!({ "size": f.size, "vkey": f.vkey, "signed_at": f.signed_at.map(keymgr::rfc3339), "compromised_at": keymgr::rfc3339(f.compromised_at) }))
+                .collect();
             emit(
                 data.json,
                 json!({
                     "ok": true, "origin": r.origin, "size": r.size, "root": r.root.to_base64(),
-                    "checkpoints": r.checkpoints, "entry_bytes": r.entry_bytes, "seconds": secs,
+                    "checkpoints": r.checkpoints, "signatures_checked": r.signatures_checked,
+                    "entry_bytes": r.entry_bytes, "seconds": secs,
+                    "signed_after_compromise": superseded,
                 }),
                 || {
-                    format!(
+                    let mut text = format!(
                         "ok: {} entries and {} checkpoints of {} verified; root {} ({:.0} MB/s)",
                         r.size,
                         r.checkpoints,
                         r.origin,
                         r.root.to_base64(),
                         mbps
-                    )
+                    );
+                    if !r.after_compromise.is_empty() {
+                        text.push_str(&format!(
+                            "\nwarning: {} checkpoint(s) were signed by a compromised key after its \
+                             compromise; the head, signed by a sound key, vouches for their entries, \
+                             but clients must not trust those notes: {}",
+                            r.after_compromise.len(),
+                            r.after_compromise
+                                .iter()
+                                .map(|f| f.size.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    text
                 },
             );
             Ok(ExitCode::SUCCESS)

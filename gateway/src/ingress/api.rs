@@ -39,6 +39,7 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget) -> Router {
         .route("/v1/records/{id}", get(read))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoint/key", get(checkpoint_key))
+        .route("/v1/checkpoint/keys", get(checkpoint_keys))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -146,11 +147,29 @@ async fn checkpoint_key(State(p): State<Arc<Pipeline>>, req: Request) -> Respons
     if let Err(e) = peer(&req) {
         return e.into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", p.ledger().verifier().to_vkey()),
-    )
-        .into_response()
+    match p.ledger().verifier() {
+        Some(v) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", v.to_vkey()),
+        )
+            .into_response(),
+        None => problem(&crate::ledger::LedgerError::NoSigner.into()).into_response(),
+    }
+}
+
+/// Every checkpoint key version with its state and validity, so that a verifier can check old
+/// checkpoints and refuse what a compromised version signed after its compromise.
+async fn checkpoint_keys(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
+    if let Err(e) = peer(&req) {
+        return e.into_response();
+    }
+    let ledger = p.ledger();
+    axum::Json(serde_json::json!({
+        "origin": ledger.origin(),
+        "current": ledger.verifier().map(|v| v.to_vkey()),
+        "keys": ledger.checkpoint_keys(),
+    }))
+    .into_response()
 }
 
 /// Most lines in one batch request.
@@ -353,7 +372,8 @@ async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Byte
 /// Runs one key command for the officer and answers with its outcome. On the blocking pool: commands
 /// flush the key store, and `affected` first brings the usage index up to the ledger.
 async fn run_admin(p: &Arc<Pipeline>, command: keymgr::Command, actor: &str) -> Response {
-    tracing::info!(%actor, ?command, "officer key command");
+    // The verb and key name only: a shred's subject id is personal data.
+    tracing::info!(%actor, verb = command.verb(), key = command.key_name(), "officer key command");
     let (p, actor) = (Arc::clone(p), actor.to_owned());
     match tokio::task::spawn_blocking(move || crate::admin::execute(&p, command, &actor)).await {
         Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
@@ -384,17 +404,64 @@ async fn admin_command(State(p): State<Arc<Pipeline>>, req: Request) -> Response
     }
 }
 
-async fn admin_list(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    match officer(&p, req).await {
-        Ok((actor, _)) => run_admin(&p, keymgr::Command::List, &actor).await,
-        Err(r) => r,
+/// `GET /admin/v1/keys`: a page of keys (`?subjects=true&purpose=P&after=NAME&limit=N`).
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    subjects: bool,
+    purpose: Option<keymgr::Purpose>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /admin/v1/audit`: a page of the audit trail (`?after=SEQ&limit=N`).
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn admin_list(
+    State(p): State<Arc<Pipeline>>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let actor = match officer(&p, req).await {
+        Ok((actor, _)) => actor,
+        Err(r) => return r,
+    };
+    match q {
+        Ok(Query(q)) => {
+            let command = keymgr::Command::List {
+                subjects: q.subjects,
+                purpose: q.purpose,
+                after: q.after,
+                limit: q.limit,
+            };
+            run_admin(&p, command, &actor).await
+        }
+        Err(e) => query_problem(&e).into_response(),
     }
 }
 
-async fn admin_audit(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
-    match officer(&p, req).await {
-        Ok((actor, _)) => run_admin(&p, keymgr::Command::Audit, &actor).await,
-        Err(r) => r,
+async fn admin_audit(
+    State(p): State<Arc<Pipeline>>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let actor = match officer(&p, req).await {
+        Ok((actor, _)) => actor,
+        Err(r) => return r,
+    };
+    match q {
+        Ok(Query(q)) => {
+            let command = keymgr::Command::Audit {
+                after: q.after,
+                limit: q.limit,
+            };
+            run_admin(&p, command, &actor).await
+        }
+        Err(e) => query_problem(&e).into_response(),
     }
 }
 

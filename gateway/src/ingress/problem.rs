@@ -89,6 +89,9 @@ pub fn problem(e: &PipelineError) -> Problem {
         PipelineError::Ledger(
             LedgerError::SizeBeyondTree { .. } | LedgerError::BadProofRequest(_),
         ) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        PipelineError::Ledger(LedgerError::NoSigner) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "key_revoked")
+        }
         PipelineError::Keys(k) if matches!(k.code(), "key_revoked" | "key_expired") => {
             (StatusCode::SERVICE_UNAVAILABLE, "key_revoked")
         }

@@ -76,6 +76,15 @@ pub enum LedgerError {
         why: String,
     },
 
+    // --- the keys ---
+    /// No checkpoint key version may sign (revoked, expired or destroyed): nothing is appended
+    /// rather than signed by a key that must not be used.
+    #[error(
+        "no usable checkpoint-signing key (revoked, expired or destroyed): nothing can be appended \
+         until an officer rotates it"
+    )]
+    NoSigner,
+
     // --- the machine ---
     /// The storage engine failed to read or write.
     #[error("ledger storage failed")]

@@ -222,9 +222,28 @@ pub fn sign_note(body: &str, signer: &dyn NoteSigner) -> String {
     format!("{body}\n{SIG_PREFIX}{} {}\n", v.name, B64.encode(sig))
 }
 
-/// Checks a note's form and that at least one signature on it is by one of `trusted` and valid.
-/// Returns the body. Signatures by unknown keys are ignored, as C2SP asks.
-pub fn open_note<'a>(note: &'a str, trusted: &[NoteVerifier]) -> Result<&'a str, NoteError> {
+/// One signature line of a note: who claims to have signed, and the signature bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteSignature<'a> {
+    /// The key name on the line.
+    pub name: &'a str,
+    /// The 4-byte key id.
+    pub id: [u8; 4],
+    /// The signature (for Ed25519, 64 bytes; other lengths are kept and never verify).
+    pub sig: Vec<u8>,
+}
+
+/// A note split into its body and signature lines, nothing verified yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedNote<'a> {
+    /// The signed text, ending with a newline.
+    pub body: &'a str,
+    /// The signature lines, in order.
+    pub signatures: Vec<NoteSignature<'a>>,
+}
+
+/// Splits a note into body and signature lines, checking only its form.
+pub fn parse_note(note: &str) -> Result<ParsedNote<'_>, NoteError> {
     if note.chars().any(|c| c.is_control() && c != '\n') {
         return Err(NoteError::Malformed("control character"));
     }
@@ -237,7 +256,7 @@ pub fn open_note<'a>(note: &'a str, trusted: &[NoteVerifier]) -> Result<&'a str,
             "signature block must end with a newline",
         ));
     }
-    let mut verified = false;
+    let mut signatures = Vec::new();
     for line in sigs.lines() {
         let rest = line
             .strip_prefix(SIG_PREFIX)
@@ -252,18 +271,42 @@ pub fn open_note<'a>(note: &'a str, trusted: &[NoteVerifier]) -> Result<&'a str,
             return Err(NoteError::Malformed("signature too short"));
         }
         let (id, sig) = raw.split_at(4);
-        for v in trusted.iter().filter(|v| v.name == name && v.id == id) {
-            let Ok(sig) = Signature::from_slice(sig) else {
-                continue;
-            };
-            // verify_strict rejects the malleable and small-order forms that plain verify allows.
-            if v.key.verify_strict(body.as_bytes(), &sig).is_ok() {
-                verified = true;
-            }
-        }
+        let id =
+            <[u8; 4]>::try_from(id).map_err(|_| NoteError::Malformed("signature too short"))?;
+        signatures.push(NoteSignature {
+            name,
+            id,
+            sig: sig.to_vec(),
+        });
     }
+    Ok(ParsedNote { body, signatures })
+}
+
+impl NoteVerifier {
+    /// Whether `line` names this key (name and key id), whatever its signature.
+    pub fn names(&self, line: &NoteSignature<'_>) -> bool {
+        self.name == line.name && self.id == line.id
+    }
+
+    /// Whether `line` is this key's valid signature over `body`.
+    pub fn verifies(&self, body: &str, line: &NoteSignature<'_>) -> bool {
+        // verify_strict rejects the malleable and small-order forms that plain verify allows.
+        self.names(line)
+            && Signature::from_slice(&line.sig)
+                .is_ok_and(|sig| self.key.verify_strict(body.as_bytes(), &sig).is_ok())
+    }
+}
+
+/// Checks a note's form and that at least one signature on it is by one of `trusted` and valid.
+/// Returns the body. Signatures by unknown keys are ignored, as C2SP asks.
+pub fn open_note<'a>(note: &'a str, trusted: &[NoteVerifier]) -> Result<&'a str, NoteError> {
+    let parsed = parse_note(note)?;
+    let verified = parsed
+        .signatures
+        .iter()
+        .any(|line| trusted.iter().any(|v| v.verifies(parsed.body, line)));
     if verified {
-        Ok(body)
+        Ok(parsed.body)
     } else {
         Err(NoteError::Unverified)
     }

@@ -29,7 +29,7 @@ impl LedgerReader {
         self.store
             .keys()?
             .iter()
-            .map(|v| {
+            .map(|(v, _)| {
                 NoteVerifier::from_vkey(v).map_err(|e| {
                     LedgerError::Corrupt(format!("recorded checkpoint key {v:?}: {e}"))
                 })

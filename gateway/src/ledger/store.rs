@@ -9,7 +9,8 @@
 //! | `b` ‖ first index (u64 BE)           | bundle of entries (see `bundle`)       |
 //! | `n` ‖ level (u8) ‖ index (u64 BE)    | hash of a perfect subtree, stored levels only |
 //! | `c` ‖ size (u64 BE)                  | signed checkpoint note (UTF-8)         |
-//! | `k` ‖ vkey text                      | empty: a key that signed checkpoints   |
+//! | `t` ‖ size (u64 BE)                  | when the checkpoint at that size was signed (i64 BE Unix seconds) |
+//! | `k` ‖ vkey text                      | a key that signed checkpoints: its history (JSON, see `signing`), or empty when none was given |
 //! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
 //! | `x` ‖ caller's key                   | an attachment (see `attachments`): never read by proofs or `verify` |
 //!
@@ -42,6 +43,7 @@ use super::bundle::{Bundle, encode_bundle, split};
 use super::error::LedgerError;
 use super::hash::Hash;
 use super::proof::NodeSource;
+use super::signing::CheckpointKey;
 
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("ledger/v1");
 const FORMAT: &[u8] = b"ledgergate-ledger/2";
@@ -54,6 +56,7 @@ const BUNDLE: u8 = b'b';
 const NODE: u8 = b'n';
 const CHECKPOINT: u8 = b'c';
 const KEY: u8 = b'k';
+const SIGNED_AT: u8 = b't';
 const META: u8 = b'm';
 const ATTACHMENT: u8 = b'x';
 
@@ -142,10 +145,20 @@ impl Batch {
         self.insert(index_key(CHECKPOINT, size), note.as_bytes());
     }
 
-    pub(crate) fn put_key(&mut self, vkey: &str) {
+    /// Records a key that signs checkpoints, with its history when there is one.
+    pub(crate) fn put_key(&mut self, vkey: &str, history: Option<&CheckpointKey>) {
         let mut k = vec![KEY];
         k.extend_from_slice(vkey.as_bytes());
-        self.insert(k, Vec::new());
+        // Serialising a struct of strings and integers cannot fail.
+        let value = history
+            .and_then(|h| serde_json::to_vec(h).ok())
+            .unwrap_or_default();
+        self.insert(k, value);
+    }
+
+    /// Records when the checkpoint at `size` was signed.
+    pub(crate) fn put_signed_at(&mut self, size: u64, at: i64) {
+        self.insert(index_key(SIGNED_AT, size), at.to_be_bytes());
     }
 
     pub(crate) fn set_size(&mut self, size: u64) {
@@ -435,15 +448,37 @@ impl Store {
         })
     }
 
-    /// The verifier keys (C2SP vkey text) recorded as having signed checkpoints.
-    pub(crate) fn keys(&self) -> Result<Vec<String>, LedgerError> {
+    /// The verifier keys (C2SP vkey text) recorded as having signed checkpoints, each with its
+    /// history if one was recorded.
+    pub(crate) fn keys(&self) -> Result<Vec<(String, Option<CheckpointKey>)>, LedgerError> {
         self.scan_prefix(&[KEY])
             .map(|r| {
-                let (k, _) = r?;
-                String::from_utf8(k.get(1..).unwrap_or_default().to_vec())
-                    .map_err(|_| LedgerError::Corrupt("recorded key is not UTF-8".into()))
+                let (k, v) = r?;
+                let vkey = String::from_utf8(k.get(1..).unwrap_or_default().to_vec())
+                    .map_err(|_| LedgerError::Corrupt("recorded key is not UTF-8".into()))?;
+                let history = match v.as_ref() {
+                    [] => None,
+                    json => Some(serde_json::from_slice(json).map_err(|e| {
+                        LedgerError::Corrupt(format!("history of checkpoint key {vkey}: {e}"))
+                    })?),
+                };
+                Ok((vkey, history))
             })
             .collect()
+    }
+
+    /// When each checkpoint was signed, in size order (checkpoints of stores written before this was
+    /// recorded have none).
+    pub(crate) fn signed_at(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, i64), LedgerError>> + use<> {
+        self.scan_prefix(&[SIGNED_AT]).map(|r| {
+            let (k, v) = r?;
+            let size = k.get(1..).and_then(be_u64);
+            let at = <[u8; 8]>::try_from(v.as_ref()).ok().map(i64::from_be_bytes);
+            size.zip(at)
+                .ok_or_else(|| LedgerError::Corrupt("malformed checkpoint time".into()))
+        })
     }
 }
 

@@ -38,8 +38,15 @@ fn tamper(dir: &tempfile::TempDir) -> testing::Tamper {
     testing::Tamper::open(&dir.path().join("l"))
 }
 
+fn pinned(v: &NoteVerifier) -> VerifyOptions {
+    VerifyOptions {
+        pinned: vec![v.clone()],
+        ..VerifyOptions::default()
+    }
+}
+
 fn verify(dir: &tempfile::TempDir) -> Result<VerifyReport, VerifyFailure> {
-    verify_store(&dir.path().join("l"), &[])
+    verify_store(&dir.path().join("l"), &VerifyOptions::default())
 }
 
 #[test]
@@ -53,7 +60,7 @@ fn receipts_proofs_and_checkpoints_agree() {
         receipts.iter().map(|r| r.index).collect::<Vec<_>>(),
         (0..10).collect::<Vec<_>>()
     );
-    let trusted = [ledger.verifier().clone()];
+    let trusted = [ledger.verifier().unwrap()];
     for r in &receipts {
         assert_eq!(r.tree_size, 10);
         let cp = SignedCheckpoint::open(&r.checkpoint.note, &trusted)
@@ -344,10 +351,215 @@ fn verify_detects_a_checkpoint_with_a_forged_signature() {
         let encoded = base64::engine::general_purpose::STANDARD.encode(raw_sig);
         t.set_checkpoint(30, &format!("{body}\n\u{2014} {ORIGIN} {encoded}\n"));
     }
-    let err = verify(&dir).unwrap_err();
+    // By default only the newest checkpoint of each key has its signature checked (its root, checked
+    // against the entries, vouches for all of them); every signature with `all_signatures`.
+    let sampled = verify(&dir).unwrap();
+    assert_eq!(sampled.signatures_checked, 1);
+    let all = VerifyOptions {
+        all_signatures: true,
+        ..VerifyOptions::default()
+    };
+    let err = verify_store(&dir.path().join("l"), &all).unwrap_err();
     assert_eq!(
         err.to_string(),
         "checkpoint at size 30: no valid signature by a trusted key"
+    );
+}
+
+#[test]
+fn verify_checks_the_signature_of_the_head_by_default() {
+    let dir = filled(50, 10);
+    {
+        let t = tamper(&dir);
+        let note = t.checkpoint(50);
+        // Flip one bit of the signature's last byte.
+        let (head, sig) = note.trim_end().rsplit_once(' ').unwrap();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut raw = b64.decode(sig).unwrap();
+        *raw.last_mut().unwrap() ^= 1;
+        t.set_checkpoint(50, &format!("{head} {}\n", b64.encode(raw)));
+    }
+    let err = verify(&dir).unwrap_err().to_string();
+    assert!(
+        err.starts_with("checkpoint at size 50: the signature of test.ledgergate.local/log+"),
+        "{err}"
+    );
+}
+
+fn history(signer: &Ed25519NoteSigner, version: u32, compromised_at: Option<i64>) -> CheckpointKey {
+    CheckpointKey {
+        vkey: signer.verifier().to_vkey(),
+        version,
+        state: if compromised_at.is_some() {
+            "compromised"
+        } else {
+            "active"
+        }
+        .into(),
+        valid_from: 0,
+        valid_until: None,
+        compromised_at,
+    }
+}
+
+#[test]
+fn a_new_signer_countersigns_the_head_and_signs_every_later_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = signer();
+    let new = Arc::new(Ed25519NoteSigner::from_seed(ORIGIN, &[6u8; 32]).unwrap());
+    let ledger = open(&dir.path().join("l"));
+    ledger.append_blocking(entries(0..3)).unwrap();
+    let keys = vec![history(&old, 1, None), history(&new, 2, None)];
+    let head = ledger
+        .set_signing_blocking(Signing {
+            signer: Some(new.clone()),
+            expires_at: None,
+            keys: keys.clone(),
+        })
+        .unwrap();
+    // A rotation keeps the sound old signature and adds the new one.
+    assert_eq!(head.checkpoint.size, 3);
+    for key in [old.verifier(), new.verifier()] {
+        SignedCheckpoint::open(&head.note, std::slice::from_ref(key)).unwrap();
+    }
+    assert_eq!(ledger.verifier().as_ref(), Some(new.verifier()));
+    assert_eq!(ledger.checkpoint_keys(), keys);
+    let receipt = ledger.append_blocking(entries(3..4)).unwrap().remove(0);
+    SignedCheckpoint::open(
+        &receipt.checkpoint.note,
+        std::slice::from_ref(new.verifier()),
+    )
+    .unwrap();
+    assert!(
+        SignedCheckpoint::open(
+            &receipt.checkpoint.note,
+            std::slice::from_ref(old.verifier())
+        )
+        .is_err(),
+        "the old key signs nothing after the switch"
+    );
+    ledger.close();
+    // Reopened with the new signer: nothing to countersign, and the history is still there.
+    let again = Ledger::open_with(
+        LedgerConfig::new(dir.path().join("l"), ORIGIN),
+        Signing {
+            signer: Some(new.clone()),
+            expires_at: None,
+            keys: keys.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(again.checkpoint().note, receipt.checkpoint.note);
+    again.close();
+    assert_eq!(verify(&dir).unwrap().after_compromise, vec![]);
+}
+
+#[test]
+fn without_a_usable_signer_nothing_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l"));
+    ledger.append_blocking(entries(0..2)).unwrap();
+    let keys = vec![history(&signer(), 1, Some(0))];
+    ledger
+        .set_signing_blocking(Signing {
+            signer: None,
+            expires_at: None,
+            keys,
+        })
+        .unwrap();
+    assert!(matches!(
+        ledger.append_blocking(entries(2..3)),
+        Err(LedgerError::NoSigner)
+    ));
+    assert_eq!(ledger.verifier(), None);
+    assert_eq!(ledger.size(), 2);
+    // An expired signer is no signer either.
+    ledger
+        .set_signing_blocking(Signing {
+            signer: Some(signer()),
+            expires_at: Some(crate::keys::unix_now() - 1),
+            keys: vec![history(&signer(), 1, None)],
+        })
+        .unwrap();
+    assert!(matches!(
+        ledger.append_blocking(entries(2..3)),
+        Err(LedgerError::NoSigner)
+    ));
+    ledger.close();
+    // A ledger that has never been signed cannot be started without a signer.
+    let empty = tempfile::tempdir().unwrap();
+    let err = Ledger::open_with(
+        LedgerConfig::new(empty.path().join("l"), ORIGIN),
+        Signing::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, LedgerError::NoSigner));
+}
+
+#[test]
+fn verify_names_checkpoints_signed_after_a_compromise_until_a_sound_key_signs_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = signer();
+    let new = Arc::new(Ed25519NoteSigner::from_seed(ORIGIN, &[6u8; 32]).unwrap());
+    let ledger = open(&dir.path().join("l"));
+    for i in 0..3 {
+        ledger.append_blocking(entries(i..i + 1)).unwrap();
+    }
+    // The compromise is dated before any of these checkpoints was signed.
+    let compromised = vec![history(&old, 1, Some(1))];
+    ledger
+        .set_signing_blocking(Signing {
+            signer: None,
+            expires_at: None,
+            keys: compromised.clone(),
+        })
+        .unwrap();
+    ledger.close();
+    let err = verify(&dir).unwrap_err();
+    let VerifyFailure::SignedAfterCompromise(list) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        list.iter().map(|f| f.size).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert!(
+        err.to_string().starts_with(
+            "4 checkpoint(s) signed by a compromised key at or after its compromise, and the head \
+             is not signed by a sound key: size 0 by test.ledgergate.local/log+"
+        ),
+        "{err}"
+    );
+    // A new key countersigns the head (dropping the compromised signature): the entries are vouched
+    // for again, and the old notes are still reported.
+    let mut keys = compromised;
+    keys.push(history(&new, 2, None));
+    let ledger = Ledger::open_with(
+        LedgerConfig::new(dir.path().join("l"), ORIGIN),
+        Signing {
+            signer: Some(new.clone()),
+            expires_at: None,
+            keys,
+        },
+    )
+    .unwrap();
+    assert!(
+        SignedCheckpoint::open(
+            &ledger.checkpoint().note,
+            std::slice::from_ref(old.verifier())
+        )
+        .is_err()
+    );
+    ledger.close();
+    let report = verify(&dir).unwrap();
+    assert_eq!(
+        report
+            .after_compromise
+            .iter()
+            .map(|f| f.size)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
     );
 }
 
@@ -370,12 +582,12 @@ fn verify_detects_a_validly_signed_checkpoint_with_the_wrong_root() {
 fn verify_with_a_pinned_key_refuses_a_store_signed_by_another() {
     let dir = filled(5, 5);
     let other = Ed25519NoteSigner::from_seed(ORIGIN, &[9u8; 32]).unwrap();
-    let err = verify_store(&dir.path().join("l"), &[other.verifier().clone()]).unwrap_err();
+    let err = verify_store(&dir.path().join("l"), &pinned(other.verifier())).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "checkpoint at size 0: no valid signature by a trusted key"
+        "checkpoint at size 0: no signature by a trusted key"
     );
-    verify_store(&dir.path().join("l"), &[signer().verifier().clone()]).unwrap();
+    verify_store(&dir.path().join("l"), &pinned(signer().verifier())).unwrap();
 }
 
 #[test]

@@ -5,10 +5,18 @@
 //! - every entry index from 0 to the tree size is present, and nothing lies beyond it;
 //! - every entry matches its stored leaf hash, and every stored tree node matches the recomputed one
 //!   (so that proofs served from the store are right);
-//! - every stored checkpoint is signed by a trusted key, names this log, and its root equals the root
-//!   recomputed from the entries at its size;
-//! - each checkpoint is consistent with the next, by an RFC 9162 consistency proof read from the (now
-//!   checked) store and verified with the client-side verifier;
+//! - every stored checkpoint names this log, carries a signature line of a trusted key, and its root
+//!   equals the root recomputed from the entries at its size — so any two checkpoints are consistent
+//!   with each other by construction (a consistency proof between them would only re-read nodes
+//!   already checked);
+//! - the signature of the newest checkpoint each key signed is valid (with
+//!   [`VerifyOptions::all_signatures`], every checkpoint's): a valid signature over a root recomputed
+//!   from the entries vouches for every entry under it, so one per key shows the store is what that
+//!   key signed, and checking 25,000 signatures of a node that commits small groups would cost far
+//!   more than hashing its entries;
+//! - no checkpoint was signed by a key version at or after the time it was compromised, unless the
+//!   head is signed by a sound key (which vouches for the same entries): those are reported, and
+//!   without such a head they fail the check;
 //! - the latest checkpoint covers the whole tree.
 
 use std::iter::Peekable;
@@ -16,13 +24,38 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::bundle::Bundle;
-use super::checkpoint::SignedCheckpoint;
+use super::checkpoint::Checkpoint;
 use super::compact::CompactRange;
 use super::error::LedgerError;
 use super::hash::{Hash, leaf_hash};
-use super::note::NoteVerifier;
-use super::proof::{consistency_proof, verify_consistency};
+use super::note::{NoteVerifier, parse_note};
+use super::signing::CheckpointKey;
 use super::store::{Store, stores_level};
+
+/// What to trust and how thoroughly to check.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Trust only these checkpoint keys (obtained out of band); empty: the keys recorded in the store.
+    pub pinned: Vec<NoteVerifier>,
+    /// The checkpoint keys' history obtained out of band (`GET /v1/checkpoint/keys`): its keys are
+    /// trusted and its compromise times used instead of those recorded in the store.
+    pub history: Option<Vec<CheckpointKey>>,
+    /// Check every checkpoint's signature, not only the newest of each key.
+    pub all_signatures: bool,
+}
+
+/// A checkpoint signed by a key version at or after the time it was compromised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAfterCompromise {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The key (C2SP vkey).
+    pub vkey: String,
+    /// When the checkpoint was signed (Unix seconds; `None` if the store does not say).
+    pub signed_at: Option<i64>,
+    /// When the key was compromised.
+    pub compromised_at: i64,
+}
 
 /// What a successful verification covered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +68,11 @@ pub struct VerifyReport {
     pub root: Hash,
     /// Checkpoints checked.
     pub checkpoints: u64,
+    /// Checkpoint signatures verified.
+    pub signatures_checked: u64,
+    /// Checkpoints signed by a compromised key after its compromise, all vouched for by a later
+    /// checkpoint of a sound key (otherwise verification fails).
+    pub after_compromise: Vec<SignedAfterCompromise>,
     /// Bytes of entry data hashed.
     pub entry_bytes: u64,
     /// Wall time of opening the store, part of `elapsed` (the storage engine's recovery scan).
@@ -104,14 +142,15 @@ pub enum VerifyFailure {
         /// The checkpoint's tree size.
         size: u64,
     },
-    /// Two checkpoints that are not consistent with each other.
-    #[error("checkpoint at size {from} is not consistent with checkpoint at size {to}")]
-    Inconsistent {
-        /// The older size.
-        from: u64,
-        /// The newer size.
-        to: u64,
-    },
+    /// Checkpoints signed by a compromised key after its compromise, with no later checkpoint of a
+    /// sound key to vouch for them.
+    #[error(
+        "{} checkpoint(s) signed by a compromised key at or after its compromise, and the head is not \
+         signed by a sound key: {}",
+        .0.len(),
+        describe(.0)
+    )]
+    SignedAfterCompromise(Vec<SignedAfterCompromise>),
     /// No checkpoint covers the whole tree.
     #[error("no checkpoint covers the whole tree (size {size}, latest checkpoint at {latest})")]
     Uncovered {
@@ -122,9 +161,94 @@ pub enum VerifyFailure {
     },
 }
 
-/// Verifies the store at `path`. With `pinned` empty the keys recorded in the store are trusted; pin keys
-/// (C2SP vkeys obtained out of band) to defend against someone who can rewrite the store itself.
-pub fn verify_store(path: &Path, pinned: &[NoteVerifier]) -> Result<VerifyReport, VerifyFailure> {
+fn describe(list: &[SignedAfterCompromise]) -> String {
+    let mut text: Vec<String> = list
+        .iter()
+        .take(10)
+        .map(|f| {
+            let name = f.vkey.split('+').take(2).collect::<Vec<_>>().join("+");
+            let when = f.signed_at.map_or("at an unknown time".to_owned(), |t| {
+                format!("at {}", keymgr::rfc3339(t))
+            });
+            format!(
+                "size {} by {name} {when} (compromised {})",
+                f.size,
+                keymgr::rfc3339(f.compromised_at)
+            )
+        })
+        .collect();
+    if list.len() > 10 {
+        text.push(format!("and {} more", list.len() - 10));
+    }
+    text.join("; ")
+}
+
+/// A key the verifier trusts, and when (if ever) it was compromised.
+struct Trusted {
+    verifier: NoteVerifier,
+    compromised_at: Option<i64>,
+}
+
+impl Trusted {
+    fn sound_at(&self, made_at: Option<i64>) -> bool {
+        match (self.compromised_at, made_at) {
+            (None, _) => true,
+            (Some(c), Some(t)) => t < c,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+fn trusted_keys(store: &Store, options: &VerifyOptions) -> Result<Vec<Trusted>, VerifyFailure> {
+    let parse = |v: &str| {
+        NoteVerifier::from_vkey(v)
+            .map_err(|e| VerifyFailure::Store(LedgerError::Corrupt(format!("recorded key: {e}"))))
+    };
+    if let Some(history) = &options.history {
+        return history
+            .iter()
+            .map(|k| {
+                Ok(Trusted {
+                    verifier: parse(&k.vkey)?,
+                    compromised_at: k.compromised_at,
+                })
+            })
+            .collect();
+    }
+    let recorded = store.keys()?;
+    let compromised_at = |vkey: &str| {
+        recorded
+            .iter()
+            .find(|(v, _)| v == vkey)
+            .and_then(|(_, h)| h.as_ref())
+            .and_then(|h| h.compromised_at)
+    };
+    if options.pinned.is_empty() {
+        recorded
+            .iter()
+            .map(|(v, _)| {
+                Ok(Trusted {
+                    verifier: parse(v)?,
+                    compromised_at: compromised_at(v),
+                })
+            })
+            .collect()
+    } else {
+        Ok(options
+            .pinned
+            .iter()
+            .map(|v| Trusted {
+                compromised_at: compromised_at(&v.to_vkey()),
+                verifier: v.clone(),
+            })
+            .collect())
+    }
+}
+
+/// Verifies the store at `path` (see the module's documentation for what is checked). Without pinned
+/// keys or an out-of-band history the keys recorded in the store are trusted: pin them to defend
+/// against someone who can rewrite the store itself.
+pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, VerifyFailure> {
     let started = Instant::now();
     let store = Store::open(path, false)?;
     let opened_in = started.elapsed();
@@ -132,28 +256,27 @@ pub fn verify_store(path: &Path, pinned: &[NoteVerifier]) -> Result<VerifyReport
     let origin = store
         .origin()?
         .ok_or_else(|| LedgerError::Corrupt("origin is missing".into()))?;
-    let trusted = if pinned.is_empty() {
-        store
-            .keys()?
-            .iter()
-            .map(|v| {
-                NoteVerifier::from_vkey(v)
-                    .map_err(|e| LedgerError::Corrupt(format!("recorded key: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        pinned.to_vec()
+    let trusted = trusted_keys(&store, options)?;
+    let mut state = CheckpointState {
+        origin: &origin,
+        trusted: &trusted,
+        all_signatures: options.all_signatures,
+        times: store.signed_at().peekable(),
+        checked: Vec::new(),
+        newest_by_key: vec![None; trusted.len()],
+        after_compromise: Vec::new(),
+        signatures_checked: 0,
+        head_sound: false,
     };
 
     let mut checkpoints = store.checkpoints().peekable();
     let mut range = CompactRange::new();
-    let mut checked: Vec<(u64, Hash)> = Vec::new();
     let mut entry_bytes = 0u64;
     // One sequential scan per stored level, advanced as the recomputed tree completes its nodes.
     let mut levels: Vec<Option<Peekable<_>>> = Vec::new();
 
     // The empty tree may have a checkpoint too.
-    check_checkpoints_at(&mut checkpoints, &range, &origin, &trusted, &mut checked)?;
+    state.check_at(&mut checkpoints, &range)?;
     std::thread::scope(|scope| -> Result<(), VerifyFailure> {
         // The SHA-256 over every entry byte is most of the work, so two scanner threads (one per core)
         // take alternate segments of the log, read its bundles and check each entry against its leaf
@@ -220,7 +343,7 @@ pub fn verify_store(path: &Path, pinned: &[NoteVerifier]) -> Result<VerifyReport
                 if let Some(failure) = bad_node {
                     return Err(failure);
                 }
-                check_checkpoints_at(&mut checkpoints, &range, &origin, &trusted, &mut checked)?;
+                state.check_at(&mut checkpoints, &range)?;
             }
             if let Some(failure) = chunk.failure {
                 return Err(failure);
@@ -253,34 +376,28 @@ pub fn verify_store(path: &Path, pinned: &[NoteVerifier]) -> Result<VerifyReport
             return Err(VerifyFailure::Extra { what, size });
         }
     }
-    let latest = checked.last().map_or(0, |(s, _)| *s);
-    if latest != size || checked.is_empty() {
+    let latest = state.checked.last().map_or(0, |(s, _)| *s);
+    if latest != size || state.checked.is_empty() {
         return Err(VerifyFailure::Uncovered { size, latest });
     }
-    let snapshot = store.snapshot().map_err(VerifyFailure::Store)?;
-    for pair in checked.windows(2) {
-        let [(from, from_root), (to, to_root)] = pair else {
-            continue;
-        };
-        let proof = consistency_proof(&snapshot, *from, *to).map_err(|e| match e {
-            super::proof::ProofRequestError::Source(inner) => VerifyFailure::Store(inner),
-            _ => VerifyFailure::Inconsistent {
-                from: *from,
-                to: *to,
-            },
-        })?;
-        verify_consistency(*from, *to, &proof, from_root, to_root).map_err(|_| {
-            VerifyFailure::Inconsistent {
-                from: *from,
-                to: *to,
-            }
-        })?;
+    state.check_newest_signatures()?;
+    let CheckpointState {
+        checked,
+        signatures_checked,
+        after_compromise,
+        head_sound,
+        ..
+    } = state;
+    if !after_compromise.is_empty() && !head_sound {
+        return Err(VerifyFailure::SignedAfterCompromise(after_compromise));
     }
     Ok(VerifyReport {
         origin,
         size,
         root: range.root(),
         checkpoints: checked.len() as u64,
+        signatures_checked,
+        after_compromise,
         entry_bytes,
         opened_in,
         elapsed: started.elapsed(),
@@ -362,48 +479,156 @@ fn node_mismatch(level: u8, index: u64) -> VerifyFailure {
     }
 }
 
-/// Checks every stored checkpoint whose size equals the recomputed tree's size. Checkpoints come in size
-/// order and this runs at every size, so none is skipped.
-fn check_checkpoints_at(
-    checkpoints: &mut Peekable<impl Iterator<Item = Result<(u64, String), LedgerError>>>,
-    range: &CompactRange,
-    origin: &str,
-    trusted: &[NoteVerifier],
-    checked: &mut Vec<(u64, Hash)>,
-) -> Result<(), VerifyFailure> {
-    loop {
-        match checkpoints.peek() {
-            Some(Ok((at, _))) if *at == range.size() => {}
-            Some(Err(_)) => {
-                return checkpoints
-                    .next()
-                    .map_or(Ok(()), |r| r.map(drop).map_err(Into::into));
+/// What the checkpoint checks have found so far.
+struct CheckpointState<'a, T: Iterator<Item = Result<(u64, i64), LedgerError>>> {
+    origin: &'a str,
+    trusted: &'a [Trusted],
+    all_signatures: bool,
+    /// When each checkpoint was signed, in size order.
+    times: Peekable<T>,
+    /// (size, root) of every checkpoint checked, in order.
+    checked: Vec<(u64, Hash)>,
+    /// Per trusted key, the newest checkpoint it signed (size and note), whose signature is checked
+    /// at the end.
+    newest_by_key: Vec<Option<(u64, String)>>,
+    after_compromise: Vec<SignedAfterCompromise>,
+    signatures_checked: u64,
+    /// Whether the newest checkpoint so far carries the line of a key sound when it signed.
+    head_sound: bool,
+}
+
+impl<T: Iterator<Item = Result<(u64, i64), LedgerError>>> CheckpointState<'_, T> {
+    /// When the checkpoint at `size` was signed, if the store says.
+    fn signed_at(&mut self, size: u64) -> Result<Option<i64>, LedgerError> {
+        while let Some(item) = self.times.peek() {
+            match item {
+                Ok((at, _)) if *at < size => {
+                    self.times.next();
+                }
+                Ok((at, t)) if *at == size => return Ok(Some(*t)),
+                Ok(_) => return Ok(None),
+                Err(_) => return self.times.next().map_or(Ok(None), |r| r.map(|_| None)),
             }
-            _ => return Ok(()),
         }
-        let Some(Ok((size, note))) = checkpoints.next() else {
-            return Ok(());
-        };
-        let signed = SignedCheckpoint::open(&note, trusted).map_err(|e| {
-            VerifyFailure::CheckpointInvalid {
-                size,
-                why: e.to_string(),
+        Ok(None)
+    }
+
+    /// Checks every stored checkpoint whose size equals the recomputed tree's size. Checkpoints come
+    /// in size order and this runs at every size, so none is skipped.
+    fn check_at(
+        &mut self,
+        checkpoints: &mut Peekable<impl Iterator<Item = Result<(u64, String), LedgerError>>>,
+        range: &CompactRange,
+    ) -> Result<(), VerifyFailure> {
+        loop {
+            match checkpoints.peek() {
+                Some(Ok((at, _))) if *at == range.size() => {}
+                Some(Err(_)) => {
+                    return checkpoints
+                        .next()
+                        .map_or(Ok(()), |r| r.map(drop).map_err(Into::into));
+                }
+                _ => return Ok(()),
             }
-        })?;
-        let cp = &signed.checkpoint;
-        if cp.origin != origin {
-            return Err(VerifyFailure::CheckpointInvalid {
-                size,
-                why: format!("names log {:?}", cp.origin),
-            });
+            let Some(Ok((size, note))) = checkpoints.next() else {
+                return Ok(());
+            };
+            self.check_one(size, note, range)?;
+        }
+    }
+
+    fn check_one(
+        &mut self,
+        size: u64,
+        note: String,
+        range: &CompactRange,
+    ) -> Result<(), VerifyFailure> {
+        let invalid = |why: String| VerifyFailure::CheckpointInvalid { size, why };
+        let parsed = parse_note(&note).map_err(|e| invalid(e.to_string()))?;
+        let cp = Checkpoint::parse_body(parsed.body).map_err(|e| invalid(e.to_string()))?;
+        if cp.origin != self.origin {
+            return Err(invalid(format!("names log {:?}", cp.origin)));
         }
         if cp.size != size {
-            let why = format!("is stored under size {size} but says {}", cp.size);
-            return Err(VerifyFailure::CheckpointInvalid { size, why });
+            return Err(invalid(format!(
+                "is stored under size {size} but says {}",
+                cp.size
+            )));
         }
         if cp.root != range.root() {
             return Err(VerifyFailure::CheckpointRootMismatch { size });
         }
-        checked.push((size, cp.root));
+        let signers: Vec<usize> = (0..self.trusted.len())
+            .filter(|&i| {
+                self.trusted
+                    .get(i)
+                    .is_some_and(|t| parsed.signatures.iter().any(|line| t.verifier.names(line)))
+            })
+            .collect();
+        if signers.is_empty() {
+            return Err(invalid("no signature by a trusted key".into()));
+        }
+        if self.all_signatures {
+            self.signatures_checked += 1;
+            let valid = signers.iter().any(|&i| {
+                self.trusted.get(i).is_some_and(|t| {
+                    parsed
+                        .signatures
+                        .iter()
+                        .any(|line| t.verifier.verifies(parsed.body, line))
+                })
+            });
+            if !valid {
+                return Err(invalid("no valid signature by a trusted key".into()));
+            }
+        }
+        let made_at = self.signed_at(size)?;
+        self.head_sound = false;
+        for &i in &signers {
+            let Some(t) = self.trusted.get(i) else {
+                continue;
+            };
+            if t.sound_at(made_at) {
+                self.head_sound = true;
+            } else if let Some(compromised_at) = t.compromised_at {
+                self.after_compromise.push(SignedAfterCompromise {
+                    size,
+                    vkey: t.verifier.to_vkey(),
+                    signed_at: made_at,
+                    compromised_at,
+                });
+            }
+        }
+        if !self.all_signatures {
+            for &i in &signers {
+                if let Some(slot) = self.newest_by_key.get_mut(i) {
+                    *slot = Some((size, note.clone()));
+                }
+            }
+        }
+        self.checked.push((size, cp.root));
+        Ok(())
+    }
+
+    /// Checks the signature of the newest checkpoint each trusted key signed.
+    fn check_newest_signatures(&mut self) -> Result<(), VerifyFailure> {
+        for (t, newest) in self.trusted.iter().zip(&self.newest_by_key) {
+            let Some((size, note)) = newest else { continue };
+            self.signatures_checked += 1;
+            let valid = parse_note(note).is_ok_and(|parsed| {
+                parsed
+                    .signatures
+                    .iter()
+                    .any(|line| t.verifier.verifies(parsed.body, line))
+            });
+            if !valid {
+                let name = t.verifier.to_vkey();
+                return Err(VerifyFailure::CheckpointInvalid {
+                    size: *size,
+                    why: format!("the signature of {name} does not verify"),
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use super::checkpoint::{Checkpoint, SignedCheckpoint};
 use super::compact::CompactRange;
 use super::error::LedgerError;
 use super::hash::{Hash, leaf_hash};
-use super::note::NoteSigner;
+use super::signing::{Signing, countersigned, record_keys};
 use super::store::{Batch, stores_level};
 use super::{Receipt, Shared};
 
@@ -25,28 +25,55 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
 }
 
+/// What the writer is asked to do, in order.
+pub(crate) enum Job {
+    /// Append entries.
+    Append(Request),
+    /// Switch the checkpoint signer (see `Ledger::set_signing`), and answer with the head after it.
+    Sign(
+        Signing,
+        oneshot::Sender<Result<Arc<SignedCheckpoint>, LedgerError>>,
+    ),
+}
+
 /// What one group commit produced: each entry's (index, leaf hash), and the checkpoint covering them.
 type Committed = (Vec<(u64, Hash)>, Arc<SignedCheckpoint>);
 
 pub(crate) struct Writer {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) signer: Arc<dyn NoteSigner>,
+    pub(crate) signing: Signing,
     pub(crate) range: CompactRange,
     pub(crate) max_batch: usize,
 }
 
 impl Writer {
     /// Runs until every sender is gone, then returns after the last group is durable.
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut group: Vec<Request> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        // A signer switch found while gathering a group: it runs after that group, in queue order.
+        let mut next_job: Option<Job> = None;
+        loop {
+            let Some(job) = next_job.take().or_else(|| rx.blocking_recv()) else {
+                break;
+            };
+            let first = match job {
+                Job::Append(first) => first,
+                Job::Sign(signing, reply) => {
+                    let _ = reply.send(self.switch(signing));
+                    continue;
+                }
+            };
             let mut count = first.entries.len();
             group.push(first);
             while count < self.max_batch {
                 match rx.try_recv() {
-                    Ok(next) => {
+                    Ok(Job::Append(next)) => {
                         count += next.entries.len();
                         group.push(next);
+                    }
+                    Ok(sign) => {
+                        next_job = Some(sign);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -54,6 +81,17 @@ impl Writer {
             if self.shared.poisoned.load(Ordering::Acquire) {
                 for req in group.drain(..) {
                     let _ = req.reply.send(Err(LedgerError::Poisoned));
+                }
+                continue;
+            }
+            if self
+                .signing
+                .usable_signer(crate::keys::unix_now())
+                .is_none()
+            {
+                // No key may sign: nothing is appended rather than signed by a compromised key.
+                for req in group.drain(..) {
+                    let _ = req.reply.send(Err(LedgerError::NoSigner));
                 }
                 continue;
             }
@@ -95,6 +133,34 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    /// Switches the signer: records the keys' history and countersigns the head when the new signer
+    /// has not signed it, in one durable write; then publishes.
+    fn switch(&mut self, signing: Signing) -> Result<Arc<SignedCheckpoint>, LedgerError> {
+        let mut batch = Batch::default();
+        let recorded = self.shared.store.keys()?;
+        let mut changed = record_keys(&mut batch, &recorded, &signing);
+        let head = self.shared.latest();
+        let countersigned = countersigned(&head, &signing)?.map(Arc::new);
+        if let Some(new_head) = &countersigned {
+            let size = new_head.checkpoint.size;
+            batch.put_checkpoint(size, &new_head.note);
+            batch.put_signed_at(size, crate::keys::unix_now());
+            changed = true;
+        }
+        if changed {
+            self.shared.store.commit(batch)?;
+        }
+        self.shared.set_keys(&signing);
+        self.signing = signing;
+        match countersigned {
+            Some(new_head) => {
+                self.shared.publish(Arc::clone(&new_head));
+                Ok(new_head)
+            }
+            None => Ok(head),
         }
     }
 
@@ -140,8 +206,14 @@ impl Writer {
             size,
             root: range.root(),
         };
-        let signed = Arc::new(checkpoint.sign(self.signer.as_ref()));
+        let now = crate::keys::unix_now();
+        let signer = self
+            .signing
+            .usable_signer(now)
+            .ok_or(LedgerError::NoSigner)?;
+        let signed = Arc::new(checkpoint.sign(signer.as_ref()));
         batch.put_checkpoint(range.size(), &signed.note);
+        batch.put_signed_at(range.size(), now);
         batch.set_size(range.size());
         self.shared.store.commit(batch)?;
         self.range = range;

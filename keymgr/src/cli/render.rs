@@ -9,20 +9,7 @@ use serde_json::json;
 
 /// The name of the step a command is, for error lines.
 pub(crate) fn step(c: &Command) -> &'static str {
-    match c {
-        Command::List => "list",
-        Command::Show { .. } => "show",
-        Command::Create { .. } => "create",
-        Command::Rotate { .. } => "rotate",
-        Command::Due => "due",
-        Command::Revoke { .. } => "revoke",
-        Command::ScheduleDestroy { .. } => "schedule-destroy",
-        Command::CancelDestroy { .. } => "cancel-destroy",
-        Command::Destroy { .. } => "destroy",
-        Command::Shred { .. } => "shred",
-        Command::Affected { .. } => "affected",
-        Command::Audit => "audit",
-    }
+    c.verb()
 }
 
 pub(crate) fn failure(json_mode: bool, step: &str, e: &Error) {
@@ -112,19 +99,31 @@ pub(crate) fn outcome(json_mode: bool, o: &Outcome) {
         return;
     }
     match o {
-        Outcome::Keys { keys } => key_table(keys),
+        Outcome::Keys { keys, next } => {
+            key_table(keys);
+            more(next.as_deref());
+        }
         Outcome::Key { key } => key_detail(key),
+        Outcome::Shred { shred } => {
+            println!("shredded {}: {}", shred.key, shred.message);
+            if !shred.destroyed.is_empty() {
+                let versions: Vec<String> = shred.destroyed.iter().map(u32::to_string).collect();
+                println!("destroyed versions: {}", versions.join(", "));
+            }
+        }
         Outcome::Affected {
             name,
             version,
             records,
+            next,
         } => {
             println!("{} records used {name}@{version}", records.len());
             for r in records {
                 println!("{r}");
             }
+            more(next.as_deref());
         }
-        Outcome::Audit { events } => {
+        Outcome::Audit { events, next } => {
             println!(
                 "{:>5}  {:<20} {:<16} {:<18} {:<32} DETAIL",
                 "SEQ", "AT", "ACTOR", "ACTION", "KEY"
@@ -145,6 +144,14 @@ pub(crate) fn outcome(json_mode: bool, o: &Outcome) {
                     e.detail
                 );
             }
+            more(next.map(|n| n.to_string()).as_deref());
         }
+    }
+}
+
+/// The hint for the next page, when there may be one.
+fn more(next: Option<&str>) {
+    if let Some(n) = next {
+        println!("(more: repeat with --after {n})");
     }
 }
