@@ -124,6 +124,26 @@ impl Node {
         }
     }
 
+    /// `keymgr --gateway … <args>` against this node, as the development identity `who`.
+    pub fn keymgr(&self, who: &str, args: &[&str]) -> std::process::Output {
+        let pki = self.dir.join("pki");
+        Command::new(crate::keymgr_bin())
+            .args([
+                "--gateway",
+                &format!("https://localhost:{}", self.addr.port()),
+            ])
+            .arg("--cert")
+            .arg(pki.join(format!("{who}.pem")))
+            .arg("--key")
+            .arg(pki.join(format!("{who}.key")))
+            .arg("--cacert")
+            .arg(pki.join("ca.pem"))
+            .args(args)
+            .env_remove("LEDGERGATE_KEK_PASSPHRASE")
+            .output()
+            .expect("keymgr runs")
+    }
+
     /// A client presenting one of the node's development identities.
     pub fn client(&self, who: &str) -> Client {
         Client::for_identity(&self.dir.join("pki"), who)

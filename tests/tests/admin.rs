@@ -19,22 +19,7 @@ use serde_json::{Value, json};
 
 /// `keymgr --gateway … <args>` as `who`.
 fn remote(node: &Node, who: &str, args: &[&str]) -> std::process::Output {
-    let pki = node.dir.join("pki");
-    Command::new(keymgr_bin())
-        .args([
-            "--gateway",
-            &format!("https://localhost:{}", node.addr.port()),
-        ])
-        .arg("--cert")
-        .arg(pki.join(format!("{who}.pem")))
-        .arg("--key")
-        .arg(pki.join(format!("{who}.key")))
-        .arg("--cacert")
-        .arg(pki.join("ca.pem"))
-        .args(args)
-        .env_remove("LEDGERGATE_KEK_PASSPHRASE")
-        .output()
-        .unwrap()
+    node.keymgr(who, args)
 }
 
 #[test]

@@ -168,11 +168,7 @@ impl Pipeline {
         }
         // New subject keys reach the disk before this group does: the ledger's barrier (set in
         // `Pipeline::new`) flushes the key store before every group commit.
-        let appended = self
-            .ledger
-            .append_with(items)
-            .await
-            .map_err(|e| e.to_string());
+        let appended = self.ledger.append_with(items).await;
         match appended {
             Ok(receipts) => {
                 for (i, r) in lines.into_iter().zip(receipts) {
@@ -185,7 +181,14 @@ impl Pipeline {
                     out.push((i, Ok(accepted)));
                 }
             }
-            Err(why) => {
+            // No key may sign checkpoints: a state officers put the node in, not a failure.
+            Err(crate::ledger::LedgerError::NoSigner) => {
+                for i in lines {
+                    out.push((i, Err(crate::ledger::LedgerError::NoSigner.into())));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
                 tracing::error!(error = %why, records = lines.len(), "append failed");
                 for i in lines {
                     out.push((i, Err(PipelineError::Unavailable(why.clone()))));
