@@ -124,7 +124,15 @@ fn main() {
         .prefix("ledger-bench")
         .tempdir_in(std::env::temp_dir())
         .unwrap();
-    let dir = tmp.path();
+    // `LEDGER_BENCH_KEEP=1` leaves the stores behind, to profile the verifier on them.
+    let (dir, _cleanup) = if std::env::var_os("LEDGER_BENCH_KEEP").is_some() {
+        let kept = tmp.keep();
+        println!("keeping the stores in {}", kept.display());
+        (kept, None)
+    } else {
+        (tmp.path().to_owned(), Some(tmp))
+    };
+    let dir = dir.as_path();
     println!(
         "ledger benchmark (scale {}), data in {}",
         scale(),

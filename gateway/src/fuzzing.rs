@@ -22,7 +22,7 @@ pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("json_record", json_record),
     ("batch_lines", batch_lines),
     ("policy_yaml", policy_yaml),
@@ -32,6 +32,8 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("vault_record", vault_record),
     ("key_record", key_record),
     ("key_envelope", key_envelope),
+    ("subject_key_compact", subject_key_compact),
+    ("checkpoint_key_history", checkpoint_key_history),
 ];
 
 /// The record parser the API applies to every submitted body (bounded size and depth).
@@ -126,5 +128,30 @@ pub fn key_envelope(data: &[u8]) {
     let secret = keymgr::Secret::new(vec![7; 32]);
     if let Some(kek) = keymgr::Kek::from_secret(&secret) {
         let _ = kek.unwrap(data, b"ledgergate-key/1 fuzz");
+    }
+}
+
+/// A data-subject key in the key store's compact form: the 16-byte hash, then the value.
+pub fn subject_key_compact(data: &[u8]) {
+    let Some((hash, value)) = data.split_first_chunk::<16>() else {
+        return;
+    };
+    if let Ok(record) = keymgr::compact::decode(hash, value) {
+        let encoded = keymgr::compact::encode(&record);
+        assert!(
+            encoded.is_some_and(|(h, v)| h == *hash && v.as_slice() == value),
+            "a decoded compact record encodes back to its bytes"
+        );
+    }
+}
+
+/// A checkpoint key's history as the ledger store keeps it (and `GET /v1/checkpoint/keys` serves it).
+pub fn checkpoint_key_history(data: &[u8]) {
+    if let Ok(key) = serde_json::from_slice::<crate::ledger::CheckpointKey>(data) {
+        let _ = key.trusted_at(None);
+        let _ = key.trusted_at(Some(i64::MAX));
+        let json = serde_json::to_vec(&key).unwrap_or_default();
+        let again = serde_json::from_slice::<crate::ledger::CheckpointKey>(&json);
+        assert!(again.is_ok_and(|k| k == key), "the history round-trips");
     }
 }

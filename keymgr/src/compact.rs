@@ -21,21 +21,21 @@ use crate::purpose::Purpose;
 use crate::record::{KeyRecord, VersionRecord};
 
 /// Length of a wrapped 32-byte key: version byte, 24-byte nonce, 32 bytes, 16-byte tag.
-pub(crate) const WRAPPED_LEN: usize = 1 + 24 + 32 + 16;
+pub const WRAPPED_LEN: usize = 1 + 24 + 32 + 16;
 /// Length of a compact value.
-pub(crate) const VALUE_LEN: usize = 8 + WRAPPED_LEN;
+pub const VALUE_LEN: usize = 8 + WRAPPED_LEN;
 /// The actor the gateway records for the subject keys it makes.
-pub(crate) const GATEWAY: &str = "gateway";
+pub const GATEWAY: &str = "gateway";
 /// The name prefix of data-subject keys.
-pub(crate) const SUBJECT_PREFIX: &str = "subject/";
+pub const SUBJECT_PREFIX: &str = "subject/";
 
 /// A compact key: the hash in its name.
-pub(crate) type Hash = [u8; 16];
+pub type Hash = [u8; 16];
 /// A compact value.
-pub(crate) type Compact = [u8; VALUE_LEN];
+pub type Compact = [u8; VALUE_LEN];
 
 /// The hash in a subject key's name, if `name` is one.
-pub(crate) fn hash_of(name: &str) -> Option<Hash> {
+pub fn hash_of(name: &str) -> Option<Hash> {
     let hex_part = name.strip_prefix(SUBJECT_PREFIX)?;
     let mut out = [0u8; 16];
     hex::decode_to_slice(hex_part, &mut out).ok()?;
@@ -44,12 +44,12 @@ pub(crate) fn hash_of(name: &str) -> Option<Hash> {
 }
 
 /// The name of the subject key with hash `hash`.
-pub(crate) fn name_of(hash: &Hash) -> String {
+pub fn name_of(hash: &Hash) -> String {
     format!("{SUBJECT_PREFIX}{}", hex::encode(hash))
 }
 
 /// The compact form of `record`, if it has one (see the module's documentation).
-pub(crate) fn encode(record: &KeyRecord) -> Option<(Hash, Compact)> {
+pub fn encode(record: &KeyRecord) -> Option<(Hash, Compact)> {
     let hash = hash_of(&record.name)?;
     let [v] = record.versions.as_slice() else {
         return None;
@@ -77,7 +77,7 @@ pub(crate) fn encode(record: &KeyRecord) -> Option<(Hash, Compact)> {
 }
 
 /// The full record of a compact key.
-pub(crate) fn decode(hash: &Hash, value: &[u8]) -> Result<KeyRecord, Error> {
+pub fn decode(hash: &Hash, value: &[u8]) -> Result<KeyRecord, Error> {
     let name = name_of(hash);
     let (at, wrapped) = value
         .split_at_checked(8)

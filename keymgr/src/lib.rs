@@ -8,7 +8,7 @@
 mod audit;
 mod cache;
 mod command;
-mod compact;
+pub mod compact;
 pub mod durable;
 pub mod engine;
 mod error;

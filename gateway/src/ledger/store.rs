@@ -31,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
-use keymgr::engine::{OpenError, open_file, prefix_end};
+use keymgr::engine::{OpenError, open_file_with, prefix_end};
 use redb::ReadableDatabase as _;
 
 mod entries;
@@ -59,6 +59,9 @@ const KEY: u8 = b'k';
 const SIGNED_AT: u8 = b't';
 const META: u8 = b'm';
 const ATTACHMENT: u8 = b'x';
+
+/// redb's page cache for a single pass over the store (see `keymgr::engine::open_file_with`).
+const SCAN_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Interior levels are stored when they are a multiple of this.
 const NODE_STRIDE: u8 = 3;
@@ -182,6 +185,15 @@ impl Store {
     /// Opens the store in the directory `path`, creating an empty one when `create` is set and nothing
     /// is there. Never panics on a damaged or foreign directory: the engine's own panics become errors.
     pub(crate) fn open(path: &Path, create: bool) -> Result<Store, LedgerError> {
+        Store::open_with(path, create, None)
+    }
+
+    /// Opens an existing store for one pass over it (the offline verifier), with a small page cache.
+    pub(crate) fn open_for_scan(path: &Path) -> Result<Store, LedgerError> {
+        Store::open_with(path, false, Some(SCAN_CACHE_BYTES))
+    }
+
+    fn open_with(path: &Path, create: bool, cache: Option<usize>) -> Result<Store, LedgerError> {
         if path.exists() && !path.is_dir() {
             return Err(LedgerError::Foreign {
                 path: path.to_owned(),
@@ -220,7 +232,7 @@ impl Store {
                 why: why.into(),
             });
         }
-        let (db, new) = open_file(path, DB_FILE, fresh).map_err(|e| match e {
+        let (db, new) = open_file_with(path, DB_FILE, fresh, cache).map_err(|e| match e {
             OpenError::Locked => LedgerError::Locked {
                 path: path.to_owned(),
             },

@@ -250,7 +250,7 @@ fn trusted_keys(store: &Store, options: &VerifyOptions) -> Result<Vec<Trusted>, 
 /// against someone who can rewrite the store itself.
 pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, VerifyFailure> {
     let started = Instant::now();
-    let store = Store::open(path, false)?;
+    let store = Store::open_for_scan(path)?;
     let opened_in = started.elapsed();
     let size = store.size()?;
     let origin = store
