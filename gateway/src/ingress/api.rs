@@ -421,27 +421,35 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
+/// A read-only admin command built from the request's query, for the officer behind the request.
+async fn admin_query<Q>(
+    p: &Arc<Pipeline>,
+    q: Result<Query<Q>, QueryRejection>,
+    req: Request,
+    command: impl FnOnce(Q) -> keymgr::Command,
+) -> Response {
+    let actor = match officer(p, req).await {
+        Ok((actor, _)) => actor,
+        Err(r) => return r,
+    };
+    match q {
+        Ok(Query(q)) => run_admin(p, command(q), &actor).await,
+        Err(e) => query_problem(&e).into_response(),
+    }
+}
+
 async fn admin_list(
     State(p): State<Arc<Pipeline>>,
     q: Result<Query<ListQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    let actor = match officer(&p, req).await {
-        Ok((actor, _)) => actor,
-        Err(r) => return r,
-    };
-    match q {
-        Ok(Query(q)) => {
-            let command = keymgr::Command::List {
-                subjects: q.subjects,
-                purpose: q.purpose,
-                after: q.after,
-                limit: q.limit,
-            };
-            run_admin(&p, command, &actor).await
-        }
-        Err(e) => query_problem(&e).into_response(),
-    }
+    admin_query(&p, q, req, |q| keymgr::Command::List {
+        subjects: q.subjects,
+        purpose: q.purpose,
+        after: q.after,
+        limit: q.limit,
+    })
+    .await
 }
 
 async fn admin_audit(
@@ -449,20 +457,11 @@ async fn admin_audit(
     q: Result<Query<AuditQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    let actor = match officer(&p, req).await {
-        Ok((actor, _)) => actor,
-        Err(r) => return r,
-    };
-    match q {
-        Ok(Query(q)) => {
-            let command = keymgr::Command::Audit {
-                after: q.after,
-                limit: q.limit,
-            };
-            run_admin(&p, command, &actor).await
-        }
-        Err(e) => query_problem(&e).into_response(),
-    }
+    admin_query(&p, q, req, |q| keymgr::Command::Audit {
+        after: q.after,
+        limit: q.limit,
+    })
+    .await
 }
 
 async fn admin_unknown(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
