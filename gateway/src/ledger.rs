@@ -135,9 +135,17 @@ pub(crate) struct Shared {
     published: RwLock<Arc<SignedCheckpoint>>,
     /// The key that signs new checkpoints (none: appends are refused) and every key's history, as
     /// the writer last switched them.
-    keys: RwLock<(Option<NoteVerifier>, Vec<CheckpointKey>)>,
+    keys: RwLock<SigningView>,
     poisoned: AtomicBool,
     barrier: std::sync::OnceLock<Barrier>,
+}
+
+/// The signer's public side and the keys' history, as readers see them.
+#[derive(Default)]
+struct SigningView {
+    current: Option<NoteVerifier>,
+    expires_at: Option<i64>,
+    keys: Vec<CheckpointKey>,
 }
 
 /// Run by the writer before each group commit (see [`Ledger::set_barrier`]).
@@ -152,10 +160,11 @@ impl Shared {
     }
 
     fn set_keys(&self, signing: &Signing) {
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = (
-            signing.signer.as_ref().map(|s| s.verifier().clone()),
-            signing.keys.clone(),
-        );
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = SigningView {
+            current: signing.signer.as_ref().map(|s| s.verifier().clone()),
+            expires_at: signing.expires_at,
+            keys: signing.keys.clone(),
+        };
     }
 
     fn latest(&self) -> Arc<SignedCheckpoint> {
@@ -281,7 +290,7 @@ impl Ledger {
             store,
             origin: config.origin,
             published: RwLock::new(Arc::new(latest)),
-            keys: RwLock::new((None, Vec::new())),
+            keys: RwLock::new(SigningView::default()),
             poisoned: AtomicBool::new(false),
             barrier: std::sync::OnceLock::new(),
         });
@@ -413,12 +422,16 @@ impl Ledger {
 
     /// The key that signs new checkpoints; `None` while no version may (appends are refused).
     pub fn verifier(&self) -> Option<NoteVerifier> {
-        self.shared
+        let view = self
+            .shared
             .keys
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = crate::keys::unix_now();
+        // An expired signer signs nothing (the writer checks the same), so it is not served either.
+        view.current
             .clone()
+            .filter(|_| view.expires_at.is_none_or(|at| now < at))
     }
 
     /// Every checkpoint key version and its history, as last given to [`Ledger::set_signing`] (or
@@ -428,7 +441,7 @@ impl Ledger {
             .keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .1
+            .keys
             .clone()
     }
 

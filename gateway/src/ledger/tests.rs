@@ -486,6 +486,7 @@ fn without_a_usable_signer_nothing_is_appended() {
         ledger.append_blocking(entries(2..3)),
         Err(LedgerError::NoSigner)
     ));
+    assert_eq!(ledger.verifier(), None, "an expired key is not served");
     ledger.close();
     // A ledger that has never been signed cannot be started without a signer.
     let empty = tempfile::tempdir().unwrap();
