@@ -24,13 +24,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::bundle::Bundle;
-use super::checkpoint::Checkpoint;
 use super::compact::CompactRange;
 use super::error::LedgerError;
 use super::hash::{Hash, leaf_hash};
-use super::note::{NoteVerifier, parse_note};
+use super::note::NoteVerifier;
 use super::signing::CheckpointKey;
+
+mod checkpoints;
+
 use super::store::{Store, stores_level};
+use checkpoints::{CheckpointState, Item, read_checkpoints, trusted_keys};
 
 /// What to trust and how thoroughly to check.
 #[derive(Clone, Debug, Default)]
@@ -183,68 +186,6 @@ fn describe(list: &[SignedAfterCompromise]) -> String {
     text.join("; ")
 }
 
-/// A key the verifier trusts, and when (if ever) it was compromised.
-struct Trusted {
-    verifier: NoteVerifier,
-    compromised_at: Option<i64>,
-}
-
-impl Trusted {
-    fn sound_at(&self, made_at: Option<i64>) -> bool {
-        match (self.compromised_at, made_at) {
-            (None, _) => true,
-            (Some(c), Some(t)) => t < c,
-            (Some(_), None) => false,
-        }
-    }
-}
-
-fn trusted_keys(store: &Store, options: &VerifyOptions) -> Result<Vec<Trusted>, VerifyFailure> {
-    let parse = |v: &str| {
-        NoteVerifier::from_vkey(v)
-            .map_err(|e| VerifyFailure::Store(LedgerError::Corrupt(format!("recorded key: {e}"))))
-    };
-    if let Some(history) = &options.history {
-        return history
-            .iter()
-            .map(|k| {
-                Ok(Trusted {
-                    verifier: parse(&k.vkey)?,
-                    compromised_at: k.compromised_at,
-                })
-            })
-            .collect();
-    }
-    let recorded = store.keys()?;
-    let compromised_at = |vkey: &str| {
-        recorded
-            .iter()
-            .find(|(v, _)| v == vkey)
-            .and_then(|(_, h)| h.as_ref())
-            .and_then(|h| h.compromised_at)
-    };
-    if options.pinned.is_empty() {
-        recorded
-            .iter()
-            .map(|(v, _)| {
-                Ok(Trusted {
-                    verifier: parse(v)?,
-                    compromised_at: compromised_at(v),
-                })
-            })
-            .collect()
-    } else {
-        Ok(options
-            .pinned
-            .iter()
-            .map(|v| Trusted {
-                compromised_at: compromised_at(&v.to_vkey()),
-                verifier: v.clone(),
-            })
-            .collect())
-    }
-}
-
 /// Verifies the store at `path` (see the module's documentation for what is checked). Without pinned
 /// keys or an out-of-band history the keys recorded in the store are trusted: pin them to defend
 /// against someone who can rewrite the store itself.
@@ -257,27 +198,26 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
         .origin()?
         .ok_or_else(|| LedgerError::Corrupt("origin is missing".into()))?;
     let trusted = trusted_keys(&store, options)?;
-    let mut state = CheckpointState {
-        origin: &origin,
-        trusted: &trusted,
-        all_signatures: options.all_signatures,
-        times: store.signed_at().peekable(),
-        checked: Vec::new(),
-        newest_by_key: vec![None; trusted.len()],
-        after_compromise: Vec::new(),
-        signatures_checked: 0,
-        head_sound: false,
-    };
-
-    let mut checkpoints = store.checkpoints().peekable();
+    let mut state = CheckpointState::new(&trusted, options.all_signatures);
     let mut range = CompactRange::new();
     let mut entry_bytes = 0u64;
     // One sequential scan per stored level, advanced as the recomputed tree completes its nodes.
     let mut levels: Vec<Option<Peekable<_>>> = Vec::new();
 
-    // The empty tree may have a checkpoint too.
-    state.check_at(&mut checkpoints, &range)?;
     std::thread::scope(|scope| -> Result<(), VerifyFailure> {
+        // Checkpoints are read and parsed on a thread of their own (see `checkpoints`); its
+        // receiver lives in this closure, so that returning early lets the reader stop.
+        let (cp_tx, cp_rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(4);
+        {
+            let (store, origin, trusted) = (&store, origin.as_str(), trusted.as_slice());
+            let all = options.all_signatures;
+            scope.spawn(move || read_checkpoints(store, origin, trusted, all, &cp_tx));
+        }
+        let mut checkpoints = std::iter::from_fn(|| cp_rx.recv().ok())
+            .flatten()
+            .peekable();
+        // The empty tree may have a checkpoint too.
+        state.check_at(&mut checkpoints, &range)?;
         // The SHA-256 over every entry byte is most of the work, so two scanner threads (one per core)
         // take alternate segments of the log, read its bundles and check each entry against its leaf
         // hash, while this thread rebuilds the tree from the 32-byte leaf hashes alone. Results are taken
@@ -349,20 +289,22 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
                 return Err(failure);
             }
         }
-        Ok(())
+        if range.size() < size {
+            return Err(VerifyFailure::MissingEntry {
+                index: range.size(),
+            });
+        }
+        match checkpoints.next() {
+            Some(Item::Checkpoint { size: at, .. } | Item::Invalid(at, _)) => {
+                Err(VerifyFailure::Extra {
+                    what: format!("checkpoint at size {at}"),
+                    size,
+                })
+            }
+            Some(Item::Failed(failure)) => Err(failure),
+            None => Ok(()),
+        }
     })?;
-    if range.size() < size {
-        return Err(VerifyFailure::MissingEntry {
-            index: range.size(),
-        });
-    }
-    if let Some(extra) = checkpoints.next() {
-        let (at, _) = extra?;
-        return Err(VerifyFailure::Extra {
-            what: format!("checkpoint at size {at}"),
-            size,
-        });
-    }
     // Nothing may be stored past the tree: look at every stored level, scanned or not.
     for level in (1..64u8).filter(|l| stores_level(*l)) {
         let scan = levels.get_mut(usize::from(level)).and_then(Option::take);
@@ -376,11 +318,11 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
             return Err(VerifyFailure::Extra { what, size });
         }
     }
-    let latest = state.checked.last().map_or(0, |(s, _)| *s);
-    if latest != size || state.checked.is_empty() {
+    let latest = state.latest.unwrap_or(0);
+    if state.latest != Some(size) {
         return Err(VerifyFailure::Uncovered { size, latest });
     }
-    state.check_newest_signatures()?;
+    state.check_newest_signatures(&store)?;
     let CheckpointState {
         checked,
         signatures_checked,
@@ -395,7 +337,7 @@ pub fn verify_store(path: &Path, options: &VerifyOptions) -> Result<VerifyReport
         origin,
         size,
         root: range.root(),
-        checkpoints: checked.len() as u64,
+        checkpoints: checked,
         signatures_checked,
         after_compromise,
         entry_bytes,
@@ -476,159 +418,5 @@ fn node_mismatch(level: u8, index: u64) -> VerifyFailure {
         index,
         first,
         end: first + (1u64 << level),
-    }
-}
-
-/// What the checkpoint checks have found so far.
-struct CheckpointState<'a, T: Iterator<Item = Result<(u64, i64), LedgerError>>> {
-    origin: &'a str,
-    trusted: &'a [Trusted],
-    all_signatures: bool,
-    /// When each checkpoint was signed, in size order.
-    times: Peekable<T>,
-    /// (size, root) of every checkpoint checked, in order.
-    checked: Vec<(u64, Hash)>,
-    /// Per trusted key, the newest checkpoint it signed (size and note), whose signature is checked
-    /// at the end.
-    newest_by_key: Vec<Option<(u64, String)>>,
-    after_compromise: Vec<SignedAfterCompromise>,
-    signatures_checked: u64,
-    /// Whether the newest checkpoint so far carries the line of a key sound when it signed.
-    head_sound: bool,
-}
-
-impl<T: Iterator<Item = Result<(u64, i64), LedgerError>>> CheckpointState<'_, T> {
-    /// When the checkpoint at `size` was signed, if the store says.
-    fn signed_at(&mut self, size: u64) -> Result<Option<i64>, LedgerError> {
-        while let Some(item) = self.times.peek() {
-            match item {
-                Ok((at, _)) if *at < size => {
-                    self.times.next();
-                }
-                Ok((at, t)) if *at == size => return Ok(Some(*t)),
-                Ok(_) => return Ok(None),
-                Err(_) => return self.times.next().map_or(Ok(None), |r| r.map(|_| None)),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Checks every stored checkpoint whose size equals the recomputed tree's size. Checkpoints come
-    /// in size order and this runs at every size, so none is skipped.
-    fn check_at(
-        &mut self,
-        checkpoints: &mut Peekable<impl Iterator<Item = Result<(u64, String), LedgerError>>>,
-        range: &CompactRange,
-    ) -> Result<(), VerifyFailure> {
-        loop {
-            match checkpoints.peek() {
-                Some(Ok((at, _))) if *at == range.size() => {}
-                Some(Err(_)) => {
-                    return checkpoints
-                        .next()
-                        .map_or(Ok(()), |r| r.map(drop).map_err(Into::into));
-                }
-                _ => return Ok(()),
-            }
-            let Some(Ok((size, note))) = checkpoints.next() else {
-                return Ok(());
-            };
-            self.check_one(size, note, range)?;
-        }
-    }
-
-    fn check_one(
-        &mut self,
-        size: u64,
-        note: String,
-        range: &CompactRange,
-    ) -> Result<(), VerifyFailure> {
-        let invalid = |why: String| VerifyFailure::CheckpointInvalid { size, why };
-        let parsed = parse_note(&note).map_err(|e| invalid(e.to_string()))?;
-        let cp = Checkpoint::parse_body(parsed.body).map_err(|e| invalid(e.to_string()))?;
-        if cp.origin != self.origin {
-            return Err(invalid(format!("names log {:?}", cp.origin)));
-        }
-        if cp.size != size {
-            return Err(invalid(format!(
-                "is stored under size {size} but says {}",
-                cp.size
-            )));
-        }
-        if cp.root != range.root() {
-            return Err(VerifyFailure::CheckpointRootMismatch { size });
-        }
-        let signers: Vec<usize> = (0..self.trusted.len())
-            .filter(|&i| {
-                self.trusted
-                    .get(i)
-                    .is_some_and(|t| parsed.signatures.iter().any(|line| t.verifier.names(line)))
-            })
-            .collect();
-        if signers.is_empty() {
-            return Err(invalid("no signature by a trusted key".into()));
-        }
-        if self.all_signatures {
-            self.signatures_checked += 1;
-            let valid = signers.iter().any(|&i| {
-                self.trusted.get(i).is_some_and(|t| {
-                    parsed
-                        .signatures
-                        .iter()
-                        .any(|line| t.verifier.verifies(parsed.body, line))
-                })
-            });
-            if !valid {
-                return Err(invalid("no valid signature by a trusted key".into()));
-            }
-        }
-        let made_at = self.signed_at(size)?;
-        self.head_sound = false;
-        for &i in &signers {
-            let Some(t) = self.trusted.get(i) else {
-                continue;
-            };
-            if t.sound_at(made_at) {
-                self.head_sound = true;
-            } else if let Some(compromised_at) = t.compromised_at {
-                self.after_compromise.push(SignedAfterCompromise {
-                    size,
-                    vkey: t.verifier.to_vkey(),
-                    signed_at: made_at,
-                    compromised_at,
-                });
-            }
-        }
-        if !self.all_signatures {
-            for &i in &signers {
-                if let Some(slot) = self.newest_by_key.get_mut(i) {
-                    *slot = Some((size, note.clone()));
-                }
-            }
-        }
-        self.checked.push((size, cp.root));
-        Ok(())
-    }
-
-    /// Checks the signature of the newest checkpoint each trusted key signed.
-    fn check_newest_signatures(&mut self) -> Result<(), VerifyFailure> {
-        for (t, newest) in self.trusted.iter().zip(&self.newest_by_key) {
-            let Some((size, note)) = newest else { continue };
-            self.signatures_checked += 1;
-            let valid = parse_note(note).is_ok_and(|parsed| {
-                parsed
-                    .signatures
-                    .iter()
-                    .any(|line| t.verifier.verifies(parsed.body, line))
-            });
-            if !valid {
-                let name = t.verifier.to_vkey();
-                return Err(VerifyFailure::CheckpointInvalid {
-                    size: *size,
-                    why: format!("the signature of {name} does not verify"),
-                });
-            }
-        }
-        Ok(())
     }
 }
