@@ -99,6 +99,10 @@ pub struct Pipeline {
     /// officer's command that takes a key version out of use (revoke, destroy, shred): once such a
     /// command returns, no later entry can carry the version it took away.
     key_changes: tokio::sync::RwLock<()>,
+    /// Held while the checkpoint signer is read from the key store and put in force, so that two
+    /// refreshes cannot cross: without it, one that read the store before a revocation could put the
+    /// revoked key back after the revocation's own refresh.
+    signing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -148,6 +152,7 @@ impl Pipeline {
             limiter: RateLimiter::default(),
             claims: Claims::default(),
             key_changes: tokio::sync::RwLock::new(()),
+            signing: std::sync::Mutex::new(()),
         };
         // After a crash the index may trail the ledger by the last unindexed entries.
         p.index_usage()?;
@@ -193,6 +198,10 @@ impl Pipeline {
     /// refused when there is none. Blocking (it waits for the ledger's writer); says whether anything
     /// changed.
     pub fn refresh_signing(&self) -> Result<bool, PipelineError> {
+        let _one_at_a_time = self
+            .signing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = crate::keys::unix_now();
         let signing = crate::checkpoint_keys::signing(&self.keys, self.ledger.origin(), now)?;
         let wanted = signing.usable_signer(now).map(|s| s.verifier().clone());
