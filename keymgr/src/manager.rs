@@ -304,8 +304,25 @@ impl KeyManager {
 
     /// Makes a new primary version; the old one is deactivated (verify/decrypt only).
     pub fn rotate(&self, name: &str, now: Timestamp, actor: &str) -> Result<KeyRecord, Error> {
+        self.rotate_if(name, now, actor, |_| true)
+            .map(|(record, _)| record)
+    }
+
+    /// Rotates `name` if `wanted` holds for its record as read under the write lock; says whether it
+    /// did. Two requests that both find a subject key expired (or shredded) make one new version
+    /// between them, not two.
+    pub(crate) fn rotate_if(
+        &self,
+        name: &str,
+        now: Timestamp,
+        actor: &str,
+        wanted: impl FnOnce(&KeyRecord) -> bool,
+    ) -> Result<(KeyRecord, bool), Error> {
         let _guard = self.lock();
         let mut record = self.record(name)?;
+        if !wanted(&record) {
+            return Ok((record, false));
+        }
         let version = record.next_version();
         let (new, _) = self.new_version(name, version, record.purpose, now, actor)?;
         record.rotate(new, now, actor)?;
@@ -320,7 +337,7 @@ impl KeyManager {
             Some(version),
             String::new(),
         )?;
-        Ok(record)
+        Ok((record, true))
     }
 
     /// Revokes a version. A compromise may be dated back with `occurred_at`.

@@ -94,15 +94,13 @@ impl KeyManager {
         for i in existing {
             let Some(name) = names.get(i) else { continue };
             let found = match self.primary(name, now) {
-                Err(Error::Unusable(UseError::Expired { .. })) => self
-                    .rotate(name, now, actor)
-                    .and_then(|_| self.primary(name, now)),
-                // Shredded: the erasure covers what was sealed before it; new data gets a fresh key.
-                Err(Error::Unusable(UseError::NoUsableVersion(_)))
-                    if self.record(name).is_ok_and(|r| r.destroyed()) =>
-                {
-                    self.rotate(name, now, actor)
-                        .and_then(|_| self.primary(name, now))
+                // Expired, or shredded (the erasure covers what was sealed before it; new data gets
+                // a fresh key): one new version, however many requests found it so at once.
+                Err(Error::Unusable(UseError::Expired { .. } | UseError::NoUsableVersion(_))) => {
+                    self.rotate_if(name, now, actor, |r| {
+                        r.destroyed() || matches!(r.usable(now), Err(UseError::Expired { .. }))
+                    })
+                    .and_then(|_| self.primary(name, now))
                 }
                 other => other,
             };

@@ -562,3 +562,19 @@ fn a_subject_key_takes_at_most_150_bytes_at_rest() {
     }
     assert!(per_key <= 150.0, "{per_key:.0} bytes per subject key");
 }
+
+#[test]
+fn concurrent_requests_for_a_shredded_subject_make_one_fresh_key() {
+    let (_d, m) = fresh();
+    m.subject_key("S", T0, "gateway").unwrap();
+    m.shred_subject("S", T0 + 1, "officer").unwrap();
+    let versions: Vec<u32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| m.subject_key("S", T0 + 2, "gateway").unwrap().version))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(versions, vec![2; 8]);
+    let record = m.show(&KeyManager::subject_key_name("S")).unwrap();
+    assert_eq!(record.versions.len(), 2);
+}
