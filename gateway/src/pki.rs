@@ -1,5 +1,5 @@
-//! The development PKI that `gateway init` makes: a CA, the server's certificate, provider, officer and
-//! revoked-provider client certificates, and a CRL listing the revoked one. For development and tests
+//! The development PKI that `gateway init` makes: a CA, the server's certificate, provider, officer,
+//! registry and revoked-provider client certificates, and a CRL listing the revoked one. For development and tests
 //! only: production nodes use the operator's own PKI (see the README).
 
 use std::path::Path;
@@ -77,7 +77,7 @@ fn client(
 }
 
 /// Writes the development PKI into `dir` (which must not hold one yet): `ca.pem ca.key server.pem
-/// server.key provider-a.* provider-b.* officer.* revoked.* crl.pem`. Keys are written 0600.
+/// server.key provider-a.* provider-b.* officer.* revoked.* registry.* crl.pem`. Keys are written 0600.
 pub fn make_dev_pki(dir: &Path, now: OffsetDateTime) -> Result<(), PkiError> {
     let ca_key = KeyPair::generate().map_err(generate("the CA key"))?;
     let mut ca = CertificateParams::default();
@@ -122,6 +122,7 @@ pub fn make_dev_pki(dir: &Path, now: OffsetDateTime) -> Result<(), PkiError> {
         ("provider-b", Some(provider_uri("provider-b")), 11),
         ("officer", None, 12),
         ("revoked", Some(provider_uri("revoked")), 13),
+        ("registry", None, 14),
     ];
     for (name, uri, serial) in clients {
         let (pem, key) = client(name, uri, serial, &issuer, now)?;

@@ -608,6 +608,18 @@ impl KeyManager {
         Ok(self.record(name)?.trusted_at(version, made_at))
     }
 
+    /// Records an event that is not a key change (a sealed value read in clear by someone other than
+    /// its provider, …) in the audit trail, durably, before the caller acts on it.
+    pub fn audit_event(
+        &self,
+        now: Timestamp,
+        actor: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<(), Error> {
+        self.commit_with_audit(Batch::default(), now, actor, action, None, None, detail)
+    }
+
     /// Makes every change written so far durable; concurrent callers share one flush, and it returns
     /// at once when nothing is pending.
     pub fn sync(&self) -> Result<(), Error> {

@@ -161,6 +161,9 @@ pub struct RecordType {
     pub submit: BTreeSet<String>,
     /// Roles that may read it.
     pub read: BTreeSet<String>,
+    /// Roles that may read its sealed values in clear, besides the provider that submitted the
+    /// record (which always may): by default nobody else.
+    pub unseal: BTreeSet<String>,
     /// The top-level field naming the data subject (per-subject keys and shredding).
     pub subject_field: String,
     /// What to do with undeclared fields.

@@ -359,6 +359,7 @@ impl<'a> Parser<'a> {
                 &[
                     "submit",
                     "read",
+                    "unseal",
                     "subject_field",
                     "unknown_fields",
                     "fields",
@@ -376,6 +377,7 @@ impl<'a> Parser<'a> {
             };
             let submit = roles(self, "submit");
             let read = roles(self, "read");
+            let unseal = roles(self, "unseal");
             let unknown_fields = match tm.get("unknown_fields") {
                 None => UnknownFields::Reject,
                 Some(Value::String(s)) if s == "reject" => UnknownFields::Reject,
@@ -435,6 +437,7 @@ impl<'a> Parser<'a> {
                 name: name.to_owned(),
                 submit,
                 read,
+                unseal,
                 subject_field: subject_field.unwrap_or_default(),
                 unknown_fields,
                 fields,

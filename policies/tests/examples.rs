@@ -50,7 +50,12 @@ fn the_example_directory_loads_as_one_policy() {
         p.record_types().keys().collect::<Vec<_>>(),
         ["lab_result", "loan_application"]
     );
-    assert_eq!(p.subjects().len(), 3);
+    assert_eq!(p.subjects().len(), 4);
+    assert_eq!(
+        p.record_types()["lab_result"].unseal,
+        ["registry".to_owned()].into_iter().collect()
+    );
+    assert!(p.record_types()["loan_application"].unseal.is_empty());
     assert_eq!(p.digest_hex().len(), 64);
     // The digest is of the meaning: loading again gives the same one.
     assert_eq!(p.digest(), examples().digest());

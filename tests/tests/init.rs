@@ -57,6 +57,8 @@ fn init_makes_a_complete_private_node_directory_and_finds_it_again() {
         "pki/officer.key",
         "pki/revoked.pem",
         "pki/revoked.key",
+        "pki/registry.pem",
+        "pki/registry.key",
         "pki/crl.pem",
         "policies/subjects.yaml",
         "policies/finance.yaml",

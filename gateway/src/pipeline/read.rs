@@ -20,8 +20,15 @@ impl Pipeline {
         }
     }
 
-    /// Reads a record back: the desensitized entry, its sealed fields (or that they were shredded), and
-    /// an inclusion proof against the latest checkpoint.
+    /// Reads a record back: the desensitized entry, its sealed fields, and an inclusion proof against
+    /// the latest checkpoint.
+    ///
+    /// Who sees what: the provider that submitted the record may read it; any other subject needs the
+    /// read role for its type and, without it, gets the same `not_found` as for an id that does not
+    /// exist (no existence oracle). Sealed values come in clear only to the
+    /// provider that submitted the record and to roles in the type's `unseal`, and every read in clear
+    /// by anyone but the provider is in the audit trail before the answer is sent; everyone else sees
+    /// `{"status": "sealed"}` (or `shredded`), never the value.
     pub fn read(
         &self,
         peer: &PeerIdentity,
@@ -46,14 +53,43 @@ impl Pipeline {
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        // Reading needs the read role for the record's type, whoever submitted it.
-        policy
-            .authorize(subject, Action::Read, record_type)
-            .map_err(|_| forbidden("may not read this record"))?;
+        // The provider that submitted a record may read it back; anyone else needs the read role
+        // for its type, and without it gets the answer for a missing id.
+        let owner = subject.name == provider;
+        let rt = if owner {
+            policy
+                .record_types()
+                .get(record_type)
+                .ok_or_else(not_found)?
+        } else {
+            policy
+                .authorize(subject, Action::Read, record_type)
+                .map_err(|_| not_found())?
+        };
+        let may_unseal = owner || subject.roles.iter().any(|r| rt.unseal.contains(r));
         let mut sealed = Map::new();
+        let mut unsealed = Vec::new();
         for (path, rec) in self.vault.sealed(provider, id)? {
-            let opened = self.open_sealed(provider, id, &path, &rec);
+            let opened = if may_unseal {
+                self.open_sealed(provider, id, &path, &rec)
+            } else if self.destroyed(&rec) {
+                json!({ "status": "shredded" })
+            } else {
+                json!({ "status": "sealed" })
+            };
+            if !owner && opened.get("value").is_some() {
+                unsealed.push(path.clone());
+            }
             sealed.insert(path, opened);
+        }
+        if !unsealed.is_empty() {
+            // Audited before anything is disclosed: no audit, no answer.
+            let detail = format!(
+                "provider {provider}, record {id}, fields {}",
+                unsealed.join(",")
+            );
+            self.keys
+                .audit_event(crate::keys::unix_now(), &subject.name, "unseal", detail)?;
         }
         let checkpoint = self.ledger.checkpoint();
         let size = checkpoint.checkpoint.size;
@@ -69,6 +105,14 @@ impl Pipeline {
             "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
             "checkpoint": checkpoint.note,
         }))
+    }
+
+    /// Whether the key a value was sealed under is destroyed (shredded), without unwrapping it.
+    fn destroyed(&self, rec: &SealedRecord) -> bool {
+        self.keys.show(&rec.key).is_ok_and(|r| {
+            r.version(rec.version)
+                .is_none_or(|v| matches!(v.state, keymgr::VersionState::Destroyed { .. }))
+        })
     }
 
     fn open_sealed(&self, provider: &str, id: &str, path: &str, rec: &SealedRecord) -> Value {

@@ -1,0 +1,116 @@
+//! Who reads sealed values: the read matrix of a running node (owner, another provider, an auditor
+//! without `unseal`, a role with `unseal`, a subject that may not read the type, missing against
+//! existing ids, after a shred), with the exact answers.
+
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use e2e::client::Answer;
+use e2e::node::{Node, init_node};
+use e2e::stderr;
+use serde_json::{Value, json};
+
+fn read(node: &Node, who: &str, path: &str) -> Answer {
+    node.client(who)
+        .request(node.addr, "GET", path, None)
+        .unwrap()
+}
+
+#[test]
+fn sealed_values_reach_their_owner_and_the_unseal_roles_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let node = Node::start(&dir);
+    let a = node.client("provider-a");
+    let loan = json!({ "type": "loan_application", "id": "APP-1", "fields": {
+        "applicant_id": "person-1", "salary": 52000.5, "amount": 1000, "currency": "EUR" } });
+    assert_eq!(a.submit(node.addr, &loan).status, 201);
+    let lab = json!({ "type": "lab_result", "id": "LAB-1", "fields": {
+        "patient_id": "person-2", "birth_date": "1980-01-02", "test_code": "HB", "value": 13.5,
+        "diagnosis": "anaemia", "collected_at": "2026-11-30T10:00:00Z" } });
+    assert_eq!(a.submit(node.addr, &lab).status, 201);
+
+    let salary = |who: &str, path: &str| read(&node, who, path).json()["sealed"]["salary"].clone();
+    let diagnosis =
+        |who: &str, path: &str| read(&node, who, path).json()["sealed"]["diagnosis"].clone();
+    let in_clear = |v: &str| json!({ "status": "sealed", "value": v });
+    // loan_application: read by providers and auditors, unsealed by nobody but the owner.
+    assert_eq!(
+        salary("provider-a", "/v1/records/APP-1"),
+        json!({ "status": "sealed", "value": 52000.5 })
+    );
+    assert_eq!(
+        salary("provider-b", "/v1/records/APP-1?provider=provider-a"),
+        json!({ "status": "sealed" })
+    );
+    assert_eq!(
+        salary("officer", "/v1/records/APP-1?provider=provider-a"),
+        json!({ "status": "sealed" })
+    );
+    // lab_result: read by auditors and the registry, unsealed by the registry (and the owner).
+    assert_eq!(
+        diagnosis("provider-a", "/v1/records/LAB-1"),
+        in_clear("anaemia")
+    );
+    assert_eq!(
+        diagnosis("registry", "/v1/records/LAB-1?provider=provider-a"),
+        in_clear("anaemia")
+    );
+    assert_eq!(
+        diagnosis("officer", "/v1/records/LAB-1?provider=provider-a"),
+        json!({ "status": "sealed" })
+    );
+    // A subject that may not read lab results learns nothing of which ids exist.
+    let existing = read(&node, "provider-b", "/v1/records/LAB-1?provider=provider-a");
+    let missing = read(&node, "provider-b", "/v1/records/LAB-9?provider=provider-a");
+    assert_eq!(
+        (existing.status, existing.json()["code"].clone()),
+        (404, json!("not_found"))
+    );
+    assert_eq!(
+        (missing.status, missing.json()["code"].clone()),
+        (404, json!("not_found"))
+    );
+    assert_eq!(
+        existing.json()["detail"]
+            .as_str()
+            .unwrap()
+            .replace("LAB-1", "X"),
+        missing.json()["detail"]
+            .as_str()
+            .unwrap()
+            .replace("LAB-9", "X")
+    );
+    // Every read in clear by anyone but the owner is in the audit trail, before the answer.
+    let audit = node.keymgr("officer", &["audit", "--json"]);
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    let events: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let unseals: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "unseal")
+        .collect();
+    assert_eq!(unseals.len(), 1, "{events}");
+    assert_eq!(unseals[0]["actor"], "registry");
+    assert_eq!(
+        unseals[0]["detail"],
+        "provider provider-a, record LAB-1, fields diagnosis"
+    );
+    // After a shred every reader sees that the value is gone.
+    let out = node.keymgr("officer", &["shred", "--subject", "person-2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for who in ["provider-a", "registry", "officer"] {
+        let path = "/v1/records/LAB-1?provider=provider-a";
+        assert_eq!(
+            diagnosis(who, path),
+            json!({ "status": "shredded" }),
+            "{who}"
+        );
+    }
+}
