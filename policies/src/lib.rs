@@ -53,6 +53,7 @@ mod model;
 mod parse;
 mod record;
 mod set;
+mod strict_json;
 mod transform;
 
 pub use error::{PolicyError, PolicyErrors, RecordError, RecordErrorCode};

@@ -49,7 +49,8 @@ pub fn parse_json(bytes: &[u8], limits: JsonLimits) -> Result<Value, RecordError
             why,
         ));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    // Strict: an object naming a key twice is refused, not resolved to whichever came last.
+    let value: Value = crate::strict_json::from_slice(bytes).map_err(|e| {
         let why = if e.to_string().contains("recursion limit") {
             format!("nested deeper than {} levels", limits.max_depth)
         } else {

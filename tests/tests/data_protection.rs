@@ -114,3 +114,47 @@ fn sealed_values_reach_their_owner_and_the_unseal_roles_only() {
         );
     }
 }
+
+#[test]
+fn a_record_that_names_a_key_twice_is_refused_not_resolved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let a = node.client("provider-a");
+    let body = br#"{"type": "loan_application", "id": "DUP-1", "fields": {"applicant_id": "p", "amount": 1, "currency": "EUR", "amount": 1000000}}"#;
+    let answer = a
+        .request(node.addr, "POST", "/v1/records", Some(body))
+        .unwrap();
+    assert_eq!(
+        (answer.status, answer.json()["code"].as_str()),
+        (400, Some("malformed_json")),
+        "{}",
+        answer.text()
+    );
+    assert!(
+        answer.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `amount`"),
+        "{}",
+        answer.text()
+    );
+    // The same inside a batch line: that line alone is refused.
+    let batch = [
+        &body[..],
+        br#"{"type": "loan_application", "id": "DUP-2", "fields": {"applicant_id": "p", "amount": 1, "currency": "EUR"}}"#,
+    ]
+    .join(&b'\n');
+    let lines = a
+        .request(node.addr, "POST", "/v1/records:batch", Some(&batch))
+        .unwrap()
+        .text();
+    let statuses: Vec<u64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, vec![400, 201]);
+}

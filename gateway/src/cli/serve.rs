@@ -62,10 +62,12 @@ fn curl_commands(dir: &Path, listen: SocketAddr) -> String {
         )
     };
     let url = format!("https://localhost:{}", listen.port());
-    let record = r#"{"type":"loan_application","id":"A-1001","fields":{"applicant_id":"A-1001","name":"Erika Mustermann","phone":"+49 170 1234567","age":37,"birth_date":"1987-06-15","salary":52000.5,"amount":250000,"currency":"EUR"}}"#;
+    // The record id is the provider's own reference, on the shared ledger in clear: never a person's
+    // id (the applicant's is hashed by the policy).
+    let record = r#"{"type":"loan_application","id":"LOAN-2026-0001","fields":{"applicant_id":"A-1001","name":"Erika Mustermann","phone":"+49 170 1234567","age":37,"birth_date":"1987-06-15","salary":52000.5,"amount":250000,"currency":"EUR"}}"#;
     format!(
         "Submit a record as provider-a:\n  curl {a} -H 'content-type: application/json' -d '{record}' {url}/v1/records\n\
-         Read it back (desensitized, with its inclusion proof):\n  curl {a} {url}/v1/records/A-1001\n\
+         Read it back (desensitized, with its inclusion proof):\n  curl {a} {url}/v1/records/LOAN-2026-0001\n\
          The signed checkpoint:\n  curl {a} {url}/v1/checkpoint\n",
         a = tls("provider-a"),
     )
