@@ -3,7 +3,6 @@
 //! 1000000}` must not mean whichever the parser happened to keep, and two systems reading the same
 //! bytes must not disagree about them.
 
-use serde::Deserializer as _;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
