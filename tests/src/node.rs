@@ -79,6 +79,18 @@ impl Node {
     /// Starts the node of `dir` under `prefix` (a command that runs it, e.g. `prlimit --nofile=64`),
     /// with its standard error sent to `stderr`, and waits until it accepts connections.
     pub fn start_with(dir: &Path, prefix: &[&str], stderr: Stdio) -> Node {
+        Node::start_logging(dir, prefix, stderr, &["--log-format", "text"], "warn")
+    }
+
+    /// [`Node::start_with`] with the log's global arguments (`--log-format json`) and filter
+    /// (`LEDGERGATE_LOG`) given.
+    pub fn start_logging(
+        dir: &Path,
+        prefix: &[&str],
+        stderr: Stdio,
+        log_args: &[&str],
+        filter: &str,
+    ) -> Node {
         let addr = free_port();
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
@@ -89,11 +101,12 @@ impl Node {
             None => Command::new(gateway_bin()),
         };
         let child = command
+            .args(log_args)
             .args(["serve", "--config"])
             .arg(dir.join("gateway.yaml"))
             .arg("--listen")
             .arg(addr.to_string())
-            .env("LEDGERGATE_LOG", "warn")
+            .env("LEDGERGATE_LOG", filter)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

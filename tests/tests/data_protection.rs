@@ -158,3 +158,124 @@ fn a_record_that_names_a_key_twice_is_refused_not_resolved() {
         .collect();
     assert_eq!(statuses, vec![400, 201]);
 }
+
+/// Every file under `dir`, as bytes.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn no_personal_data_or_secret_reaches_the_log_and_no_protected_value_the_ledger() {
+    for format in ["text", "json"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init_node(tmp.path());
+        let log_path = tmp.path().join("node.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut node = Node::start_logging(
+            &dir,
+            &[],
+            std::process::Stdio::from(log),
+            &["--log-format", format],
+            "debug",
+        );
+        let a = node.client("provider-a");
+        let loan = json!({ "type": "loan_application", "id": "LOAN-XJ-4471", "fields": {
+            "applicant_id": "APPLICANT-7781", "name": "Erika Mustermann", "phone": "+49 170 1234567",
+            "email": "erika@example.org", "salary": 52917.25, "amount": 250000, "currency": "EUR" } });
+        let lab = json!({ "type": "lab_result", "id": "LAB-XJ-9902", "fields": {
+            "patient_id": "PATIENT-5523", "patient_name": "Max Beispiel", "birth_date": "1980-01-02",
+            "test_code": "HB", "value": 13.5, "diagnosis": "iron-deficiency-anaemia",
+            "collected_at": "2026-11-30T10:00:00Z", "clinician": "Dr-Quincy-Harlow" } });
+        assert_eq!(a.submit(node.addr, &loan).status, 201);
+        assert_eq!(a.submit(node.addr, &lab).status, 201);
+        // Failures of every kind, which are what gets logged.
+        let mut conflict = loan.clone();
+        conflict["fields"]["amount"] = json!(1);
+        assert_eq!(a.submit(node.addr, &conflict).status, 409);
+        let mut invalid = loan.clone();
+        invalid["fields"]["currency"] = json!("XYZ-SECRET-CURRENCY");
+        invalid["id"] = json!("LOAN-XJ-4471-B");
+        let refused = a.submit(node.addr, &invalid);
+        assert_eq!(refused.status, 422);
+        assert!(
+            !refused.text().contains("XYZ-SECRET-CURRENCY"),
+            "a problem detail quotes a submitted value: {}",
+            refused.text()
+        );
+        read(&node, "provider-a", "/v1/records/LOAN-XJ-4471");
+        read(
+            &node,
+            "registry",
+            "/v1/records/LAB-XJ-9902?provider=provider-a",
+        );
+        read(
+            &node,
+            "provider-b",
+            "/v1/records/LAB-XJ-9902?provider=provider-a",
+        );
+        for args in [
+            &["shred", "--subject", "PATIENT-5523"][..],
+            &["shred", "--subject", "APPLICANT-7781"][..],
+            &["rotate", "pseudonym"][..],
+        ] {
+            let out = node.keymgr("officer", args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        assert_eq!(node.stop(), Some(0));
+
+        let log = std::fs::read(&log_path).unwrap();
+        assert!(!log.is_empty(), "the node logged nothing at debug level");
+        let passphrase = std::fs::read_to_string(dir.join("kek.pass")).unwrap();
+        let personal = [
+            "APPLICANT-7781",
+            "PATIENT-5523",
+            "Erika Mustermann",
+            "+49 170 1234567",
+            "erika@example.org",
+            "52917.25",
+            "Max Beispiel",
+            "iron-deficiency-anaemia",
+            "Dr-Quincy-Harlow",
+            "XYZ-SECRET-CURRENCY",
+            "LOAN-XJ-4471",
+            "LAB-XJ-9902",
+            passphrase.trim_end(),
+        ];
+        for needle in personal {
+            assert!(
+                !contains(&log, needle),
+                "{format} log carries {needle:?}:\n{}",
+                String::from_utf8_lossy(&log)
+            );
+        }
+        // Dropped, hashed and sealed values are in no file of the data directory (record ids are
+        // the provider's references and travel in clear, by design: see docs/gateway.md).
+        for (path, bytes) in files(&dir.join("data")) {
+            for needle in &personal[..10] {
+                assert!(
+                    !contains(&bytes, needle),
+                    "{} holds {needle:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
