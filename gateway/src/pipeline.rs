@@ -71,6 +71,20 @@ pub enum PipelineError {
     /// An officer's key command was refused or failed.
     #[error(transparent)]
     Admin(keymgr::Error),
+    /// A sealed field whose subject key was shredded: its value and opening are gone for good.
+    #[error("the value at `{path}` was shredded")]
+    Shredded {
+        /// The field path.
+        path: String,
+    },
+    /// A sealed field that has no opening.
+    #[error("no opening for `{path}`: {why}")]
+    NoOpening {
+        /// The field path.
+        path: String,
+        /// Why.
+        why: String,
+    },
     /// Storage failed under a whole batch; each of its records gets this (the cause is logged once).
     #[error("storage failed: {0}")]
     Unavailable(String),

@@ -10,12 +10,16 @@
 //! |---|---|
 //! | `vault/submission/` ‖ provider ‖ 0 ‖ record id | locator: entry index, checkpoint size, then request MAC ‖ `\n` ‖ sealed values |
 //!
-//! Sealed values are JSON `{path: {key, version, blob}}` (blob = XChaCha20-Poly1305 of the value's
-//! canonical JSON under the subject key), or nothing when the record sealed none. One key per record:
+//! Sealed values are JSON `{path: {key, version, blob}}` (blob: see `seal`, which owns the cipher,
+//! the AAD and the plaintext layout), or nothing when the record sealed none. One key per record:
 //! sled's cost is per key, and every key here is one more per submission.
+
+mod seal;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+pub use seal::{Opened, SealError, open, seal};
 
 use serde::{Deserialize, Serialize};
 

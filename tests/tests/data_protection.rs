@@ -279,3 +279,143 @@ fn no_personal_data_or_secret_reaches_the_log_and_no_protected_value_the_ledger(
         }
     }
 }
+
+/// Checks an opening the way an independent party would, in Python with only its standard library:
+/// the commitment over salt ‖ canonical JSON, the commitment inside the exact entry bytes, the leaf
+/// hash, and the RFC 9162 inclusion proof up to the checkpoint's root.
+const PYTHON_CHECK: &str = r#"
+import base64, hashlib, json, sys
+o = json.load(sys.stdin)
+b = base64.b64decode
+h = lambda data: hashlib.sha256(data).digest()
+canonical = json.dumps(o["value"], separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+assert canonical == b(o["canonical"]), (canonical, b(o["canonical"]))
+assert base64.b64encode(h(b(o["salt"]) + canonical)).decode() == o["commitment"], "commitment"
+entry = b(o["entry"])
+field = o["path"].split(".")
+payload = json.loads(entry)["payload"]
+for part in field:
+    payload = payload[part]
+assert payload == "sealed:sha256:" + o["commitment"], "the commitment is not in the entry"
+leaf = h(b"\x00" + entry)
+assert base64.b64encode(leaf).decode() == o["leaf_hash"], "leaf hash"
+fn, sn, r = o["proof"]["leaf_index"], o["proof"]["tree_size"] - 1, leaf
+assert fn <= sn
+for p in map(b, o["proof"]["hashes"]):
+    assert sn != 0
+    if fn & 1 or fn == sn:
+        r = h(b"\x01" + p + r)
+        while not fn & 1 and fn != 0:
+            fn >>= 1
+            sn >>= 1
+    else:
+        r = h(b"\x01" + r + p)
+    fn >>= 1
+    sn >>= 1
+root = b(o["checkpoint"].split("\n")[2])
+assert sn == 0 and r == root, "inclusion proof"
+print("opening verified")
+"#;
+
+fn python_check(opening: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PYTHON_CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(opening.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_opening_verifies_against_the_ledger_in_python() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let a = node.client("provider-a");
+    // Some records before and after, so that the proof has a few levels.
+    for i in 0..5 {
+        let filler = json!({ "type": "loan_application", "id": format!("F-{i}"), "fields": {
+            "applicant_id": format!("f-{i}"), "amount": i, "currency": "EUR" } });
+        assert_eq!(a.submit(node.addr, &filler).status, 201);
+    }
+    let loan = json!({ "type": "loan_application", "id": "OPEN-1", "fields": {
+        "applicant_id": "person-9", "salary": 52000.5, "amount": 10, "currency": "EUR" } });
+    assert_eq!(a.submit(node.addr, &loan).status, 201);
+    let lab = json!({ "type": "lab_result", "id": "OPEN-2", "fields": {
+        "patient_id": "person-8", "birth_date": "1980-01-02", "test_code": "HB", "value": 13.5,
+        "diagnosis": "Anämie \"leicht\"\n", "collected_at": "2026-11-30T10:00:00Z" } });
+    assert_eq!(a.submit(node.addr, &lab).status, 201);
+
+    let own = read(&node, "provider-a", "/v1/records/OPEN-1/openings/salary");
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["value"], json!(52000.5));
+    assert_eq!(python_check(&own.text()), "opening verified\n");
+    // The checkpoint the proof ends in is signed by the node's key.
+    let vkey = read(&node, "provider-a", "/v1/checkpoint/key").text();
+    let verifier = gateway::ledger::NoteVerifier::from_vkey(vkey.trim()).unwrap();
+    gateway::ledger::SignedCheckpoint::open(
+        own.json()["checkpoint"].as_str().unwrap(),
+        &[verifier],
+    )
+    .unwrap();
+    // A role in `unseal`, with a string that needs escaping and non-ASCII characters.
+    let registry = read(
+        &node,
+        "registry",
+        "/v1/records/OPEN-2/openings/diagnosis?provider=provider-a",
+    );
+    assert_eq!(registry.status, 200, "{}", registry.text());
+    assert_eq!(python_check(&registry.text()), "opening verified\n");
+    // Nobody else gets one, nor learns whether the record exists.
+    for (who, path) in [
+        (
+            "provider-b",
+            "/v1/records/OPEN-1/openings/salary?provider=provider-a",
+        ),
+        (
+            "officer",
+            "/v1/records/OPEN-1/openings/salary?provider=provider-a",
+        ),
+        (
+            "provider-b",
+            "/v1/records/NOPE/openings/salary?provider=provider-a",
+        ),
+    ] {
+        let answer = read(&node, who, path);
+        assert_eq!(
+            (answer.status, answer.json()["code"].as_str()),
+            (404, Some("not_found")),
+            "{who} {path}: {}",
+            answer.text()
+        );
+    }
+    let no_field = read(&node, "provider-a", "/v1/records/OPEN-1/openings/amount");
+    assert_eq!(
+        (no_field.status, no_field.json()["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // A shredded field has no opening.
+    let out = node.keymgr("officer", &["shred", "--subject", "person-9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = read(&node, "provider-a", "/v1/records/OPEN-1/openings/salary");
+    assert_eq!(
+        (gone.status, gone.json()["code"].as_str()),
+        (410, Some("shredded")),
+        "{}",
+        gone.text()
+    );
+}

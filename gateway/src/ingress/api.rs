@@ -37,6 +37,7 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget) -> Router {
         )
         .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
         .route("/v1/records/{id}", get(read))
+        .route("/v1/records/{id}/openings/{path}", get(opening))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoint/key", get(checkpoint_key))
         .route("/v1/checkpoint/keys", get(checkpoint_keys))
@@ -129,6 +130,30 @@ async fn read(
     match p.read(&peer, q.provider.as_deref(), &id) {
         Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
         Err(e) => problem(&e).into_response(),
+    }
+}
+
+async fn opening(
+    State(p): State<Arc<Pipeline>>,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<ReadQuery>,
+    req: Request<Body>,
+) -> Response {
+    let peer = match peer(&req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // An audited read in clear writes the key store: off the async workers.
+    let p2 = Arc::clone(&p);
+    let answer =
+        tokio::task::spawn_blocking(move || p2.opening(&peer, q.provider.as_deref(), &id, &path))
+            .await;
+    match answer {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => problem(&e).into_response(),
+        Err(e) => {
+            problem(&crate::pipeline::PipelineError::Unavailable(e.to_string())).into_response()
+        }
     }
 }
 

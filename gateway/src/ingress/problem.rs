@@ -83,6 +83,8 @@ pub fn problem(e: &PipelineError) -> Problem {
             };
         }
         PipelineError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        PipelineError::Shredded { .. } => (StatusCode::GONE, "shredded"),
+        PipelineError::NoOpening { .. } => (StatusCode::NOT_FOUND, "not_found"),
         PipelineError::NotFound { .. } | PipelineError::Ledger(LedgerError::NoSuchEntry { .. }) => {
             (StatusCode::NOT_FOUND, "not_found")
         }

@@ -1,7 +1,6 @@
 //! Reading back: a record with its sealed values and an inclusion proof, and who may read raw entries.
 
 use base64::Engine as _;
-use keymgr::Kek;
 use policies::{Action, PeerIdentity};
 use serde_json::{Map, Value, json};
 
@@ -116,25 +115,120 @@ impl Pipeline {
     }
 
     fn open_sealed(&self, provider: &str, id: &str, path: &str, rec: &SealedRecord) -> Value {
+        match self.unseal(provider, id, path, rec) {
+            Ok(opened) => json!({ "status": "sealed", "value": opened.value }),
+            Err(PipelineError::Shredded { .. }) => json!({ "status": "shredded" }),
+            Err(_) => json!({ "status": "unavailable" }),
+        }
+    }
+
+    /// Opens one sealed value under its subject key.
+    fn unseal(
+        &self,
+        provider: &str,
+        id: &str,
+        path: &str,
+        rec: &SealedRecord,
+    ) -> Result<crate::vault::Opened, PipelineError> {
         let material = match self.keys.version_material(&rec.key, rec.version) {
             Ok(m) => m,
             Err(keymgr::Error::Illegal(keymgr::TransitionError::Destroyed(_))) => {
-                return json!({ "status": "shredded" });
+                return Err(PipelineError::Shredded {
+                    path: path.to_owned(),
+                });
             }
-            Err(_) => return json!({ "status": "unavailable" }),
+            Err(e) => return Err(e.into()),
         };
-        let aad = format!("ledgergate-sealed/1\0{provider}\0{id}\0{path}");
-        let value = Kek::from_secret(&material)
-            .zip(
-                base64::engine::general_purpose::STANDARD
-                    .decode(&rec.blob)
-                    .ok(),
-            )
-            .and_then(|(k, blob)| k.unwrap(&blob, aad.as_bytes()).ok())
-            .and_then(|plain| serde_json::from_slice::<Value>(plain.expose()).ok());
-        match value {
-            Some(v) => json!({ "status": "sealed", "value": v }),
-            None => json!({ "status": "unavailable" }),
+        crate::vault::open(&material, (provider, id, path), &rec.blob)
+            .map_err(|e| VaultError::Corrupt(e.to_string()).into())
+    }
+
+    /// The opening of one sealed field's commitment, for the provider that submitted the record or
+    /// a role in the type's `unseal` (audited as a read in clear): the value, the salt, the exact
+    /// entry bytes that hold the commitment, and the entry's inclusion proof against the latest
+    /// checkpoint, so that anyone can check the value against the ledger (docs/gateway.md,
+    /// "Openings"). A shredded field has none.
+    pub fn opening(
+        &self,
+        peer: &PeerIdentity,
+        provider: Option<&str>,
+        id: &str,
+        path: &str,
+    ) -> Result<Value, PipelineError> {
+        let policy = self.policy();
+        let subject = policy.identify(peer)?;
+        let provider = provider.unwrap_or(&subject.name);
+        let not_found = || PipelineError::NotFound {
+            provider: provider.to_owned(),
+            id: id.to_owned(),
+        };
+        let index = self
+            .vault
+            .submission(provider, id)?
+            .ok_or_else(not_found)?
+            .index;
+        let bytes = self.ledger.entry(index)?;
+        let entry: Value =
+            serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        let record_type = entry
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let owner = subject.name == provider;
+        // Opening is unsealing: the owner, or the read and unseal roles; anyone else learns nothing.
+        let may = owner
+            || policy
+                .authorize(subject, Action::Read, record_type)
+                .is_ok_and(|rt| subject.roles.iter().any(|r| rt.unseal.contains(r)));
+        if !may {
+            return Err(not_found());
         }
+        let rec = self
+            .vault
+            .sealed(provider, id)?
+            .into_iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, rec)| rec)
+            .ok_or_else(|| PipelineError::NoOpening {
+                path: path.to_owned(),
+                why: "the record has no sealed field at that path".into(),
+            })?;
+        let opened = self.unseal(provider, id, path, &rec)?;
+        let salt = opened.salt.ok_or_else(|| PipelineError::NoOpening {
+            path: path.to_owned(),
+            why: "sealed before commitments could be opened (its salt was not kept)".into(),
+        })?;
+        let commitment = entry
+            .pointer(&format!("/payload/{}", path.replace('.', "/")))
+            .and_then(Value::as_str)
+            .and_then(|c| c.strip_prefix("sealed:sha256:"))
+            .ok_or_else(|| VaultError::Corrupt(format!("no commitment at {path}")))?
+            .to_owned();
+        if !owner {
+            let detail = format!("provider {provider}, record {id}, fields {path} (opening)");
+            self.keys
+                .audit_event(crate::keys::unix_now(), &subject.name, "unseal", detail)?;
+        }
+        let checkpoint = self.ledger.checkpoint();
+        let size = checkpoint.checkpoint.size;
+        let hashes: Vec<String> = self
+            .ledger
+            .inclusion_proof(index, size)?
+            .iter()
+            .map(|h| h.to_base64())
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(json!({
+            "path": path,
+            "value": opened.value,
+            "canonical": b64.encode(&opened.canonical),
+            "salt": b64.encode(salt),
+            "commitment": commitment,
+            "index": index,
+            "entry": b64.encode(&bytes),
+            "leaf_hash": crate::ledger::leaf_hash(&bytes).to_base64(),
+            "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
+            "checkpoint": checkpoint.note,
+        }))
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine as _;
-use keymgr::{Kek, PrimaryKey};
+use keymgr::PrimaryKey;
 use policies::{
     Action, Desensitized, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode,
     RecordType, parse_json,
@@ -227,17 +226,18 @@ impl Pipeline {
         let (provider, id) = (p.provider, p.id.as_str());
         let mut sealed = Vec::with_capacity(out.sealed.len());
         if let Some(key) = subject_key {
-            let kek = Kek::from_secret(&key.material)
-                .ok_or(keymgr::Error::StoreCorrupt("subject key".into()))?;
             for s in &out.sealed {
-                let aad = format!("ledgergate-sealed/1\0{provider}\0{id}\0{}", s.path);
-                let blob = kek
-                    .wrap(&s.value, aad.as_bytes())
-                    .map_err(keymgr::Error::from)?;
+                let blob = crate::vault::seal(
+                    &key.material,
+                    (provider, id, s.path.as_str()),
+                    &s.salt,
+                    &s.value,
+                )
+                .map_err(|e| VaultError::Corrupt(e.to_string()))?;
                 let rec = SealedRecord {
                     key: key.name.clone(),
                     version: key.version,
-                    blob: base64::engine::general_purpose::STANDARD.encode(blob),
+                    blob,
                 };
                 sealed.push((s.path.clone(), rec));
             }
