@@ -29,7 +29,7 @@ fn the_example_policies_pass_with_a_one_line_summary() {
     assert_eq!(text.lines().count(), 1);
     assert!(
         text.starts_with(
-            "ok: 2 record types (lab_result, loan_application), 3 subjects, 3 files, digest "
+            "ok: 2 record types (lab_result, loan_application), 4 subjects, 3 files, digest "
         ),
         "{text}"
     );
