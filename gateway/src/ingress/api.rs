@@ -127,10 +127,7 @@ async fn read(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match p.read(&peer, q.provider.as_deref(), &id) {
-        Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
-        Err(e) => problem(&e).into_response(),
-    }
+    blocking_json(move || p.read(&peer, q.provider.as_deref(), &id)).await
 }
 
 async fn opening(
@@ -143,12 +140,15 @@ async fn opening(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    // An audited read in clear writes the key store: off the async workers.
-    let p2 = Arc::clone(&p);
-    let answer =
-        tokio::task::spawn_blocking(move || p2.opening(&peer, q.provider.as_deref(), &id, &path))
-            .await;
-    match answer {
+    blocking_json(move || p.opening(&peer, q.provider.as_deref(), &id, &path)).await
+}
+
+/// Runs a read on the blocking pool (a read in clear by anyone but the owner is audited with a
+/// durable write of the key store first) and answers with its JSON or its problem.
+async fn blocking_json(
+    read: impl FnOnce() -> Result<serde_json::Value, crate::pipeline::PipelineError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(read).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => problem(&e).into_response(),
         Err(e) => {
