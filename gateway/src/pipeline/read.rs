@@ -37,35 +37,8 @@ impl Pipeline {
         let policy = self.policy();
         let subject = policy.identify(peer)?;
         let provider = provider.unwrap_or(&subject.name);
-        let not_found = || PipelineError::NotFound {
-            provider: provider.to_owned(),
-            id: id.to_owned(),
-        };
-        let index = self
-            .vault
-            .submission(provider, id)?
-            .ok_or_else(not_found)?
-            .index;
-        let entry: Value = serde_json::from_slice(&self.ledger.entry(index)?)
-            .map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        let record_type = entry
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        // The provider that submitted a record may read it back; anyone else needs the read role
-        // for its type, and without it gets the answer for a missing id.
-        let owner = subject.name == provider;
-        let rt = if owner {
-            policy
-                .record_types()
-                .get(record_type)
-                .ok_or_else(not_found)?
-        } else {
-            policy
-                .authorize(subject, Action::Read, record_type)
-                .map_err(|_| not_found())?
-        };
-        let may_unseal = owner || subject.roles.iter().any(|r| rt.unseal.contains(r));
+        let found = self.find(&policy, subject, provider, id)?;
+        let (owner, may_unseal) = (found.owner, found.may_unseal);
         let mut sealed = Map::new();
         let mut unsealed = Vec::new();
         for (path, rec) in self.vault.sealed(provider, id)? {
@@ -82,14 +55,81 @@ impl Pipeline {
             sealed.insert(path, opened);
         }
         if !unsealed.is_empty() {
-            // Audited before anything is disclosed: no audit, no answer.
-            let detail = format!(
-                "provider {provider}, record {id}, fields {}",
-                unsealed.join(",")
-            );
-            self.keys
-                .audit_event(crate::keys::unix_now(), &subject.name, "unseal", detail)?;
+            let fields = unsealed.join(",");
+            self.audit_unseal(&subject.name, provider, id, &fields)?;
         }
+        let (proof, checkpoint) = self.proof(found.index)?;
+        Ok(json!({
+            "record": found.entry,
+            "sealed": sealed,
+            "proof": proof,
+            "checkpoint": checkpoint,
+        }))
+    }
+
+    /// A stored record as `subject` may see it: the provider that submitted it, or a role with read
+    /// for its type; anyone else gets the answer for a missing id.
+    fn find(
+        &self,
+        policy: &policies::PolicySet,
+        subject: &policies::Subject,
+        provider: &str,
+        id: &str,
+    ) -> Result<Found, PipelineError> {
+        let not_found = || PipelineError::NotFound {
+            provider: provider.to_owned(),
+            id: id.to_owned(),
+        };
+        let index = self
+            .vault
+            .submission(provider, id)?
+            .ok_or_else(not_found)?
+            .index;
+        let bytes = self.ledger.entry(index)?;
+        let entry: Value =
+            serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        let record_type = entry
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let owner = subject.name == provider;
+        let rt = if owner {
+            policy
+                .record_types()
+                .get(record_type)
+                .ok_or_else(not_found)?
+        } else {
+            policy
+                .authorize(subject, Action::Read, record_type)
+                .map_err(|_| not_found())?
+        };
+        let may_unseal = owner || subject.roles.iter().any(|r| rt.unseal.contains(r));
+        Ok(Found {
+            index,
+            bytes,
+            entry,
+            owner,
+            may_unseal,
+        })
+    }
+
+    /// Records a read in clear by someone other than the provider, durably, before anything is
+    /// disclosed: no audit, no answer.
+    fn audit_unseal(
+        &self,
+        who: &str,
+        provider: &str,
+        id: &str,
+        fields: &str,
+    ) -> Result<(), PipelineError> {
+        let detail = format!("provider {provider}, record {id}, fields {fields}");
+        Ok(self
+            .keys
+            .audit_event(crate::keys::unix_now(), who, "unseal", detail)?)
+    }
+
+    /// The inclusion proof of entry `index` against the latest checkpoint, and that checkpoint.
+    fn proof(&self, index: u64) -> Result<(Value, String), PipelineError> {
         let checkpoint = self.ledger.checkpoint();
         let size = checkpoint.checkpoint.size;
         let hashes: Vec<String> = self
@@ -98,12 +138,8 @@ impl Pipeline {
             .iter()
             .map(|h| h.to_base64())
             .collect();
-        Ok(json!({
-            "record": entry,
-            "sealed": sealed,
-            "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
-            "checkpoint": checkpoint.note,
-        }))
+        let proof = json!({ "leaf_index": index, "tree_size": size, "hashes": hashes });
+        Ok((proof, checkpoint.note.clone()))
     }
 
     /// Whether the key a value was sealed under is destroyed (shredded), without unwrapping it.
@@ -158,30 +194,13 @@ impl Pipeline {
         let policy = self.policy();
         let subject = policy.identify(peer)?;
         let provider = provider.unwrap_or(&subject.name);
-        let not_found = || PipelineError::NotFound {
-            provider: provider.to_owned(),
-            id: id.to_owned(),
-        };
-        let index = self
-            .vault
-            .submission(provider, id)?
-            .ok_or_else(not_found)?
-            .index;
-        let bytes = self.ledger.entry(index)?;
-        let entry: Value =
-            serde_json::from_slice(&bytes).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        let record_type = entry
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let owner = subject.name == provider;
+        let found = self.find(&policy, subject, provider, id)?;
         // Opening is unsealing: the owner, or the read and unseal roles; anyone else learns nothing.
-        let may = owner
-            || policy
-                .authorize(subject, Action::Read, record_type)
-                .is_ok_and(|rt| subject.roles.iter().any(|r| rt.unseal.contains(r)));
-        if !may {
-            return Err(not_found());
+        if !found.may_unseal {
+            return Err(PipelineError::NotFound {
+                provider: provider.to_owned(),
+                id: id.to_owned(),
+            });
         }
         let rec = self
             .vault
@@ -198,25 +217,18 @@ impl Pipeline {
             path: path.to_owned(),
             why: "sealed before commitments could be opened (its salt was not kept)".into(),
         })?;
-        let commitment = entry
+        let commitment = found
+            .entry
             .pointer(&format!("/payload/{}", path.replace('.', "/")))
             .and_then(Value::as_str)
             .and_then(|c| c.strip_prefix("sealed:sha256:"))
             .ok_or_else(|| VaultError::Corrupt(format!("no commitment at {path}")))?
             .to_owned();
-        if !owner {
-            let detail = format!("provider {provider}, record {id}, fields {path} (opening)");
-            self.keys
-                .audit_event(crate::keys::unix_now(), &subject.name, "unseal", detail)?;
+        if !found.owner {
+            self.audit_unseal(&subject.name, provider, id, &format!("{path} (opening)"))?;
         }
-        let checkpoint = self.ledger.checkpoint();
-        let size = checkpoint.checkpoint.size;
-        let hashes: Vec<String> = self
-            .ledger
-            .inclusion_proof(index, size)?
-            .iter()
-            .map(|h| h.to_base64())
-            .collect();
+        let (proof, checkpoint) = self.proof(found.index)?;
+        let (index, bytes) = (found.index, &found.bytes);
         let b64 = base64::engine::general_purpose::STANDARD;
         Ok(json!({
             "path": path,
@@ -225,10 +237,22 @@ impl Pipeline {
             "salt": b64.encode(salt),
             "commitment": commitment,
             "index": index,
-            "entry": b64.encode(&bytes),
-            "leaf_hash": crate::ledger::leaf_hash(&bytes).to_base64(),
-            "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
-            "checkpoint": checkpoint.note,
+            "entry": b64.encode(bytes),
+            "leaf_hash": crate::ledger::leaf_hash(bytes).to_base64(),
+            "proof": proof,
+            "checkpoint": checkpoint,
         }))
     }
+}
+
+/// A stored record found for a reader.
+struct Found {
+    index: u64,
+    /// The entry's exact bytes, and parsed.
+    bytes: Vec<u8>,
+    entry: Value,
+    /// Whether the reader is the provider that submitted it.
+    owner: bool,
+    /// Whether the reader may see its sealed values in clear.
+    may_unseal: bool,
 }
