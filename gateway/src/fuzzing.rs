@@ -42,7 +42,62 @@ pub fn json_record(data: &[u8]) {
         max_bytes: 64 * 1024,
         max_depth: 32,
     };
-    let _ = policies::parse_json(data, limits);
+    let Ok(record) = policies::parse_json(data, limits) else {
+        return;
+    };
+    let mut record = record.get("fields").cloned().unwrap_or(record);
+    // Numbers: canonical forms are fixed points and survive being written and read again.
+    let Some(rt) = numbers_policy().and_then(|p| p.record_types().get("loan_application")) else {
+        return;
+    };
+    if policies::canonicalize_numbers(rt, &mut record).is_ok() {
+        let text = record.to_string();
+        let mut again = policies::parse_json(text.as_bytes(), limits).unwrap_or_default();
+        assert!(policies::canonicalize_numbers(rt, &mut again).is_ok());
+        assert_eq!(
+            again.to_string(),
+            text,
+            "canonical numbers are a fixed point"
+        );
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn the_number_policy_loads() {
+    assert!(numbers_policy().is_some_and(|p| p.record_types().contains_key("loan_application")));
+    json_record(br#"{"fields": {"amount": 1.0, "term_months": 1e1, "salary": 0.1, "rates": [1e21, 2.50], "terms": [3.0], "nested": {"n": -0.0, "i": 7e0}}}"#);
+}
+
+/// A record type with numbers of both types at the top, nested and in arrays, loaded once.
+fn numbers_policy() -> Option<&'static policies::PolicySet> {
+    static POLICY: std::sync::OnceLock<Option<policies::PolicySet>> = std::sync::OnceLock::new();
+    const YAML: &str = r"
+version: 1
+subjects:
+  p: { match: { cn: p }, roles: [provider] }
+record_types:
+  loan_application:
+    submit: [provider]
+    read: [provider]
+    subject_field: id
+    fields:
+      id:          { type: string, required: true, transform: keep }
+      amount:      { type: number, transform: keep }
+      salary:      { type: number, transform: seal }
+      term_months: { type: integer, transform: keep }
+      rates:       { type: array, items: number, transform: keep }
+      terms:       { type: array, items: integer, transform: keep }
+      nested:
+        type: object
+        transform: keep
+        fields:
+          n: { type: number, transform: keep }
+          i: { type: integer, transform: keep }
+";
+    POLICY
+        .get_or_init(|| policies::PolicySet::from_yaml(Path::new("numbers.yaml"), YAML).ok())
+        .as_ref()
 }
 
 /// The NDJSON batch reader, then the record parser on each line.

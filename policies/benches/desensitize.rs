@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use policies::{
     Action, JsonLimits, KeyBytes, KeyError, KeyProvider, PeerIdentity, PolicySet, SaltSource,
-    parse_json,
+    canonicalize_numbers, parse_json,
 };
 
 const POLICY: &str = r#"
@@ -128,7 +128,8 @@ fn main() {
             black_box(serde_json::to_vec(&v).unwrap());
         }));
         ours.push(rate(n, || {
-            let v = parse_json(black_box(&bytes), limits).unwrap();
+            let mut v = parse_json(black_box(&bytes), limits).unwrap();
+            canonicalize_numbers(rt, &mut v).unwrap();
             let out = policy.desensitize(rt, &v, &keys, &mut salts).unwrap();
             black_box(serde_json::to_vec(&out.payload).unwrap());
             black_box(out.sealed);

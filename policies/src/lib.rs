@@ -50,6 +50,7 @@ mod keys;
 mod load;
 mod locate;
 mod model;
+mod number;
 mod parse;
 mod record;
 mod set;
@@ -59,10 +60,10 @@ mod transform;
 pub use error::{PolicyError, PolicyErrors, RecordError, RecordErrorCode};
 pub use keys::{KeyBytes, KeyError, KeyProvider, KeyRef, SaltSource};
 pub use model::{
-    Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit,
-    UnknownFields,
+    Field, FieldType, Limits, Matcher, RecordIds, RecordType, ScalarType, Subject, Transform,
+    TruncateUnit, UnknownFields,
 };
-pub use record::{Desensitized, JsonLimits, parse_json};
+pub use record::{Desensitized, JsonLimits, canonicalize_numbers, parse_json};
 pub use set::{Action, PeerIdentity, PolicySet};
 pub use transform::{
     SALT_LEN, SealedField, commitment_text, generalize, mask, pseudonym, truncate_date,

@@ -42,6 +42,19 @@ pub enum UnknownFields {
     Drop,
 }
 
+/// How a record's id appears in its ledger entry. Record ids are the provider's own references and
+/// often carry meaning (an application number, a patient's case number); the ledger is shared, so
+/// by default it gets a keyed reference and only the node that accepted the record keeps the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordIds {
+    /// The entry carries `ref`: an HMAC of (provider, id) under the node's request key; the id stays
+    /// in the node's own index. The default.
+    Keyed,
+    /// The entry carries the id in clear (`id`), for types whose ids are meant to be shared.
+    Clear,
+}
+
 /// A scalar field type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +181,8 @@ pub struct RecordType {
     pub subject_field: String,
     /// What to do with undeclared fields.
     pub unknown_fields: UnknownFields,
+    /// How the record id appears on the ledger.
+    pub record_id: RecordIds,
     /// The declared fields.
     pub fields: BTreeMap<String, Field>,
 }

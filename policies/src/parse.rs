@@ -10,8 +10,8 @@ use serde_yaml::{Mapping, Value};
 use crate::error::PolicyError;
 use crate::locate::{Seg, locate};
 use crate::model::{
-    Field, FieldType, Limits, Matcher, RecordType, ScalarType, Subject, Transform, TruncateUnit,
-    UnknownFields,
+    Field, FieldType, Limits, Matcher, RecordIds, RecordType, ScalarType, Subject, Transform,
+    TruncateUnit, UnknownFields,
 };
 
 /// Deepest nesting of object fields: keeps record validation and its recursion shallow and bounded.
@@ -362,6 +362,7 @@ impl<'a> Parser<'a> {
                     "unseal",
                     "subject_field",
                     "unknown_fields",
+                    "record_id",
                     "fields",
                 ],
             );
@@ -389,6 +390,19 @@ impl<'a> Parser<'a> {
                         "expected `reject` or `drop`",
                     );
                     UnknownFields::Reject
+                }
+            };
+            let record_id = match tm.get("record_id") {
+                None => RecordIds::Keyed,
+                Some(Value::String(s)) if s == "keyed" => RecordIds::Keyed,
+                Some(Value::String(s)) if s == "clear" => RecordIds::Clear,
+                Some(_) => {
+                    self.error(
+                        &child(&p, "record_id"),
+                        "invalid_value",
+                        "expected `keyed` or `clear`",
+                    );
+                    RecordIds::Keyed
                 }
             };
             let fields_path = child(&p, "fields");
@@ -440,6 +454,7 @@ impl<'a> Parser<'a> {
                 unseal,
                 subject_field: subject_field.unwrap_or_default(),
                 unknown_fields,
+                record_id,
                 fields,
             };
             doc.record_types.push((rt, p));

@@ -149,6 +149,66 @@ fn check_constraints(v: &Value, f: &Field, path: &str) -> Result<(), RecordError
     Ok(())
 }
 
+/// Rewrites every number in the declared fields of `fields` (a record's `fields` object) into its one
+/// canonical form, or refuses a number its field's type cannot keep exactly (`invalid_field` at its
+/// path; see `number.rs`). Run before anything hashes or compares the record, so that `1` and `1.0`
+/// in a `number` field are the same submission. Everything else is left to [`desensitize`]'s checks.
+pub fn canonicalize_numbers(rt: &RecordType, fields: &mut Value) -> Result<(), RecordError> {
+    match fields {
+        Value::Object(obj) => canonical_walk(&rt.fields, obj, ""),
+        _ => Ok(()),
+    }
+}
+
+fn canonical_walk(
+    decl: &BTreeMap<String, Field>,
+    obj: &mut Map<String, Value>,
+    prefix: &str,
+) -> Result<(), RecordError> {
+    for (name, f) in decl {
+        let Some(v) = obj.get_mut(name) else {
+            continue;
+        };
+        let path = join(prefix, name);
+        match (&f.ty, v) {
+            (FieldType::Object(nested), Value::Object(inner)) => {
+                canonical_walk(nested, inner, &path)?;
+            }
+            (FieldType::Scalar(t), v) => canonical_number(v, *t, &path)?,
+            (FieldType::Array(t), Value::Array(items)) => {
+                for (i, it) in items.iter_mut().enumerate() {
+                    canonical_number(it, *t, &format!("{path}[{i}]"))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn canonical_number(v: &mut Value, t: ScalarType, path: &str) -> Result<(), RecordError> {
+    let integer = match t {
+        ScalarType::Integer => true,
+        ScalarType::Number => false,
+        _ => return Ok(()),
+    };
+    let Value::Number(n) = v else {
+        return Ok(());
+    };
+    match crate::number::canonical(n, integer) {
+        Ok(Some(c)) => *n = c,
+        Ok(None) => {}
+        Err(why) => {
+            return Err(RecordError::field(
+                RecordErrorCode::InvalidField,
+                path,
+                why.reason(integer),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the ledger may see of a record, and what must go elsewhere.
 #[derive(Debug)]
 pub struct Desensitized {

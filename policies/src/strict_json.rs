@@ -4,6 +4,8 @@
 //! bytes must not disagree about them.
 
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use std::str::FromStr;
+
 use serde_json::{Map, Number, Value};
 
 /// Parses one JSON document (nothing but white space after it), refusing duplicate object keys at
@@ -13,6 +15,39 @@ pub(crate) fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let value = Strict.deserialize(&mut de)?;
     de.end()?;
     Ok(value)
+}
+
+/// With `arbitrary_precision` serde_json hands a number to a visitor as a one-entry map under this
+/// private key, its value the number's text (serde_json's `number::TOKEN`; the tests below fail if it
+/// ever changes).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// The text of a number under [`NUMBER_TOKEN`]. serde_json gives it as an owned `String`; a JSON
+/// string in the document arrives borrowed or as `&str`, never through `visit_string`.
+struct NumberText;
+
+impl<'de> DeserializeSeed<'de> for NumberText {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_string(self)
+    }
+}
+
+impl Visitor<'_> for NumberText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<String, E> {
+        Err(E::custom("an object key reserved by the JSON parser"))
+    }
 }
 
 /// One value, strictly.
@@ -76,6 +111,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            if out.is_empty() && key == NUMBER_TOKEN {
+                // The parser's own number (its text, as an owned string), or a client's object that
+                // borrows the parser's private key to pass for one: a reading no other JSON parser
+                // shares, so it is refused.
+                let text = map.next_value_seed(NumberText)?;
+                return Number::from_str(&text)
+                    .map(Value::Number)
+                    .map_err(A::Error::custom);
+            }
             if out.contains_key(&key) {
                 return Err(A::Error::custom(format!("duplicate key `{key}`")));
             }
@@ -103,6 +147,28 @@ mod tests {
         }
         assert!(from_slice(br#"{"a": {"a": 1}, "b": [{"a": 2}]}"#).is_ok());
         assert!(from_slice(b"{} x").is_err(), "trailing characters");
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_the_parsers_private_key_is_refused() {
+        let v =
+            from_slice(br#"{"a": 123456789012345678901234567890, "b": [1.0, 1e-400]}"#).unwrap();
+        assert_eq!(v["a"].to_string(), "123456789012345678901234567890");
+        assert_eq!(v["b"][0].to_string(), "1.0");
+        assert_eq!(v["b"][1].to_string(), "1e-400");
+        for masquerade in [
+            r#"{"a": {"$serde_json::private::Number": "5"}}"#,
+            r#"{"a": {"\u0024serde_json::private::Number": "5"}}"#,
+            r#"{"a": {"$serde_json::private::Number": "\u0035"}}"#,
+        ] {
+            let err = from_slice(masquerade.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.starts_with("an object key reserved"),
+                "{masquerade}: {err}"
+            );
+        }
+        // as a later key it is just a key
+        assert!(from_slice(br#"{"x": 1, "$serde_json::private::Number": "5"}"#).is_ok());
     }
 
     proptest! {

@@ -159,6 +159,157 @@ fn a_record_that_names_a_key_twice_is_refused_not_resolved() {
     assert_eq!(statuses, vec![400, 201]);
 }
 
+/// Numbers keep the exact value they were sent with or are refused with the field named; `1` and
+/// `1.0` in a `number` field are one submission.
+#[test]
+fn numbers_are_kept_exactly_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let a = node.client("provider-a");
+    let post = |id: &str, fields: &str| {
+        let body = format!(
+            r#"{{"type": "loan_application", "id": "{id}", "fields": {{"applicant_id": "p", "currency": "EUR", {fields}}}}}"#
+        );
+        a.request(node.addr, "POST", "/v1/records", Some(body.as_bytes()))
+            .unwrap()
+    };
+    let refused = |id: &str, fields: &str, path: &str, reason: &str| {
+        let answer = post(id, fields);
+        assert_eq!(answer.status, 422, "{fields}: {}", answer.text());
+        let problem = answer.json();
+        assert_eq!(problem["code"], "invalid_field", "{fields}");
+        assert_eq!(problem["detail"], format!("{path}: {reason}"));
+        // the refused value is not echoed back
+        assert!(!answer.text().contains(fields.split(": ").nth(1).unwrap()));
+    };
+    let too_precise = "more precise than a number field keeps (the shortest decimal of a double)";
+    refused(
+        "N-1",
+        r#""amount": 123456789012345678901234567890"#,
+        "amount",
+        too_precise,
+    );
+    refused(
+        "N-2",
+        r#""amount": 1e-400"#,
+        "amount",
+        "outside the range of a number field",
+    );
+    refused(
+        "N-3",
+        r#""amount": 1e400"#,
+        "amount",
+        "outside the range of a number field",
+    );
+    refused(
+        "N-4",
+        r#""amount": 0.10000000000000001"#,
+        "amount",
+        too_precise,
+    );
+    refused(
+        "N-5",
+        r#""amount": 1, "term_months": 9223372036854775808"#,
+        "term_months",
+        "outside the integer range -2^63 to 2^63-1",
+    );
+    refused(
+        "N-6",
+        r#""amount": 1, "address": {"zip": "10115", "city": "Berlin"}, "salary": 1e999"#,
+        "salary",
+        "outside the range of a number field",
+    );
+
+    // Kept exactly, in one canonical spelling, on the ledger.
+    let kept = |id: &str, fields: &str, entry_has: &str| {
+        let answer = post(id, fields);
+        assert_eq!(answer.status, 201, "{fields}: {}", answer.text());
+        let read = read(&node, "provider-a", &format!("/v1/records/{id}"));
+        assert!(
+            read.text().contains(entry_has),
+            "{fields} should be kept as {entry_has}: {}",
+            read.text()
+        );
+    };
+    kept("K-1", r#""amount": 0.1"#, r#""amount":0.1"#);
+    kept(
+        "K-2",
+        r#""amount": 9007199254740993"#,
+        r#""amount":9007199254740993"#,
+    );
+    kept("K-3", r#""amount": 52000.50"#, r#""amount":52000.5"#);
+    kept("K-4", r#""amount": 1e21"#, r#""amount":1e+21"#);
+    kept(
+        "K-5",
+        r#""amount": 1, "term_months": 1.2e2"#,
+        r#""term_months":120"#,
+    );
+
+    // Idempotency compares values: the same record with 1.0 for 1 is the same submission.
+    let first = post("I-1", r#""amount": 1, "term_months": 12"#);
+    assert_eq!(first.status, 201, "{}", first.text());
+    let again = post("I-1", r#""term_months": 12.0, "amount": 1.0"#);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json(), first.json(), "the same receipt");
+    let other = post("I-1", r#""amount": 1.5, "term_months": 12"#);
+    assert_eq!(other.status, 409, "{}", other.text());
+}
+
+/// Record ids stay off the shared ledger (a keyed reference stands in) unless the type's policy says
+/// `record_id: clear`; reads by id work either way.
+#[test]
+fn record_ids_are_keyed_on_the_ledger_unless_the_policy_shares_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&init_node(tmp.path()));
+    let (a, officer) = (node.client("provider-a"), node.client("officer"));
+    let loan = |id: &str| {
+        json!({ "type": "loan_application", "id": id, "fields": {
+            "applicant_id": "person-9", "amount": 10, "currency": "EUR" } })
+    };
+    assert_eq!(a.submit(node.addr, &loan("CASE-7731-KEYED")).status, 201);
+    let b = node.client("provider-b");
+    assert_eq!(b.submit(node.addr, &loan("CASE-7731-KEYED")).status, 201);
+    let entries = node.entries();
+    assert_eq!(entries.len(), 2);
+    let refs: Vec<&str> = entries
+        .iter()
+        .map(|(_, e)| {
+            assert!(e.get("id").is_none(), "{e}");
+            assert!(!e.to_string().contains("CASE-7731"), "{e}");
+            e["ref"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        refs.iter().all(|r| r.starts_with("v1:") && r.len() > 40),
+        "{refs:?}"
+    );
+    assert_ne!(refs[0], refs[1], "one id of two providers: two references");
+    // The owner still reads it by its id.
+    let read_a = read(&node, "provider-a", "/v1/records/CASE-7731-KEYED");
+    assert_eq!(read_a.status, 200, "{}", read_a.text());
+    assert_eq!(read_a.json()["record"]["ref"], refs[0]);
+
+    // A type whose policy shares its ids.
+    let finance = node.dir.join("policies/finance.yaml");
+    let text = std::fs::read_to_string(&finance).unwrap();
+    std::fs::write(
+        &finance,
+        text.replace(
+            "    unknown_fields: reject\n",
+            "    unknown_fields: reject\n    record_id: clear\n",
+        ),
+    )
+    .unwrap();
+    let reload = officer
+        .request(node.addr, "POST", "/admin/v1/reload", None)
+        .unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert_eq!(a.submit(node.addr, &loan("CASE-7732-CLEAR")).status, 201);
+    let (_, shared) = node.entries().pop().unwrap();
+    assert_eq!(shared["id"], "CASE-7732-CLEAR", "{shared}");
+    assert!(shared.get("ref").is_none(), "{shared}");
+}
+
 /// Every file under `dir`, as bytes.
 fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -239,6 +390,12 @@ fn no_personal_data_or_secret_reaches_the_log_and_no_protected_value_the_ledger(
             let out = node.keymgr("officer", args);
             assert!(out.status.success(), "{}", stderr(&out));
         }
+        // What the ledger shares carries no record id either: keyed references stand in.
+        for (index, entry) in node.entries() {
+            for id in ["LOAN-XJ-4471", "LAB-XJ-9902"] {
+                assert!(!entry.to_string().contains(id), "entry {index}: {entry}");
+            }
+        }
         assert_eq!(node.stop(), Some(0));
 
         let log = std::fs::read(&log_path).unwrap();
@@ -266,8 +423,9 @@ fn no_personal_data_or_secret_reaches_the_log_and_no_protected_value_the_ledger(
                 String::from_utf8_lossy(&log)
             );
         }
-        // Dropped, hashed and sealed values are in no file of the data directory (record ids are
-        // the provider's references and travel in clear, by design: see docs/gateway.md).
+        // Dropped, hashed and sealed values are in no file of the data directory (record ids are in
+        // the node's own submission index, beside the ledger in its store, by design: see
+        // docs/policies.md, "Record ids on the ledger").
         for (path, bytes) in files(&dir.join("data")) {
             for needle in &personal[..10] {
                 assert!(

@@ -57,6 +57,11 @@ fn write_seeds() {
         br#"{"a":[{"b":{"c":[1,2.5e3,-0,"\u00e9\ud83d\ude00",true,null]}}]}"#,
     );
     write(
+        "json_record",
+        "numbers",
+        br#"{"fields":{"amount":1.0,"term_months":1e1,"salary":0.1,"rates":[1e21,2.50,1e-400],"terms":[3.0,9223372036854775808],"nested":{"n":-0.0,"i":7e0}}}"#,
+    );
+    write(
         "batch_lines",
         "two",
         &[&loan[..], b"\n\n", &loan[..], b"\n"].concat(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use keymgr::PrimaryKey;
 use policies::{
     Action, Desensitized, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode,
-    RecordType, parse_json,
+    RecordIds, RecordType, canonicalize_numbers, parse_json,
 };
 use serde_json::{Value, json};
 
@@ -73,7 +73,7 @@ impl Pipeline {
         self.limiter
             .admit(&subject.name, &limits, 1, Instant::now())
             .map_err(|retry_after| PipelineError::RateLimited { retry_after })?;
-        let record = parse_json(
+        let mut record = parse_json(
             body,
             JsonLimits {
                 max_bytes: limits.max_record_bytes,
@@ -81,12 +81,17 @@ impl Pipeline {
             },
         )?;
         let (record_type, id, _) = envelope(&record)?;
-        let rt = policy.authorize(subject, Action::Submit, record_type)?;
+        let (record_type, id) = (record_type.to_owned(), id.to_owned());
+        let rt = policy.authorize(subject, Action::Submit, &record_type)?;
+        // Before the request MAC and the idempotency check see it: equal values, equal records.
+        if let Some(fields) = record.get_mut("fields") {
+            canonicalize_numbers(rt, fields)?;
+        }
         Ok(Parsed {
             provider: subject.name.as_str(),
             rt,
-            record_type: record_type.to_owned(),
-            id: id.to_owned(),
+            record_type,
+            id,
             record,
         })
     }
@@ -244,20 +249,38 @@ impl Pipeline {
         }
         // the entry is canonical JSON (sorted keys, no white space)
         let key_refs: Vec<String> = out.key_refs.iter().map(ToString::to_string).collect();
-        let entry = json!({
+        let mut entry = json!({
             "v": 1,
             "provider": provider,
             "type": p.record_type,
-            "id": id,
             "payload": Value::Object(out.payload),
             "sealed": out.sealed.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
             "key_refs": key_refs,
             "policy": policy.digest_hex(),
             "time": keymgr::rfc3339(now),
         });
+        let (name, reference) = match p.rt.record_id {
+            RecordIds::Clear => ("id", Value::from(id)),
+            RecordIds::Keyed => ("ref", Value::from(self.record_ref(provider, id, now)?)),
+        };
+        if let Value::Object(fields) = &mut entry {
+            fields.insert(name.to_owned(), reference);
+        }
         let bytes = serde_json::to_vec(&entry).map_err(|e| VaultError::Corrupt(e.to_string()))?;
         let mac = self.request_mac(&p.record, now)?;
         Ok((bytes, Vault::attachments(provider, id, &mac, &sealed)?))
+    }
+
+    /// The keyed reference that stands for (provider, id) on the ledger: an HMAC under the node's
+    /// request key, so nobody without the node's keys can test a guessed id against it. The input
+    /// is a JSON array, never an object, so it cannot collide with a request MAC.
+    fn record_ref(&self, provider: &str, id: &str, now: i64) -> Result<String, PipelineError> {
+        let key = self.keys.primary(REQUEST_MAC_KEY, now)?;
+        Ok(policies::pseudonym(
+            key.material.expose(),
+            key.version,
+            &json!(["record-ref", provider, id]),
+        ))
     }
 
     fn request_mac(&self, record: &Value, now: i64) -> Result<String, PipelineError> {
