@@ -5,5 +5,6 @@ pub mod body;
 pub mod conn;
 pub mod guard;
 pub mod identity;
+pub mod observe;
 pub mod problem;
 pub mod tls;

@@ -42,7 +42,7 @@ mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
@@ -100,6 +100,8 @@ pub struct LedgerConfig {
     pub queue: usize,
     /// Create the store when it does not exist.
     pub create: bool,
+    /// Where the writer reports each group commit's size and write time, if anywhere.
+    pub metrics: Option<crate::metrics::LedgerMetrics>,
 }
 
 impl LedgerConfig {
@@ -111,6 +113,7 @@ impl LedgerConfig {
             max_batch: DEFAULT_MAX_BATCH,
             queue: DEFAULT_QUEUE,
             create: true,
+            metrics: None,
         }
     }
 }
@@ -133,6 +136,8 @@ pub(crate) struct Shared {
     store: Store,
     origin: String,
     published: RwLock<Arc<SignedCheckpoint>>,
+    /// When the published checkpoint was signed (Unix seconds).
+    published_at: AtomicI64,
     /// The key that signs new checkpoints (none: appends are refused) and every key's history, as
     /// the writer last switched them.
     keys: RwLock<SigningView>,
@@ -153,6 +158,8 @@ pub type Barrier = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Shared {
     fn publish(&self, checkpoint: Arc<SignedCheckpoint>) {
+        self.published_at
+            .store(crate::keys::unix_now(), Ordering::Release);
         *self
             .published
             .write()
@@ -286,10 +293,12 @@ impl Ledger {
         if first_needed {
             store.commit(first)?;
         }
+        let signed_at = store.signed_at_of(latest.checkpoint.size)?.unwrap_or(now);
         let shared = Arc::new(Shared {
             store,
             origin: config.origin,
             published: RwLock::new(Arc::new(latest)),
+            published_at: AtomicI64::new(signed_at),
             keys: RwLock::new(SigningView::default()),
             poisoned: AtomicBool::new(false),
             barrier: std::sync::OnceLock::new(),
@@ -301,6 +310,7 @@ impl Ledger {
             signing,
             range,
             max_batch: config.max_batch.max(1),
+            metrics: config.metrics,
         };
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -413,6 +423,17 @@ impl Ledger {
     /// The latest published checkpoint.
     pub fn checkpoint(&self) -> Arc<SignedCheckpoint> {
         self.shared.latest()
+    }
+
+    /// When the published checkpoint was signed (Unix seconds; for a store that predates the
+    /// record of signing times, when it was opened).
+    pub fn checkpoint_signed_at(&self) -> i64 {
+        self.shared.published_at.load(Ordering::Acquire)
+    }
+
+    /// Whether a failed write has stopped the writer (every append is refused until a restart).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
     }
 
     /// The published tree size.

@@ -17,6 +17,7 @@ pub mod ingress;
 pub mod init;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
 pub mod pipeline;
 pub mod pki;
 pub mod reload;

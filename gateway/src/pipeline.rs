@@ -117,6 +117,7 @@ pub struct Pipeline {
     /// refreshes cannot cross: without it, one that read the store before a revocation could put the
     /// revoked key back after the revocation's own refresh.
     signing: std::sync::Mutex<()>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -142,6 +143,7 @@ impl Pipeline {
         policy: Arc<PolicySet>,
         keys: Arc<KeyManager>,
         ledger: Arc<Ledger>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Pipeline, PipelineError> {
         if let Err(keymgr::Error::NoSuchKey(_)) = keys.show(REQUEST_MAC_KEY) {
             keys.create(
@@ -167,6 +169,7 @@ impl Pipeline {
             claims: Claims::default(),
             key_changes: tokio::sync::RwLock::new(()),
             signing: std::sync::Mutex::new(()),
+            metrics,
         };
         // After a crash the index may trail the ledger by the last unindexed entries.
         p.index_usage()?;
@@ -230,6 +233,7 @@ impl Pipeline {
                 "checkpoint signer in force; the head is signed by it"
             ),
             None => tracing::warn!(
+                event = "no_checkpoint_signer",
                 "no usable checkpoint-signing key: submissions are refused until an officer rotates it"
             ),
         }
@@ -252,8 +256,14 @@ impl Pipeline {
         let limits = policy.limits_for(subject);
         self.limiter
             .check(&subject.name, &limits, std::time::Instant::now())
-            .map_err(|retry_after| PipelineError::RateLimited { retry_after })?;
+            .map_err(|retry_after| self.rate_limited(retry_after))?;
         Ok(limits)
+    }
+
+    /// The refusal of a subject over its rate, counted.
+    fn rate_limited(&self, retry_after: u64) -> PipelineError {
+        self.metrics.rate_limited.inc();
+        PipelineError::RateLimited { retry_after }
     }
 
     /// Submits one record (`{type, id, fields}`) from `peer`.
@@ -281,9 +291,16 @@ impl Pipeline {
         let mut outcomes: Vec<Option<Result<Accepted, PipelineError>>> =
             lines.iter().map(|_| None).collect();
         let mut waiting = Vec::with_capacity(lines.len());
+        // Each line's record type for the metrics: a declared type, or `unknown` before that is known.
+        let mut types = vec![crate::metrics::UNKNOWN_TYPE; lines.len()];
         for (i, line) in lines.iter().enumerate() {
             match self.parse_line(&policy, peer, line) {
-                Ok(parsed) => waiting.push((i, parsed)),
+                Ok(parsed) => {
+                    if let Some(t) = types.get_mut(i) {
+                        *t = parsed.record_type_name();
+                    }
+                    waiting.push((i, parsed));
+                }
                 Err(e) => set(&mut outcomes, i, Err(e)),
             }
         }
@@ -316,10 +333,19 @@ impl Pipeline {
                 released.await;
             }
         }
-        outcomes
+        let outcomes: Vec<_> = outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Err(PipelineError::Unavailable("no outcome".into()))))
-            .collect()
+            .collect();
+        for (outcome, record_type) in outcomes.iter().zip(types) {
+            let label = match outcome {
+                Ok(a) if a.created => "created",
+                Ok(_) => "duplicate",
+                Err(e) => crate::ingress::problem::problem(e).code,
+            };
+            self.metrics.record(record_type, label);
+        }
+        outcomes
     }
 }
 

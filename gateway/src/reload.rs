@@ -24,6 +24,7 @@ pub struct Reloader {
     config: Config,
     pipeline: Arc<Pipeline>,
     tls: RwLock<Arc<rustls::ServerConfig>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -38,11 +39,13 @@ impl Reloader {
         config: Config,
         pipeline: Arc<Pipeline>,
         tls: Arc<rustls::ServerConfig>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Reloader {
         Reloader {
             config,
             pipeline,
             tls: RwLock::new(tls),
+            metrics,
         }
     }
 
@@ -61,14 +64,16 @@ impl Reloader {
                 let digest = policy.digest_hex();
                 self.pipeline.set_policy(Arc::new(policy));
                 *self.tls.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(server);
-                tracing::info!(policy = %digest, "reloaded policies and TLS material");
+                tracing::warn!(event = "reloaded", policy = %digest, "reloaded policies and TLS material");
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
                 Ok(Reloaded { policy: digest })
             }
             (p, t) => {
                 let errors: Vec<String> = p.err().into_iter().chain(t.err()).flatten().collect();
                 for e in &errors {
-                    tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+                    tracing::error!(event = "reload_failed", error = %e, "reload refused; the previous configuration stays in force");
                 }
+                self.metrics.reloads.with_label_values(&["failed"]).inc();
                 Err(errors)
             }
         }

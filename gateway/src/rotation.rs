@@ -44,7 +44,7 @@ pub fn rotate_due(keys: &KeyManager, now: Timestamp) -> Result<Pass, keymgr::Err
         tracing::info!(key = %name, version, "rotated automatically: its rotation period had passed");
     }
     for (name, why) in &pass.attention {
-        tracing::warn!(key = %name, %why, "key needs an officer");
+        tracing::warn!(event = "key_needs_officer", key = %name, %why, "key needs an officer");
     }
     Ok(pass)
 }

@@ -17,6 +17,7 @@ use crate::ingress::body::BodyBudget;
 use crate::ingress::conn::{Activity, Backoff, ConnLimits, Throttle, Watched};
 use crate::ingress::{api, guard, identity, tls};
 use crate::ledger::{self, Ledger, LedgerConfig};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 /// How long a client may take to finish the TLS handshake.
@@ -64,6 +65,9 @@ pub enum ServeError {
     /// Assembling the pipeline.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// The metric families could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -96,7 +100,10 @@ fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
 /// The node's stores and pipeline, opened from `config` as `serve` opens them: the policy, the key
 /// store (under the configured KEK), the ledger (signing with keymgr's checkpoint key, flushing the
 /// key store before each group) and the pipeline over them. Refuses a data directory of the old layout.
-pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), ServeError> {
+pub fn open_pipeline(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<Pipeline>, Arc<Ledger>), ServeError> {
     check_data_dir(&config.data)?;
     let policy = Arc::new(PolicySet::load(&config.policies).map_err(ServeError::Policy)?);
     let keys = Arc::new(KeyManager::open(
@@ -110,15 +117,16 @@ pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), Se
         // The node starts so that officers can rotate through the admin API; it appends nothing
         // until then rather than sign with a revoked, destroyed or expired key.
         tracing::warn!(
+            event = "no_checkpoint_signer",
             key = crate::init::CHECKPOINT_KEY,
             "no usable checkpoint-signing key: submissions are refused (503 key_revoked) until an \
              officer rotates it"
         );
     }
-    let ledger = Arc::new(Ledger::open_with(
-        LedgerConfig::new(ledger::store_dir(&config.data), &config.ledger.origin),
-        signing,
-    )?);
+    let mut ledger_config =
+        LedgerConfig::new(ledger::store_dir(&config.data), &config.ledger.origin);
+    ledger_config.metrics = Some(metrics.ledger.clone());
+    let ledger = Arc::new(Ledger::open_with(ledger_config, signing)?);
     let old_vault = config.data.join("vault");
     if old_vault.exists() {
         // Made by a gateway before the vault moved beside the ledger; nothing reads it any more.
@@ -128,7 +136,7 @@ pub fn open_pipeline(config: &Config) -> Result<(Arc<Pipeline>, Arc<Ledger>), Se
             old_vault.display()
         )));
     }
-    let pipeline = Arc::new(Pipeline::new(policy, keys, Arc::clone(&ledger))?);
+    let pipeline = Arc::new(Pipeline::new(policy, keys, Arc::clone(&ledger), metrics)?);
     Ok((pipeline, ledger))
 }
 
@@ -160,7 +168,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     // TLS first: a broken certificate is reported before the stores are opened (and locked).
     let server_tls = Arc::new(tls::server_config(&config.tls)?);
-    let (pipeline, ledger) = open_pipeline(&config)?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?);
+    let (pipeline, ledger) = open_pipeline(&config, Arc::clone(&metrics))?;
     // The key-usage index follows the ledger: every second, and once more at shutdown.
     // Background tasks hold the pipeline (and with it the stores): kept so shutdown can end them.
     let mut tasks = Vec::new();
@@ -205,14 +214,15 @@ pub async fn serve(
         config.clone(),
         Arc::clone(&pipeline),
         server_tls,
+        Arc::clone(&metrics),
     ));
     let limits = &config.ingress;
     let budget = BodyBudget::new(
         limits.max_body_memory_bytes,
         Duration::from_secs(limits.body_timeout_seconds),
     );
-    let router =
-        api::router(Arc::clone(&pipeline), budget).layer(axum::Extension(Arc::clone(&reloader)));
+    let router = api::router(Arc::clone(&pipeline), budget, Arc::clone(&metrics))
+        .layer(axum::Extension(Arc::clone(&reloader)));
     let connections = ConnLimits::new(limits.max_connections, limits.max_connections_per_source);
     let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -244,8 +254,23 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
+    let monitoring = TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.metrics_listen,
+            source,
+        })?;
+    {
+        let router = crate::metrics::server::router(Arc::clone(&metrics), Arc::clone(&pipeline));
+        // Ended with the other background tasks at shutdown.
+        tasks.push(tokio::spawn(crate::metrics::server::serve(
+            monitoring,
+            router,
+            std::future::pending(),
+        )));
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tracing::info!(listen = %config.listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
+    tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
     let mut accept_log = Throttle::new(LOG_EVERY);
@@ -276,7 +301,12 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(why) => {
                 if let Some(held_back) = refused_log.admit(std::time::Instant::now()) {
-                    tracing::warn!(?why, held_back, "connection refused at accept");
+                    tracing::warn!(
+                        event = "connection_refused",
+                        ?why,
+                        held_back,
+                        "connection refused at accept"
+                    );
                 }
                 drop(tcp);
                 continue;
@@ -299,9 +329,11 @@ pub async fn serve(
                     if let Some(held_back) = may_log {
                         match failed {
                             Ok(Err(e)) => {
-                                tracing::info!(%remote, error = %e, held_back, "TLS handshake refused");
+                                tracing::info!(event = "tls_handshake_failed", %remote, error = %e, held_back, "TLS handshake refused");
                             }
-                            _ => tracing::info!(%remote, held_back, "TLS handshake timed out"),
+                            _ => {
+                                tracing::info!(event = "tls_handshake_timeout", %remote, held_back, "TLS handshake timed out")
+                            }
                         }
                     }
                     return;
@@ -315,7 +347,7 @@ pub async fn serve(
                 .and_then(|c| c.first())
                 .and_then(|c| identity::peer_identity(c));
             let Some(peer) = peer else {
-                tracing::warn!(%remote, "verified client certificate could not be read");
+                tracing::warn!(event = "client_certificate_unreadable", %remote, "verified client certificate could not be read");
                 return;
             };
             let service = TowerToHyperService::new(router.layer(axum::Extension(Arc::new(peer))));

@@ -345,7 +345,11 @@ fn in_process(tasks: usize, load: Load, seconds: u64) -> f64 {
         .enable_all()
         .build()
         .unwrap();
-    let (pipeline, ledger) = gateway::serve::open_pipeline(&config).unwrap();
+    let (pipeline, ledger) = gateway::serve::open_pipeline(
+        &config,
+        std::sync::Arc::new(gateway::metrics::Metrics::new().unwrap()),
+    )
+    .unwrap();
     let until = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let records: u64 = rt.block_on(async {

@@ -19,6 +19,8 @@ pub struct Answer {
     pub content_type: String,
     /// `Retry-After`, if any.
     pub retry_after: Option<String>,
+    /// `x-request-id`, if any.
+    pub request_id: Option<String>,
     /// The body.
     pub body: Vec<u8>,
     /// Whether it came over HTTP/2.
@@ -208,10 +210,11 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (status, content_type, retry_after) = (
+        let (status, content_type, retry_after, request_id) = (
             resp.status().as_u16(),
             header("content-type").unwrap_or_default(),
             header("retry-after"),
+            header("x-request-id"),
         );
         let body = resp
             .into_body()
@@ -224,6 +227,7 @@ impl Client {
             status,
             content_type,
             retry_after,
+            request_id,
             body,
             http2,
         })

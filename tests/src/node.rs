@@ -62,6 +62,8 @@ pub struct Node {
     pub dir: PathBuf,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves /metrics, /healthz and /readyz (plain HTTP).
+    pub metrics: SocketAddr,
     child: Option<Child>,
 }
 
@@ -91,7 +93,7 @@ impl Node {
         log_args: &[&str],
         filter: &str,
     ) -> Node {
-        let addr = free_port();
+        let (addr, metrics) = (free_port(), free_port());
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -106,6 +108,8 @@ impl Node {
             .arg(dir.join("gateway.yaml"))
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
             .env("LEDGERGATE_LOG", filter)
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -114,6 +118,7 @@ impl Node {
         let node = Node {
             dir: dir.to_owned(),
             addr,
+            metrics,
             child: Some(child),
         };
         eventually("the gateway to listen", || {
@@ -129,12 +134,37 @@ impl Node {
 
     /// A handle on a node another handle started (for its directory and address); dropping it does
     /// not stop the node.
-    pub fn attach(dir: &Path, addr: SocketAddr) -> Node {
+    pub fn attach(dir: &Path, addr: SocketAddr, metrics: SocketAddr) -> Node {
         Node {
             dir: dir.to_owned(),
             addr,
+            metrics,
             child: None,
         }
+    }
+
+    /// `GET` on the monitoring listener (plain HTTP/1.1): status and body.
+    pub fn monitoring(&self, path: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s = TcpStream::connect(self.metrics).expect("the monitoring listener");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .expect("a request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("an answer");
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// `keymgr --gateway … <args>` against this node, as the development identity `who`.

@@ -201,9 +201,9 @@ fn load(
     {
         // The officer: rotate, then revoke the version just superseded, while records flow.
         let (acked, stop) = (Arc::clone(acked), Arc::clone(stop));
-        let (dir, addr) = (node.dir.clone(), node.addr);
+        let (dir, addr, metrics) = (node.dir.clone(), node.addr, node.metrics);
         workers.push(std::thread::spawn(move || {
-            let node = Node::attach(&dir, addr);
+            let node = Node::attach(&dir, addr, metrics);
             while !stop.load(Ordering::Relaxed) {
                 let Ok(rotated) = officer(&node, &["rotate", "pseudonym"]) else {
                     return;

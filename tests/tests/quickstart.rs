@@ -18,14 +18,23 @@ use serde_json::Value;
 #[test]
 fn the_printed_curl_commands_work_exactly_as_printed() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port) = (free(), free());
     let mut child = Command::new(gateway_bin())
         .current_dir(tmp.path())
-        .args(["quickstart", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "quickstart",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
         .env("LEDGERGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -42,7 +51,11 @@ fn the_printed_curl_commands_work_exactly_as_printed() {
             break;
         }
     }
-    assert_eq!(commands.len(), 3, "submit, read back, checkpoint");
+    assert_eq!(
+        commands.len(),
+        5,
+        "submit, read back, checkpoint, metrics, readiness: {commands:?}"
+    );
     assert!(
         tmp.path().join("ledgergate-data/gateway.yaml").exists(),
         "the default directory is ./ledgergate-data"
@@ -73,6 +86,15 @@ fn the_printed_curl_commands_work_exactly_as_printed() {
         ok && note.starts_with("ledgergate.local/log\n1\n"),
         "{note}"
     );
+    // Where metrics are served, as printed: the record just submitted is counted.
+    let (ok, metrics) = run(&commands[3]);
+    assert!(
+        ok && metrics
+            .contains("ledgergate_records_total{outcome=\"created\",type=\"loan_application\"} 1"),
+        "{metrics}"
+    );
+    let (ok, ready) = run(&commands[4]);
+    assert!(ok && ready.contains("\"ready\":true"), "{ready}");
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

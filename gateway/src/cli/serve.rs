@@ -17,6 +17,9 @@ pub(crate) struct ServeArgs {
     /// Listen here instead of the configured address.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Serve /metrics, /healthz and /readyz (plain HTTP) here instead of the configured address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -27,6 +30,9 @@ pub(crate) struct QuickstartArgs {
     /// Listen here instead of the configured address.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Serve /metrics, /healthz and /readyz (plain HTTP) here instead of the configured address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -48,6 +54,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, CliError> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = m;
+    }
     run_node(config)
 }
 
@@ -62,8 +71,8 @@ fn curl_commands(dir: &Path, listen: SocketAddr) -> String {
         )
     };
     let url = format!("https://localhost:{}", listen.port());
-    // The record id is the provider's own reference, on the shared ledger in clear: never a person's
-    // id (the applicant's is hashed by the policy).
+    // The record id is the provider's own reference (kept off the shared ledger as a keyed reference),
+    // never a person's id (the applicant's is hashed by the policy).
     let record = r#"{"type":"loan_application","id":"LOAN-2026-0001","fields":{"applicant_id":"A-1001","name":"Erika Mustermann","phone":"+49 170 1234567","age":37,"birth_date":"1987-06-15","salary":52000.5,"amount":250000,"currency":"EUR"}}"#;
     format!(
         "Submit a record as provider-a:\n  curl {a} -H 'content-type: application/json' -d '{record}' {url}/v1/records\n\
@@ -83,6 +92,9 @@ pub(crate) fn quickstart(args: &QuickstartArgs) -> Result<ExitCode, CliError> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = m;
+    }
     let dir = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
     println!(
         "Ledgergate quickstart: {} node directory {}\n(the KEK passphrase in kek.pass is for development only)\n",
@@ -90,6 +102,10 @@ pub(crate) fn quickstart(args: &QuickstartArgs) -> Result<ExitCode, CliError> {
         dir.display()
     );
     println!("{}", curl_commands(&dir, config.listen));
+    println!(
+        "Metrics (Prometheus, plain HTTP) and readiness:\n  curl http://{m}/metrics\n  curl http://{m}/readyz\n",
+        m = config.metrics_listen
+    );
     println!("Stop with Ctrl-C.");
     run_node(config)
 }

@@ -14,12 +14,14 @@ use serde::Deserialize;
 
 use super::body::{BodyBudget, HeldBody, read_body};
 use super::guard::guard;
+use super::observe::observe;
 use super::problem::{Problem, for_status, problem};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
-/// The routes, over a pipeline, with request bodies read within `budget`. Each connection adds its
-/// peer's identity as an extension.
-pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget) -> Router {
+/// The routes, over a pipeline, with request bodies read within `budget` and every request observed
+/// in `metrics`. Each connection adds its peer's identity as an extension.
+pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/v1/records", post(submit))
         .route("/v1/records:batch", post(batch))
@@ -51,6 +53,9 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget) -> Router {
         })
         .layer(axum::middleware::from_fn(guard))
         .layer(axum::Extension(budget))
+        .layer(axum::Extension(Arc::clone(&metrics)))
+        // Outermost: the id and the clock cover the guard's own answers too.
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
         .with_state(pipeline)
 }
 
@@ -148,7 +153,8 @@ async fn opening(
 async fn blocking_json(
     read: impl FnOnce() -> Result<serde_json::Value, crate::pipeline::PipelineError> + Send + 'static,
 ) -> Response {
-    match tokio::task::spawn_blocking(read).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(read)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => problem(&e).into_response(),
         Err(e) => {
@@ -228,6 +234,7 @@ async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
             .saturating_mul(MAX_BATCH_LINES)
             .min(MAX_BATCH_BYTES)
     };
+    let metrics = req.extensions().get::<Arc<Metrics>>().cloned();
     let (peer, body) = match admitted_body(&p, req, limit).await {
         Ok(pb) => pb,
         Err(e) => return e.into_response(),
@@ -236,6 +243,10 @@ async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
         Ok(lines) => lines,
         Err(e) => return e.into_response(),
     };
+    if let Some(m) = metrics {
+        #[allow(clippy::cast_precision_loss)] // at most MAX_BATCH_LINES
+        m.batch_records.observe(lines.len() as f64);
+    }
     // One result per line, in order; each line is a submission of its own, so a bad line refuses only
     // itself. The good lines are appended together, in one group commit.
     let results = p.submit_batch(&peer, &lines).await;
@@ -398,9 +409,14 @@ async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Byte
 /// flush the key store, and `affected` first brings the usage index up to the ledger.
 async fn run_admin(p: &Arc<Pipeline>, command: keymgr::Command, actor: &str) -> Response {
     // The verb and key name only: a shred's subject id is personal data.
-    tracing::info!(%actor, verb = command.verb(), key = command.key_name(), "officer key command");
+    tracing::warn!(event = "officer_command", %actor, verb = command.verb(), key = command.key_name(), "officer key command");
     let (p, actor) = (Arc::clone(p), actor.to_owned());
-    match tokio::task::spawn_blocking(move || crate::admin::execute(&p, command, &actor)).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || {
+        span.in_scope(|| crate::admin::execute(&p, command, &actor))
+    })
+    .await
+    {
         Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
         Ok(Err(e)) => problem(&e.into()).into_response(),
         Err(e) => {
@@ -507,7 +523,7 @@ async fn admin_reload(
         Ok((actor, _)) => actor,
         Err(r) => return r,
     };
-    tracing::info!(%actor, "reload requested");
+    tracing::warn!(event = "reload_requested", %actor, "reload requested");
     match reloader.reload() {
         Ok(r) => axum::Json(serde_json::json!({ "ok": true, "policy": r.policy })).into_response(),
         Err(errors) => {

@@ -132,13 +132,22 @@ pub fn problem(e: &PipelineError) -> Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = json!({
+        let mut body = json!({
             "type": format!("urn:ledgergate:problem:{}", self.code),
             "title": title,
             "status": self.status.as_u16(),
             "code": self.code,
             "detail": self.detail,
         });
+        // This occurrence: the request id the answer's `x-request-id` and the node's log carry.
+        if let (Some(id), Some(fields)) =
+            (super::observe::current_request_id(), body.as_object_mut())
+        {
+            fields.insert(
+                "instance".to_owned(),
+                format!("urn:ledgergate:request:{id}").into(),
+            );
+        }
         let mut r = (self.status, body.to_string()).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,

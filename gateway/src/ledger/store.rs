@@ -480,6 +480,14 @@ impl Store {
             .collect()
     }
 
+    /// When the checkpoint of the tree of `size` entries was signed, if that was recorded.
+    pub(crate) fn signed_at_of(&self, size: u64) -> Result<Option<i64>, LedgerError> {
+        Ok(self
+            .get(&index_key(SIGNED_AT, size))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
     /// When each checkpoint was signed, in size order (checkpoints of stores written before this was
     /// recorded have none).
     pub(crate) fn signed_at(

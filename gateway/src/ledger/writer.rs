@@ -44,6 +44,7 @@ pub(crate) struct Writer {
     pub(crate) signing: Signing,
     pub(crate) range: CompactRange,
     pub(crate) max_batch: usize,
+    pub(crate) metrics: Option<crate::metrics::LedgerMetrics>,
 }
 
 impl Writer {
@@ -215,7 +216,13 @@ impl Writer {
         batch.put_checkpoint(range.size(), &signed.note);
         batch.put_signed_at(range.size(), now);
         batch.set_size(range.size());
+        let started = std::time::Instant::now();
         self.shared.store.commit(batch)?;
+        if let Some(m) = &self.metrics {
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
+            #[allow(clippy::cast_precision_loss)] // a group holds far fewer than 2^52 entries
+            m.group_entries.observe(leaves.len() as f64);
+        }
         self.range = range;
         self.shared.publish(Arc::clone(&signed));
         Ok((leaves, signed))

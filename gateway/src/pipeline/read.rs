@@ -57,6 +57,7 @@ impl Pipeline {
         if !unsealed.is_empty() {
             let fields = unsealed.join(",");
             self.audit_unseal(&subject.name, provider, id, &fields)?;
+            self.count_unseals(&subject.name, &found.record_type, unsealed.len());
         }
         let (proof, checkpoint) = self.proof(found.index)?;
         Ok(json!({
@@ -106,6 +107,7 @@ impl Pipeline {
         let may_unseal = owner || subject.roles.iter().any(|r| rt.unseal.contains(r));
         Ok(Found {
             index,
+            record_type: rt.name.clone(),
             bytes,
             entry,
             owner,
@@ -126,6 +128,22 @@ impl Pipeline {
         Ok(self
             .keys
             .audit_event(crate::keys::unix_now(), who, "unseal", detail)?)
+    }
+
+    /// Counts and logs values read in clear by someone other than their owner (after the audit
+    /// record). The log names the policy subject (an organisation) and the type, never the record.
+    fn count_unseals(&self, reader: &str, record_type: &str, values: usize) {
+        tracing::warn!(
+            event = "unseal",
+            reader,
+            record_type,
+            values,
+            "sealed values read in clear by a non-owner"
+        );
+        self.metrics
+            .unseals
+            .with_label_values(&[record_type])
+            .inc_by(u64::try_from(values).unwrap_or(u64::MAX));
     }
 
     /// The inclusion proof of entry `index` against the latest checkpoint, and that checkpoint.
@@ -226,6 +244,7 @@ impl Pipeline {
             .to_owned();
         if !found.owner {
             self.audit_unseal(&subject.name, provider, id, &format!("{path} (opening)"))?;
+            self.count_unseals(&subject.name, &found.record_type, 1);
         }
         let (proof, checkpoint) = self.proof(found.index)?;
         let (index, bytes) = (found.index, &found.bytes);
@@ -248,6 +267,8 @@ impl Pipeline {
 /// A stored record found for a reader.
 struct Found {
     index: u64,
+    /// Its record type, as the policy declares it.
+    record_type: String,
     /// The entry's exact bytes, and parsed.
     bytes: Vec<u8>,
     entry: Value,

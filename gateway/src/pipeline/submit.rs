@@ -28,9 +28,14 @@ pub(super) struct Parsed<'p> {
     record: Value,
 }
 
-impl Parsed<'_> {
+impl<'p> Parsed<'p> {
     pub(super) fn provider(&self) -> &str {
         self.provider
+    }
+
+    /// The record type as the policy declares it (a bounded metrics label, unlike the client's text).
+    pub(super) fn record_type_name(&self) -> &'p str {
+        &self.rt.name
     }
 }
 
@@ -72,7 +77,7 @@ impl Pipeline {
         }
         self.limiter
             .admit(&subject.name, &limits, 1, Instant::now())
-            .map_err(|retry_after| PipelineError::RateLimited { retry_after })?;
+            .map_err(|retry_after| self.rate_limited(retry_after))?;
         let mut record = parse_json(
             body,
             JsonLimits {
@@ -159,10 +164,11 @@ impl Pipeline {
                     }
                 }
             };
+            let sealed = (p.record_type_name(), d.sealed.len() as u64);
             match self.entry(policy, &p, d, key.as_deref(), now) {
                 Ok(item) => {
                     items.push(item);
-                    lines.push(i);
+                    lines.push((i, sealed));
                 }
                 Err(e) => out.push((i, Err(e))),
             }
@@ -175,7 +181,13 @@ impl Pipeline {
         let appended = self.ledger.append_with(items).await;
         match appended {
             Ok(receipts) => {
-                for (i, r) in lines.into_iter().zip(receipts) {
+                for ((i, (record_type, sealed)), r) in lines.into_iter().zip(receipts) {
+                    if sealed > 0 {
+                        self.metrics
+                            .sealed_values
+                            .with_label_values(&[record_type])
+                            .inc_by(sealed);
+                    }
                     let receipt =
                         receipt_json(r.index, &r.leaf_hash, r.tree_size, &r.checkpoint.note);
                     let accepted = Accepted {
@@ -187,14 +199,14 @@ impl Pipeline {
             }
             // No key may sign checkpoints: a state officers put the node in, not a failure.
             Err(crate::ledger::LedgerError::NoSigner) => {
-                for i in lines {
+                for (i, _) in lines {
                     out.push((i, Err(crate::ledger::LedgerError::NoSigner.into())));
                 }
             }
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, records = lines.len(), "append failed");
-                for i in lines {
+                for (i, _) in lines {
                     out.push((i, Err(PipelineError::Unavailable(why.clone()))));
                 }
             }
