@@ -12,7 +12,7 @@ use std::path::Path;
 
 use policies::{
     Action, JsonLimits, KeyBytes, KeyError, KeyProvider, PeerIdentity, PolicySet, RecordErrorCode,
-    SaltSource, Subject, parse_json,
+    SaltSource, Subject, canonicalize_numbers, parse_json,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -50,6 +50,16 @@ record_types:
     subject_field: sid
     fields:
       sid: { type: string, required: true, transform: keep }
+  nums:
+    submit: [provider]
+    subject_field: sid
+    fields:
+      sid: { type: string, required: true, transform: keep }
+      h:   { type: number, transform: { hash: { key: pseudonym } } }
+      k:   { type: number, transform: keep }
+      g:   { type: integer, transform: { generalize: { bucket: 10 } } }
+      s:   { type: number, transform: seal }
+      i:   { type: integer, transform: keep }
 "##;
 
 fn policy() -> PolicySet {
@@ -83,6 +93,19 @@ fn subject(p: &PolicySet, cn: &str) -> Subject {
     })
     .unwrap()
     .clone()
+}
+
+/// Another spelling of the same number: a trailing zero in the fraction (or `.0` added).
+fn respell(text: &str) -> String {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, format!("e{e}")),
+        None => (text, String::new()),
+    };
+    if mantissa.contains('.') {
+        format!("{mantissa}0{exponent}")
+    } else {
+        format!("{mantissa}.0{exponent}")
+    }
 }
 
 /// A secret that cannot appear by accident: a marker no transform output contains, and random letters.
@@ -202,6 +225,33 @@ proptest! {
                 prop_assert_eq!(p.authorize(&s, action, t).unwrap_err().code, RecordErrorCode::Forbidden);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// However a number is spelled, the canonical record, its pseudonyms, commitments, kept values and
+    /// generalisations are the same.
+    #[test]
+    fn spellings_of_a_number_desensitize_alike(x in any::<f64>().prop_filter("finite", |f| f.is_finite()), n in any::<i32>()) {
+        let p = policy();
+        let rt = p.authorize(&subject(&p, "bank"), Action::Submit, "nums").unwrap();
+        let xs = serde_json::Number::from_f64(x).unwrap().to_string();
+        let ns = n.to_string();
+        let record = |x: &str, n: &str| {
+            let text = format!(r#"{{"sid":"s","h":{x},"k":{x},"s":{x},"g":{n},"i":{n}}}"#);
+            let mut v = parse_json(text.as_bytes(), JsonLimits::default()).unwrap();
+            canonicalize_numbers(rt, &mut v).unwrap();
+            let out = p.desensitize(rt, &v, &Keys { version: 1 }, &mut Salts(0)).unwrap();
+            (v, out.payload, out.sealed[0].value.to_vec())
+        };
+        let plain = record(&xs, &ns);
+        let other = record(&respell(&xs), &respell(&ns));
+        prop_assert_eq!(&plain, &other);
+        // And the canonical value is the number itself.
+        prop_assert_eq!(plain.0["k"].as_f64(), Some(if x == 0.0 { 0.0 } else { x }));
+        prop_assert_eq!(plain.0["i"].as_i64(), Some(i64::from(n)));
     }
 }
 

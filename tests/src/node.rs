@@ -43,9 +43,10 @@ pub fn append_config(dir: &Path, line: &str) {
 }
 
 /// Lets one source address hold `connections` connections (a load generator is one address; the
-/// default per-source cap is 64).
+/// default per-source cap is 64), with room for the start-up probe's connection, whose slot the node
+/// frees only once it sees that connection end.
 pub fn lift_connection_caps(dir: &Path, connections: usize) {
-    let n = connections.max(64);
+    let n = connections.max(64) + 16;
     append_config(
         dir,
         &format!(
