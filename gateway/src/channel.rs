@@ -1,0 +1,53 @@
+//! The node-to-node channel: keys negotiated asymmetrically (Noise `XX`: X25519, each static key bound
+//! to the node's Ed25519 identity) and traffic encrypted symmetrically (ChaCha20-Poly1305), over any
+//! reliable byte stream. Split by concern as boringtun splits its `noise/`:
+//!
+//! - `identity`: the binding of a static key to an identity, and its check;
+//! - `frame`: the wire format (length, epoch, Noise message) and the plaintext kinds;
+//! - `session`: one session as a pure state machine (handshake, transport, timers, rekeying).
+//!
+//! The socket loop, peer configuration and the edge/ledger roles that use it come next (#15).
+
+pub mod frame;
+pub mod identity;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use identity::Identity;
+pub use session::{Authorize, Config, Output, Session, Timers};
+
+/// Why a session ended. Any error closes the session; the transport drops the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// Noise refused a message: it failed to decrypt or authenticate (tampered, replayed, reordered,
+    /// truncated), or the handshake went wrong.
+    #[error("noise: {0}")]
+    Noise(String),
+    /// The peer's identity binding did not check out.
+    #[error("identity: {0}")]
+    Identity(&'static str),
+    /// The peer is not configured or was revoked.
+    #[error("peer {0} is not authorised")]
+    Unauthorized(Identity),
+    /// A frame or message that breaks the protocol.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// An application message over the bound.
+    #[error("a message over the {0}-byte bound")]
+    TooLarge(usize),
+    /// A handshake or the peer took too long.
+    #[error("timeout: {0}")]
+    Timeout(&'static str),
+    /// The session's keys are older than `reject_after`.
+    #[error("the session's keys expired")]
+    Expired,
+    /// Sending before the handshake finished.
+    #[error("the session is not open yet")]
+    NotOpen,
+    /// The session was closed before.
+    #[error("the session is closed")]
+    Closed,
+}

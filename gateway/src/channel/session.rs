@@ -1,0 +1,672 @@
+//! One channel session as a pure state machine, in boringtun's style: it is given `now` and bytes and
+//! returns what to send and what to deliver, so the handshake, the timers and rekeying are tested
+//! without sockets and without sleeping. The transport around it owns the socket and the clock.
+//!
+//! - **Handshake.** Noise `XX` (`Noise_XX_25519_ChaChaPoly_SHA256`, snow). The prologue binds the
+//!   protocol, its version, the log's origin and the epoch. Messages 2 and 3 carry each side's
+//!   identity binding (`identity.rs`), checked against the static key the handshake authenticated and
+//!   then against the caller's authorisation (configured peers, revocation) before any application
+//!   data is accepted or sent. The first message must be exactly an ephemeral key: nothing else is
+//!   parsed, and no DH or signature check happens, before that.
+//! - **Transport.** Stateful Noise transport: nonces are implicit counters, so a replayed, dropped,
+//!   reordered or altered frame fails to decrypt, and any failure closes the session.
+//! - **Lifetime** (WireGuard's timers and names, from its paper §6.1 and boringtun's `timers.rs`): the
+//!   connecting side starts a fresh handshake (new ephemerals) when the keys are `rekey_after` old,
+//!   inside the old session; keys older than `reject_after` are refused; a handshake that does not
+//!   finish in `rekey_timeout` closes the session; a side that has sent nothing for `keepalive`
+//!   sends a keepalive, and a peer silent for two keepalives and a handshake timeout is gone.
+//!   Traffic continues across a rekey: the frame's epoch says which keys sealed it, and the
+//!   initiator keeps the old receiving keys until the peer's first message under the new ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use snow::{HandshakeState, TransportState};
+use zeroize::Zeroizing;
+
+use super::ChannelError;
+use super::frame::{self, Kind, MAX_FRAGMENT, MAX_NOISE_MESSAGE, TAG_LEN};
+use super::identity::{self, Identity};
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// The channel protocol and its version, first in every prologue.
+pub const PROTOCOL: &[u8] = b"ledgergate-channel/1";
+/// Bytes of the first handshake message: one X25519 ephemeral key, no payload.
+const FIRST_MESSAGE_LEN: usize = 32;
+
+/// WireGuard's timers, configurable so that tests can shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// REKEY_AFTER_TIME: the connecting side starts a new handshake when keys are this old.
+    pub rekey_after: Duration,
+    /// REJECT_AFTER_TIME: keys this old are not used for anything.
+    pub reject_after: Duration,
+    /// REKEY_TIMEOUT: a handshake must finish within this.
+    pub rekey_timeout: Duration,
+    /// KEEPALIVE_TIMEOUT: a side that sent nothing for this long sends a keepalive.
+    pub keepalive: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            rekey_after: Duration::from_secs(120),
+            reject_after: Duration::from_secs(180),
+            rekey_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Decides whether an identity may hold a session (configured peers, not revoked). Asked at every
+/// handshake, and by the transport whenever revocations may have changed.
+pub type Authorize = Arc<dyn Fn(&Identity) -> bool + Send + Sync>;
+
+/// What a node brings to its sessions.
+pub struct Config {
+    /// The node's X25519 static private key (keymgr purpose `channel-static`).
+    pub static_private: Zeroizing<[u8; 32]>,
+    /// The node's Ed25519 identity (keymgr purpose `node-identity`).
+    pub identity: SigningKey,
+    /// The log's origin: nodes of different logs cannot talk by mistake.
+    pub origin: String,
+    /// Who may connect.
+    pub authorize: Authorize,
+    /// Timers.
+    pub timers: Timers,
+    /// Largest application message, reassembled.
+    pub max_message: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("identity", &Identity::of(&self.identity))
+            .field("origin", &self.origin)
+            .field("timers", &self.timers)
+            .field("max_message", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a call asks the caller to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes (whole frames) to the peer.
+    Transmit(Vec<u8>),
+    /// An application message from the peer.
+    Deliver(Vec<u8>),
+    /// The first handshake finished: the peer is this identity.
+    Established(Identity),
+}
+
+struct Keys {
+    epoch: u8,
+    transport: Box<TransportState>,
+    since: Duration,
+}
+
+struct Rekey {
+    epoch: u8,
+    handshake: Box<HandshakeState>,
+    started: Duration,
+}
+
+/// Which message of the first handshake comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// The responder waits for message 1.
+    First,
+    /// The initiator waits for message 2.
+    Second,
+    /// The responder waits for message 3.
+    Third,
+}
+
+enum State {
+    Handshake {
+        handshake: Box<HandshakeState>,
+        started: Duration,
+        awaiting: Awaiting,
+    },
+    Open {
+        current: Keys,
+        /// The initiator's receiving keys of the epoch before, until the peer uses the new ones.
+        previous: Option<Keys>,
+        rekey: Option<Rekey>,
+    },
+    Closed,
+}
+
+/// One session with one peer.
+pub struct Session {
+    config: Arc<Config>,
+    initiator: bool,
+    state: State,
+    peer: Option<Identity>,
+    reassembly: Vec<u8>,
+    last_sent: Duration,
+    last_received: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("initiator", &self.initiator)
+            .field("peer", &self.peer)
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+fn noise(e: snow::Error) -> ChannelError {
+    ChannelError::Noise(e.to_string())
+}
+
+fn handshake(config: &Config, initiator: bool, epoch: u8) -> Result<HandshakeState, ChannelError> {
+    let params = NOISE_PARAMS.parse().map_err(noise)?;
+    let prologue = [PROTOCOL, b"\0", config.origin.as_bytes(), b"\0", &[epoch]].concat();
+    let builder = snow::Builder::new(params)
+        .local_private_key(config.static_private.as_slice())
+        .map_err(noise)?
+        .prologue(&prologue)
+        .map_err(noise)?;
+    if initiator {
+        builder.build_initiator().map_err(noise)
+    } else {
+        builder.build_responder().map_err(noise)
+    }
+}
+
+/// The X25519 public key of a static private key.
+pub fn static_public(private: &[u8; 32]) -> [u8; 32] {
+    x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*private)).to_bytes()
+}
+
+impl Session {
+    /// The connecting side: the session and its first handshake message to send.
+    pub fn initiator(
+        config: Arc<Config>,
+        now: Duration,
+    ) -> Result<(Session, Vec<Output>), ChannelError> {
+        let mut hs = handshake(&config, true, 0)?;
+        let first = write_handshake(&mut hs, &[])?;
+        let mut wire = Vec::with_capacity(first.len() + 3);
+        frame::encode(0, &first, &mut wire)?;
+        let session = Session {
+            config,
+            initiator: true,
+            state: State::Handshake {
+                handshake: Box::new(hs),
+                started: now,
+                awaiting: Awaiting::Second,
+            },
+            peer: None,
+            reassembly: Vec::new(),
+            last_sent: now,
+            last_received: now,
+        };
+        Ok((session, vec![Output::Transmit(wire)]))
+    }
+
+    /// The accepting side, waiting for the first message.
+    pub fn responder(config: Arc<Config>, now: Duration) -> Result<Session, ChannelError> {
+        let hs = handshake(&config, false, 0)?;
+        Ok(Session {
+            config,
+            initiator: false,
+            state: State::Handshake {
+                handshake: Box::new(hs),
+                started: now,
+                awaiting: Awaiting::First,
+            },
+            peer: None,
+            reassembly: Vec::new(),
+            last_sent: now,
+            last_received: now,
+        })
+    }
+
+    /// The authenticated peer, once the first handshake finished.
+    pub fn peer(&self) -> Option<Identity> {
+        self.peer
+    }
+
+    /// The epoch of the keys in use (`None` before the first handshake finished or after closing).
+    pub fn epoch(&self) -> Option<u8> {
+        match &self.state {
+            State::Open { current, .. } => Some(current.epoch),
+            _ => None,
+        }
+    }
+
+    /// Whether application messages can be sent.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    /// Whether the peer is still authorised (configured and not revoked); the transport asks this
+    /// when revocations may have changed, and closes the session when it is not.
+    pub fn still_authorized(&self) -> bool {
+        self.peer.is_none_or(|p| (self.config.authorize)(&p))
+    }
+
+    fn close<T>(&mut self, e: ChannelError) -> Result<T, ChannelError> {
+        // Dropping the states drops their keys.
+        self.state = State::Closed;
+        self.reassembly = Vec::new();
+        Err(e)
+    }
+
+    /// One frame from the peer.
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        epoch: u8,
+        message: &[u8],
+    ) -> Result<Vec<Output>, ChannelError> {
+        let result = self.receive_inner(now, epoch, message);
+        match result {
+            Ok(out) => {
+                self.last_received = now;
+                Ok(out)
+            }
+            Err(e) => self.close(e),
+        }
+    }
+
+    fn receive_inner(
+        &mut self,
+        now: Duration,
+        epoch: u8,
+        message: &[u8],
+    ) -> Result<Vec<Output>, ChannelError> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Closed => Err(ChannelError::Closed),
+            State::Handshake {
+                handshake,
+                started,
+                awaiting,
+            } => {
+                if epoch != 0 {
+                    return Err(ChannelError::Protocol("a handshake frame of another epoch"));
+                }
+                self.handshake_step(now, handshake, started, awaiting, message)
+            }
+            State::Open {
+                current,
+                previous,
+                rekey,
+            } => self.open_receive(now, current, previous, rekey, epoch, message),
+        }
+    }
+
+    fn binding(&self) -> [u8; identity::BINDING_LEN] {
+        identity::bind(
+            &self.config.identity,
+            &static_public(&self.config.static_private),
+        )
+    }
+
+    /// A first-handshake message as a frame (epoch 0).
+    fn handshake_frame(&mut self, now: Duration, message: &[u8]) -> Result<Vec<u8>, ChannelError> {
+        let mut wire = Vec::with_capacity(message.len() + 3);
+        frame::encode(0, message, &mut wire)?;
+        self.last_sent = now;
+        Ok(wire)
+    }
+
+    /// The peer's identity from a handshake payload, checked against the handshake's static key and
+    /// the authorisation (and, in a rekey, against the session's peer).
+    fn peer_of(&self, hs: &HandshakeState, payload: &[u8]) -> Result<Identity, ChannelError> {
+        let remote = hs
+            .get_remote_static()
+            .ok_or(ChannelError::Protocol("no remote static key"))?;
+        let peer = identity::verify(payload, remote)?;
+        if self.peer.is_some_and(|p| p != peer) {
+            return Err(ChannelError::Identity(
+                "the peer's identity changed in a rekey",
+            ));
+        }
+        if !(self.config.authorize)(&peer) {
+            return Err(ChannelError::Unauthorized(peer));
+        }
+        Ok(peer)
+    }
+
+    fn handshake_step(
+        &mut self,
+        now: Duration,
+        mut hs: Box<HandshakeState>,
+        started: Duration,
+        awaiting: Awaiting,
+        message: &[u8],
+    ) -> Result<Vec<Output>, ChannelError> {
+        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        let mut out = Vec::new();
+        if awaiting == Awaiting::First {
+            // Message 1: exactly an ephemeral key. Checked before snow parses anything.
+            if message.len() != FIRST_MESSAGE_LEN {
+                return Err(ChannelError::Protocol(
+                    "a first handshake message of the wrong size",
+                ));
+            }
+            hs.read_message(message, &mut payload).map_err(noise)?;
+            let second = write_handshake(&mut hs, &self.binding())?;
+            out.push(Output::Transmit(self.handshake_frame(now, &second)?));
+            self.state = State::Handshake {
+                handshake: hs,
+                started,
+                awaiting: Awaiting::Third,
+            };
+            return Ok(out);
+        }
+        let n = hs.read_message(message, &mut payload).map_err(noise)?;
+        let peer = self.peer_of(&hs, payload.get(..n).unwrap_or_default())?;
+        if awaiting == Awaiting::Second {
+            // Message 2 read: answer with message 3, then the session is open.
+            let third = write_handshake(&mut hs, &self.binding())?;
+            out.push(Output::Transmit(self.handshake_frame(now, &third)?));
+        }
+        if !hs.is_handshake_finished() {
+            return Err(ChannelError::Protocol("the handshake did not finish"));
+        }
+        let transport = hs.into_transport_mode().map_err(noise)?;
+        self.peer = Some(peer);
+        self.state = State::Open {
+            current: Keys {
+                epoch: 0,
+                transport: Box::new(transport),
+                since: now,
+            },
+            previous: None,
+            rekey: None,
+        };
+        out.push(Output::Established(peer));
+        Ok(out)
+    }
+
+    fn open_receive(
+        &mut self,
+        now: Duration,
+        mut current: Keys,
+        mut previous: Option<Keys>,
+        mut rekey: Option<Rekey>,
+        epoch: u8,
+        message: &[u8],
+    ) -> Result<Vec<Output>, ChannelError> {
+        if now.saturating_sub(current.since) >= self.config.timers.reject_after {
+            return Err(ChannelError::Expired);
+        }
+        let mut plain = vec![0u8; message.len()];
+        let n = if epoch == current.epoch {
+            let n = current
+                .transport
+                .read_message(message, &mut plain)
+                .map_err(noise)?;
+            // The peer uses the new keys: the old receiving keys are done with.
+            previous = None;
+            n
+        } else if let Some(old) = previous.as_mut().filter(|k| k.epoch == epoch) {
+            old.transport
+                .read_message(message, &mut plain)
+                .map_err(noise)?
+        } else {
+            return Err(ChannelError::Protocol("a frame of an unknown epoch"));
+        };
+        let plain = plain.get(..n).unwrap_or_default();
+        let (kind, body) = plain
+            .split_first()
+            .ok_or(ChannelError::Protocol("an empty transport message"))?;
+        let mut out = Vec::new();
+        match Kind::of(*kind)? {
+            Kind::Keepalive => {}
+            Kind::More | Kind::Last => {
+                if self.reassembly.len() + body.len() > self.config.max_message {
+                    return Err(ChannelError::TooLarge(self.config.max_message));
+                }
+                self.reassembly.extend_from_slice(body);
+                if Kind::of(*kind)? == Kind::Last {
+                    out.push(Output::Deliver(std::mem::take(&mut self.reassembly)));
+                }
+            }
+            Kind::Rekey => {
+                let switched = self.rekey_step(now, &mut current, &mut rekey, body, &mut out)?;
+                if let Some(new) = switched {
+                    let old = std::mem::replace(&mut current, new);
+                    // The initiator may still get the peer's frames sealed before it switched.
+                    previous = self.initiator.then_some(old);
+                }
+            }
+        }
+        self.state = State::Open {
+            current,
+            previous,
+            rekey,
+        };
+        Ok(out)
+    }
+
+    /// A rekey handshake message. Returns the new keys when this side switches to them.
+    fn rekey_step(
+        &mut self,
+        now: Duration,
+        current: &mut Keys,
+        rekey: &mut Option<Rekey>,
+        message: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Result<Option<Keys>, ChannelError> {
+        let next = current.epoch.wrapping_add(1);
+        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        match (self.initiator, rekey.take()) {
+            (false, None) => {
+                // Message 1 of a rekey: answer with message 2.
+                if message.len() != FIRST_MESSAGE_LEN {
+                    return Err(ChannelError::Protocol(
+                        "a first handshake message of the wrong size",
+                    ));
+                }
+                let mut hs = handshake(&self.config, false, next)?;
+                hs.read_message(message, &mut payload).map_err(noise)?;
+                let binding = self.binding();
+                let reply = write_handshake(&mut hs, &binding)?;
+                self.seal_into(now, current, Kind::Rekey, &reply, out)?;
+                *rekey = Some(Rekey {
+                    epoch: next,
+                    handshake: Box::new(hs),
+                    started: now,
+                });
+                Ok(None)
+            }
+            (false, Some(mut r)) => {
+                // Message 3: the responder switches both ways.
+                let n = r
+                    .handshake
+                    .read_message(message, &mut payload)
+                    .map_err(noise)?;
+                self.peer_of(&r.handshake, payload.get(..n).unwrap_or_default())?;
+                let transport = r.handshake.into_transport_mode().map_err(noise)?;
+                Ok(Some(Keys {
+                    epoch: r.epoch,
+                    transport: Box::new(transport),
+                    since: now,
+                }))
+            }
+            (true, Some(mut r)) => {
+                // Message 2: answer with message 3 under the old keys, then send under the new.
+                let n = r
+                    .handshake
+                    .read_message(message, &mut payload)
+                    .map_err(noise)?;
+                self.peer_of(&r.handshake, payload.get(..n).unwrap_or_default())?;
+                let binding = self.binding();
+                let last = write_handshake(&mut r.handshake, &binding)?;
+                self.seal_into(now, current, Kind::Rekey, &last, out)?;
+                let transport = r.handshake.into_transport_mode().map_err(noise)?;
+                Ok(Some(Keys {
+                    epoch: r.epoch,
+                    transport: Box::new(transport),
+                    since: now,
+                }))
+            }
+            (true, None) => Err(ChannelError::Protocol("a rekey message nobody asked for")),
+        }
+    }
+
+    /// Seals one plaintext of `kind` under `keys` as a frame.
+    fn seal_into(
+        &mut self,
+        now: Duration,
+        keys: &mut Keys,
+        kind: Kind,
+        body: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ChannelError> {
+        let mut plain = Vec::with_capacity(body.len() + 1);
+        plain.push(kind as u8);
+        plain.extend_from_slice(body);
+        let mut sealed = vec![0u8; plain.len() + TAG_LEN];
+        let n = keys
+            .transport
+            .write_message(&plain, &mut sealed)
+            .map_err(noise)?;
+        let mut wire = Vec::with_capacity(n + 3);
+        frame::encode(keys.epoch, sealed.get(..n).unwrap_or_default(), &mut wire)?;
+        self.last_sent = now;
+        out.push(Output::Transmit(wire));
+        Ok(())
+    }
+
+    /// Seals an application message (split into fragments as needed) for the peer.
+    pub fn send(&mut self, now: Duration, message: &[u8]) -> Result<Vec<Output>, ChannelError> {
+        if message.len() > self.config.max_message {
+            return Err(ChannelError::TooLarge(self.config.max_message));
+        }
+        let State::Open {
+            mut current,
+            previous,
+            rekey,
+        } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return Err(ChannelError::NotOpen);
+        };
+        if now.saturating_sub(current.since) >= self.config.timers.reject_after {
+            return self.close(ChannelError::Expired);
+        }
+        let mut out = Vec::new();
+        let mut chunks = message.chunks(MAX_FRAGMENT).peekable();
+        let mut result = Ok(());
+        if message.is_empty() {
+            result = self.seal_into(now, &mut current, Kind::Last, &[], &mut out);
+        }
+        while let Some(chunk) = chunks.next() {
+            let kind = if chunks.peek().is_some() {
+                Kind::More
+            } else {
+                Kind::Last
+            };
+            result = self.seal_into(now, &mut current, kind, chunk, &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.state = State::Open {
+            current,
+            previous,
+            rekey,
+        };
+        match result {
+            Ok(()) => Ok(out),
+            Err(e) => self.close(e),
+        }
+    }
+
+    /// The timers: call at least every few hundred milliseconds. Starts a rekey, sends a keepalive,
+    /// or closes the session (an error) when a handshake timed out, the keys are too old or the
+    /// peer went silent.
+    pub fn tick(&mut self, now: Duration) -> Result<Vec<Output>, ChannelError> {
+        let t = self.config.timers;
+        let silent_limit = t.keepalive * 2 + t.rekey_timeout;
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Closed => Err(ChannelError::Closed),
+            State::Handshake {
+                handshake,
+                started,
+                awaiting,
+            } => {
+                if now.saturating_sub(started) >= t.rekey_timeout {
+                    return self.close(ChannelError::Timeout(
+                        "the handshake did not finish in time",
+                    ));
+                }
+                self.state = State::Handshake {
+                    handshake,
+                    started,
+                    awaiting,
+                };
+                Ok(Vec::new())
+            }
+            State::Open {
+                mut current,
+                previous,
+                mut rekey,
+            } => {
+                if now.saturating_sub(current.since) >= t.reject_after {
+                    return self.close(ChannelError::Expired);
+                }
+                if rekey
+                    .as_ref()
+                    .is_some_and(|r| now.saturating_sub(r.started) >= t.rekey_timeout)
+                {
+                    return self.close(ChannelError::Timeout("a rekey did not finish in time"));
+                }
+                if now.saturating_sub(self.last_received) >= silent_limit {
+                    return self.close(ChannelError::Timeout("the peer went silent"));
+                }
+                let mut out = Vec::new();
+                let mut result = Ok(());
+                if self.initiator
+                    && rekey.is_none()
+                    && now.saturating_sub(current.since) >= t.rekey_after
+                {
+                    let next = current.epoch.wrapping_add(1);
+                    match handshake(&self.config, true, next).and_then(|mut hs| {
+                        let first = write_handshake(&mut hs, &[])?;
+                        Ok((hs, first))
+                    }) {
+                        Ok((hs, first)) => {
+                            result =
+                                self.seal_into(now, &mut current, Kind::Rekey, &first, &mut out);
+                            rekey = Some(Rekey {
+                                epoch: next,
+                                handshake: Box::new(hs),
+                                started: now,
+                            });
+                        }
+                        Err(e) => result = Err(e),
+                    }
+                } else if now.saturating_sub(self.last_sent) >= t.keepalive {
+                    result = self.seal_into(now, &mut current, Kind::Keepalive, &[], &mut out);
+                }
+                self.state = State::Open {
+                    current,
+                    previous,
+                    rekey,
+                };
+                match result {
+                    Ok(()) => Ok(out),
+                    Err(e) => self.close(e),
+                }
+            }
+        }
+    }
+}
+
+fn write_handshake(hs: &mut HandshakeState, payload: &[u8]) -> Result<Vec<u8>, ChannelError> {
+    let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+    let n = hs.write_message(payload, &mut buf).map_err(noise)?;
+    buf.truncate(n);
+    Ok(buf)
+}

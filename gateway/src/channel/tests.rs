@@ -1,0 +1,362 @@
+//! The session state machine driven by a simulated clock and an in-memory wire: handshakes,
+//! authorisation, tampering, replay, bounds, timers and rekeying under traffic, without sockets or
+//! sleeping.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use zeroize::Zeroizing;
+
+use super::frame::FrameReader;
+use super::*;
+
+fn identity(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn config(seed: u8, authorize: Authorize, timers: Timers) -> Arc<Config> {
+    Arc::new(Config {
+        static_private: Zeroizing::new([seed.wrapping_add(100); 32]),
+        identity: identity(seed),
+        origin: "test.ledgergate/log".into(),
+        authorize,
+        timers,
+        max_message: 1 << 20,
+    })
+}
+
+fn only(seed: u8) -> Authorize {
+    let id = Identity::of(&identity(seed));
+    Arc::new(move |p: &Identity| *p == id)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Frames out of a call's outputs, and what it delivered.
+#[derive(Default)]
+struct Outcome {
+    frames: Vec<(u8, Vec<u8>)>,
+    delivered: Vec<Vec<u8>>,
+    established: Option<Identity>,
+}
+
+fn split(outputs: Vec<Output>) -> Outcome {
+    let mut o = Outcome::default();
+    let mut reader = FrameReader::default();
+    for out in outputs {
+        match out {
+            Output::Transmit(bytes) => reader.push(&bytes),
+            Output::Deliver(m) => o.delivered.push(m),
+            Output::Established(p) => o.established = Some(p),
+        }
+    }
+    while let Some(f) = reader.next_frame().unwrap() {
+        o.frames.push(f);
+    }
+    o
+}
+
+/// Two sessions and the frames in flight between them.
+struct Pair {
+    a: Session,
+    b: Session,
+    to_b: VecDeque<(u8, Vec<u8>)>,
+    to_a: VecDeque<(u8, Vec<u8>)>,
+    got_a: Vec<Vec<u8>>,
+    got_b: Vec<Vec<u8>>,
+}
+
+impl Pair {
+    fn new(a: Arc<Config>, b: Arc<Config>) -> Pair {
+        let (a, first) = Session::initiator(a, secs(0)).unwrap();
+        let b = Session::responder(b, secs(0)).unwrap();
+        Pair {
+            a,
+            b,
+            to_b: split(first).frames.into(),
+            to_a: VecDeque::new(),
+            got_a: Vec::new(),
+            got_b: Vec::new(),
+        }
+    }
+
+    /// Delivers every frame in flight (both ways) until none is left.
+    fn pump(&mut self, now: Duration) -> Result<(), ChannelError> {
+        while !self.to_a.is_empty() || !self.to_b.is_empty() {
+            if let Some((e, m)) = self.to_b.pop_front() {
+                let o = split(self.b.receive(now, e, &m)?);
+                self.to_a.extend(o.frames);
+                self.got_b.extend(o.delivered);
+            }
+            if let Some((e, m)) = self.to_a.pop_front() {
+                let o = split(self.a.receive(now, e, &m)?);
+                self.to_b.extend(o.frames);
+                self.got_a.extend(o.delivered);
+            }
+        }
+        Ok(())
+    }
+
+    fn a_sends(&mut self, now: Duration, m: &[u8]) {
+        let o = split(self.a.send(now, m).unwrap());
+        self.to_b.extend(o.frames);
+    }
+
+    fn b_sends(&mut self, now: Duration, m: &[u8]) {
+        let o = split(self.b.send(now, m).unwrap());
+        self.to_a.extend(o.frames);
+    }
+
+    fn tick(&mut self, now: Duration) -> Result<(), ChannelError> {
+        let o = split(self.a.tick(now)?);
+        self.to_b.extend(o.frames);
+        let o = split(self.b.tick(now)?);
+        self.to_a.extend(o.frames);
+        Ok(())
+    }
+}
+
+fn open_pair() -> Pair {
+    let mut p = Pair::new(
+        config(1, only(2), Timers::default()),
+        config(2, only(1), Timers::default()),
+    );
+    p.pump(secs(0)).unwrap();
+    p
+}
+
+#[test]
+fn the_handshake_authenticates_both_identities_and_messages_flow_both_ways() {
+    let mut p = open_pair();
+    assert_eq!(p.a.peer(), Some(Identity::of(&identity(2))));
+    assert_eq!(p.b.peer(), Some(Identity::of(&identity(1))));
+    assert_eq!((p.a.epoch(), p.b.epoch()), (Some(0), Some(0)));
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    p.a_sends(secs(1), b"hello");
+    p.a_sends(secs(1), &big);
+    p.a_sends(secs(1), b"");
+    p.b_sends(secs(1), b"back");
+    p.pump(secs(1)).unwrap();
+    assert_eq!(p.got_b, vec![b"hello".to_vec(), big, Vec::new()]);
+    assert_eq!(p.got_a, vec![b"back".to_vec()]);
+}
+
+#[test]
+fn an_unknown_identity_is_refused_at_the_handshake_by_either_side() {
+    // The responder knows only identity 3: the initiator (1) is refused at message 3.
+    let mut p = Pair::new(
+        config(1, only(2), Timers::default()),
+        config(2, only(3), Timers::default()),
+    );
+    let err = p.pump(secs(0)).unwrap_err();
+    assert_eq!(err, ChannelError::Unauthorized(Identity::of(&identity(1))));
+    assert!(!p.b.is_open());
+    // The initiator knows only 3: the responder (2) is refused at message 2, before message 3.
+    let mut p = Pair::new(
+        config(1, only(3), Timers::default()),
+        config(2, only(1), Timers::default()),
+    );
+    assert_eq!(
+        p.pump(secs(0)).unwrap_err(),
+        ChannelError::Unauthorized(Identity::of(&identity(2)))
+    );
+    assert!(p.to_b.is_empty(), "no message 3 was sent");
+}
+
+#[test]
+fn a_first_message_of_the_wrong_size_is_refused_before_any_work() {
+    let mut b = Session::responder(config(2, only(1), Timers::default()), secs(0)).unwrap();
+    assert_eq!(
+        b.receive(secs(0), 0, &[0u8; 33]),
+        Err(ChannelError::Protocol(
+            "a first handshake message of the wrong size"
+        ))
+    );
+    assert_eq!(b.receive(secs(0), 0, &[0u8; 32]), Err(ChannelError::Closed));
+}
+
+/// One transport frame from a to b, not yet delivered.
+fn one_frame(p: &mut Pair, m: &[u8]) -> (u8, Vec<u8>) {
+    let o = split(p.a.send(secs(1), m).unwrap());
+    assert_eq!(o.frames.len(), 1);
+    o.frames.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_flipped_replayed_reordered_or_truncated_frame_closes_the_session() {
+    // flipped
+    let mut p = open_pair();
+    let (e, mut m) = one_frame(&mut p, b"payload");
+    m[3] ^= 1;
+    assert!(matches!(
+        p.b.receive(secs(1), e, &m),
+        Err(ChannelError::Noise(_))
+    ));
+    assert!(!p.b.is_open());
+    assert_eq!(p.b.receive(secs(1), e, &m), Err(ChannelError::Closed));
+    // replayed
+    let mut p = open_pair();
+    let (e, m) = one_frame(&mut p, b"once");
+    assert_eq!(
+        split(p.b.receive(secs(1), e, &m).unwrap()).delivered,
+        vec![b"once".to_vec()]
+    );
+    assert!(matches!(
+        p.b.receive(secs(1), e, &m),
+        Err(ChannelError::Noise(_))
+    ));
+    // reordered
+    let mut p = open_pair();
+    let first = one_frame(&mut p, b"1");
+    let second = one_frame(&mut p, b"2");
+    assert!(p.b.receive(secs(1), second.0, &second.1).is_err());
+    let _ = first;
+    // truncated
+    let mut p = open_pair();
+    let (e, m) = one_frame(&mut p, b"whole");
+    assert!(p.b.receive(secs(1), e, &m[..m.len() - 1]).is_err());
+    // an epoch nobody has
+    let mut p = open_pair();
+    let (_, m) = one_frame(&mut p, b"x");
+    assert_eq!(
+        p.b.receive(secs(1), 9, &m),
+        Err(ChannelError::Protocol("a frame of an unknown epoch"))
+    );
+}
+
+#[test]
+fn messages_over_the_bound_are_refused_on_either_side() {
+    let mut big = Config::clone_for_test(&config(1, only(2), Timers::default()));
+    big.max_message = 1 << 22;
+    let mut p = Pair::new(Arc::new(big), config(2, only(1), Timers::default()));
+    p.pump(secs(0)).unwrap();
+    let over = vec![7u8; (1 << 20) + 1];
+    // The receiver's bound: reassembly stops at its limit.
+    p.a_sends(secs(1), &over);
+    assert_eq!(p.pump(secs(1)), Err(ChannelError::TooLarge(1 << 20)));
+    // The sender's own bound.
+    let mut q = open_pair();
+    assert_eq!(
+        q.a.send(secs(1), &over),
+        Err(ChannelError::TooLarge(1 << 20))
+    );
+}
+
+#[test]
+fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
+    let timers = Timers {
+        rekey_after: secs(2),
+        reject_after: secs(4),
+        rekey_timeout: secs(1),
+        keepalive: secs(1),
+    };
+    let mut p = Pair::new(config(1, only(2), timers), config(2, only(1), timers));
+    p.pump(secs(0)).unwrap();
+    let (mut sent_a, mut sent_b) = (Vec::new(), Vec::new());
+    let mut epochs = std::collections::BTreeSet::new();
+    // 20 simulated seconds in 50 ms steps. Frames are delivered one step late, so that each rekey
+    // crosses messages in flight both ways.
+    for step in 0..400u64 {
+        let now = Duration::from_millis(step * 50);
+        let (a_msg, b_msg) = (
+            format!("a{step}").into_bytes(),
+            format!("b{step}").into_bytes(),
+        );
+        p.a_sends(now, &a_msg);
+        p.b_sends(now, &b_msg);
+        sent_a.push(a_msg);
+        sent_b.push(b_msg);
+        p.tick(now).unwrap();
+        // deliver what was in flight before this step's sends, one frame each way
+        for _ in 0..2 {
+            if let Some((e, m)) = p.to_b.pop_front() {
+                let o = split(p.b.receive(now, e, &m).unwrap());
+                p.to_a.extend(o.frames);
+                p.got_b.extend(o.delivered);
+            }
+            if let Some((e, m)) = p.to_a.pop_front() {
+                let o = split(p.a.receive(now, e, &m).unwrap());
+                p.to_b.extend(o.frames);
+                p.got_a.extend(o.delivered);
+            }
+        }
+        epochs.insert(p.a.epoch().unwrap());
+    }
+    p.pump(secs(20)).unwrap();
+    assert_eq!(p.got_b, sent_a, "every message from a, once, in order");
+    assert_eq!(p.got_a, sent_b, "every message from b, once, in order");
+    assert!(epochs.len() >= 8, "rekeyed every ~2 s: epochs {epochs:?}");
+}
+
+#[test]
+fn timers_close_a_stuck_handshake_a_silent_peer_and_old_keys() {
+    let t = Timers::default();
+    // A handshake that never finishes.
+    let (mut a, _) = Session::initiator(config(1, only(2), t), secs(0)).unwrap();
+    assert!(a.tick(secs(4)).unwrap().is_empty());
+    assert_eq!(
+        a.tick(secs(5)),
+        Err(ChannelError::Timeout(
+            "the handshake did not finish in time"
+        ))
+    );
+    // Keepalives while idle, then silence closes.
+    let mut p = open_pair();
+    assert!(split(p.a.tick(secs(9)).unwrap()).frames.is_empty());
+    let o = split(p.a.tick(secs(10)).unwrap());
+    assert_eq!(o.frames.len(), 1, "a keepalive after 10 s without sending");
+    p.to_b.extend(o.frames);
+    p.pump(secs(10)).unwrap();
+    assert!(p.got_b.is_empty(), "a keepalive delivers nothing");
+    // b heard from a at 10 s; a heard nothing from b since 0 s: silent for 25 s closes a.
+    assert_eq!(
+        p.a.tick(secs(25)),
+        Err(ChannelError::Timeout("the peer went silent"))
+    );
+    // The responder never rekeys: its keys expire at reject_after if the initiator does not.
+    let mut p = open_pair();
+    for s in (10..180).step_by(10) {
+        // traffic keeps both alive, but a (the initiator) never gets to tick
+        p.a_sends(secs(s), b"x");
+        p.b_sends(secs(s), b"y");
+        p.pump(secs(s)).unwrap();
+        p.b.tick(secs(s)).unwrap();
+    }
+    assert_eq!(p.b.tick(secs(180)), Err(ChannelError::Expired));
+}
+
+#[test]
+fn a_revoked_peer_is_no_longer_authorised() {
+    let revoked = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&revoked);
+    let id1 = Identity::of(&identity(1));
+    let authorize: Authorize =
+        Arc::new(move |p: &Identity| *p == id1 && !flag.load(Ordering::SeqCst));
+    let mut p = Pair::new(
+        config(1, only(2), Timers::default()),
+        config(2, authorize, Timers::default()),
+    );
+    p.pump(secs(0)).unwrap();
+    assert!(p.b.still_authorized());
+    revoked.store(true, Ordering::SeqCst);
+    assert!(!p.b.still_authorized());
+}
+
+impl Config {
+    /// A copy with the same keys, for tests that change one setting.
+    fn clone_for_test(c: &Config) -> Config {
+        Config {
+            static_private: c.static_private.clone(),
+            identity: c.identity.clone(),
+            origin: c.origin.clone(),
+            authorize: Arc::clone(&c.authorize),
+            timers: c.timers,
+            max_message: c.max_message,
+        }
+    }
+}
