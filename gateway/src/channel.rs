@@ -6,17 +6,22 @@
 //! - `frame`: the wire format (length, epoch, Noise message) and the plaintext kinds;
 //! - `session`: one session as a pure state machine (handshake, transport, timers, rekeying).
 //!
-//! The socket loop, peer configuration and the edge/ledger roles that use it come next (#15).
+//! - `transport`: sessions over TCP, one task per connection, with the handshake abuse limits.
+//!
+//! Peer configuration from `gateway.yaml` and keymgr, and the edge/ledger roles that use the channel,
+//! come next (#15).
 
 pub mod frame;
 pub mod identity;
 pub mod session;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;
 
 pub use identity::Identity;
 pub use session::{Authorize, Config, Output, Session, Timers};
+pub use transport::{AcceptLimits, Channel, connect, serve};
 
 /// Why a session ended. Any error closes the session; the transport drops the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,4 +55,7 @@ pub enum ChannelError {
     /// The session was closed before.
     #[error("the session is closed")]
     Closed,
+    /// The connection failed or the peer closed it.
+    #[error("connection: {0}")]
+    Io(String),
 }

@@ -22,7 +22,7 @@ pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
-pub const TARGETS: [(&str, Target); 11] = [
+pub const TARGETS: [(&str, Target); 12] = [
     ("json_record", json_record),
     ("batch_lines", batch_lines),
     ("policy_yaml", policy_yaml),
@@ -34,6 +34,7 @@ pub const TARGETS: [(&str, Target); 11] = [
     ("key_envelope", key_envelope),
     ("subject_key_compact", subject_key_compact),
     ("checkpoint_key_history", checkpoint_key_history),
+    ("channel_frames", channel_frames),
 ];
 
 /// The record parser the API applies to every submitted body (bounded size and depth).
@@ -208,5 +209,72 @@ pub fn checkpoint_key_history(data: &[u8]) {
         let json = serde_json::to_vec(&key).unwrap_or_default();
         let again = serde_json::from_slice::<crate::ledger::CheckpointKey>(&json);
         assert!(again.is_ok_and(|k| k == key), "the history round-trips");
+    }
+}
+
+/// A channel peer's bytes: split into frames and fed to a session, either a fresh responder (first
+/// byte even: handshake parsing) or one whose handshake with a well-behaved initiator finished (odd:
+/// decryption, message kinds, reassembly, rekey messages). Whatever arrives, the session answers or
+/// closes; it never panics, and once closed it stays closed.
+pub fn channel_frames(data: &[u8]) {
+    use crate::channel::frame::FrameReader;
+    use crate::channel::{Config, Output, Session, Timers};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let Some((mode, rest)) = data.split_first() else {
+        return;
+    };
+    let config = |seed: u8| {
+        Arc::new(Config {
+            static_private: zeroize::Zeroizing::new([seed; 32]),
+            identity: ed25519_dalek::SigningKey::from_bytes(&[seed.wrapping_add(1); 32]),
+            origin: FUZZ_ORIGIN.into(),
+            authorize: Arc::new(|_: &crate::channel::Identity| true),
+            timers: Timers::default(),
+            max_message: 1 << 20,
+        })
+    };
+    let now = Duration::from_secs(1);
+    let Ok(mut responder) = Session::responder(config(2), now) else {
+        return;
+    };
+    if mode % 2 == 1 {
+        // A real handshake first, so that the input reaches the transport.
+        let Ok((mut initiator, first)) = Session::initiator(config(1), now) else {
+            return;
+        };
+        let mut to_responder = first;
+        for _ in 0..3 {
+            let mut to_initiator = Vec::new();
+            for out in to_responder.drain(..) {
+                if let Output::Transmit(bytes) = out {
+                    let mut r = FrameReader::default();
+                    r.push(&bytes);
+                    while let Ok(Some((e, m))) = r.next_frame() {
+                        to_initiator.extend(responder.receive(now, e, &m).unwrap_or_default());
+                    }
+                }
+            }
+            for out in to_initiator {
+                if let Output::Transmit(bytes) = out {
+                    let mut r = FrameReader::default();
+                    r.push(&bytes);
+                    while let Ok(Some((e, m))) = r.next_frame() {
+                        to_responder.extend(initiator.receive(now, e, &m).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        assert!(responder.is_open(), "the fuzz handshake did not finish");
+    }
+    let mut reader = FrameReader::default();
+    reader.push(rest);
+    let mut closed = false;
+    while let Ok(Some((epoch, message))) = reader.next_frame() {
+        let answer = responder.receive(now, epoch, &message);
+        if closed {
+            assert!(answer.is_err(), "a closed session took a frame");
+        }
+        closed |= answer.is_err();
     }
 }

@@ -1,0 +1,214 @@
+//! The channel over real TCP on loopback: messages both ways, refused identities, revocation of a
+//! connected peer, a byte flipped by a relay between the nodes, and the handshake abuse limits.
+
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use gateway::channel::{
+    AcceptLimits, Authorize, Channel, ChannelError, Config, Identity, Timers, connect, serve,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+fn id(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn config(seed: u8, authorize: Authorize) -> Arc<Config> {
+    Arc::new(Config {
+        static_private: Zeroizing::new([seed.wrapping_add(50); 32]),
+        identity: id(seed),
+        origin: "test.ledgergate/log".into(),
+        authorize,
+        timers: Timers::default(),
+        max_message: 16 << 20,
+    })
+}
+
+fn only(seed: u8) -> Authorize {
+    let want = Identity::of(&id(seed));
+    Arc::new(move |p: &Identity| *p == want)
+}
+
+/// A listener for node 2 that accepts node 1; established channels arrive on the receiver.
+async fn server(
+    authorize: Authorize,
+    limits: AcceptLimits,
+) -> (SocketAddr, mpsc::Receiver<Channel>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(serve(listener, config(2, authorize), limits, tx));
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn messages_cross_both_ways_between_authenticated_nodes() {
+    let (addr, mut accepted) = server(only(1), AcceptLimits::default()).await;
+    let client = connect(addr, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    assert_eq!(client.peer(), Identity::of(&id(2)));
+    assert_eq!(server_side.peer(), Identity::of(&id(1)));
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    client.send(b"hello".to_vec()).await.unwrap();
+    client.send(big.clone()).await.unwrap();
+    assert_eq!(server_side.recv().await.unwrap(), b"hello");
+    assert_eq!(server_side.recv().await.unwrap(), big);
+    server_side.send(b"back".to_vec()).await.unwrap();
+    let mut client = client;
+    assert_eq!(client.recv().await.unwrap(), b"back");
+}
+
+#[tokio::test]
+async fn unknown_identities_are_refused_at_the_handshake() {
+    // The server does not know node 1: the client's handshake finishes on its side, then the
+    // server closes before any application data.
+    let (addr, mut accepted) = server(only(3), AcceptLimits::default()).await;
+    let mut client = connect(addr, config(1, only(2))).await.unwrap();
+    client.send(b"early".to_vec()).await.ok();
+    assert_eq!(client.recv().await, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), accepted.recv())
+            .await
+            .is_err(),
+        "no channel was established on the server"
+    );
+    // The client does not know the server (node 2): it refuses at message 2.
+    let (addr, _accepted) = server(only(1), AcceptLimits::default()).await;
+    let refused = connect(addr, config(1, only(4))).await.unwrap_err();
+    assert_eq!(refused, ChannelError::Unauthorized(Identity::of(&id(2))));
+}
+
+#[tokio::test]
+async fn a_peer_revoked_while_connected_loses_its_session_within_a_second() {
+    let revoked = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&revoked);
+    let node1 = Identity::of(&id(1));
+    let authorize: Authorize =
+        Arc::new(move |p: &Identity| *p == node1 && !flag.load(Ordering::SeqCst));
+    let (addr, mut accepted) = server(authorize, AcceptLimits::default()).await;
+    let mut client = connect(addr, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    client.send(b"before".to_vec()).await.unwrap();
+    assert_eq!(server_side.recv().await.unwrap(), b"before");
+    let at = Instant::now();
+    revoked.store(true, Ordering::SeqCst);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), client.recv())
+            .await
+            .expect("closed within 1 s"),
+        None
+    );
+    assert!(at.elapsed() < Duration::from_secs(1));
+    assert_eq!(server_side.ended().await, ChannelError::Unauthorized(node1));
+}
+
+/// A relay that forwards both ways and flips one byte of the client's stream at `flip_at`.
+async fn flipping_relay(to: SocketAddr, flip_at: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut inbound, _) = listener.accept().await.unwrap();
+        let mut outbound = TcpStream::connect(to).await.unwrap();
+        let (mut ri, mut wi) = inbound.split();
+        let (mut ro, mut wo) = outbound.split();
+        let up = async {
+            let (mut seen, mut buf) = (0usize, vec![0u8; 65536]);
+            loop {
+                let n = match ri.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if (seen..seen + n).contains(&flip_at) {
+                    buf[flip_at - seen] ^= 0x20;
+                }
+                seen += n;
+                if wo.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wo.shutdown().await;
+        };
+        let down = tokio::io::copy(&mut ro, &mut wi);
+        let _ = tokio::join!(up, down);
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_flipped_byte_on_the_wire_closes_the_session() {
+    let (addr, mut accepted) = server(only(1), AcceptLimits::default()).await;
+    // The client's handshake bytes: message 1 (3 + 32) and message 3 (3 + 48 + 112); flip a byte
+    // of the first transport frame after them.
+    let relay = flipping_relay(addr, 35 + 163 + 10).await;
+    let client = connect(relay, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    client.send(b"tampered in flight".to_vec()).await.unwrap();
+    assert_eq!(
+        server_side.recv().await,
+        None,
+        "nothing tampered is delivered"
+    );
+    assert!(matches!(server_side.ended().await, ChannelError::Noise(_)));
+}
+
+#[tokio::test]
+async fn handshakes_are_limited_per_source_and_in_progress() {
+    let limits = AcceptLimits {
+        per_source_per_second: NonZeroU32::new(1).unwrap(),
+        per_source_burst: NonZeroU32::new(3).unwrap(),
+        max_half_open: 64,
+    };
+    let (addr, _accepted) = server(only(1), limits).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..6 {
+        outcomes.push(connect(addr, config(1, only(2))).await.is_ok());
+    }
+    assert_eq!(
+        outcomes,
+        [true, true, true, false, false, false],
+        "burst 3 from one address"
+    );
+
+    // Two half-open handshakes fill a cap of two: the third connection is closed at once, and the
+    // stuck ones are dropped at the handshake timeout (5 s).
+    let limits = AcceptLimits {
+        max_half_open: 2,
+        ..AcceptLimits::default()
+    };
+    let (addr, _accepted) = server(only(1), limits).await;
+    let mut stuck1 = TcpStream::connect(addr).await.unwrap();
+    let mut stuck2 = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        connect(addr, config(1, only(2))).await.is_err(),
+        "over the cap"
+    );
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    assert_eq!(stuck1.read(&mut byte).await.unwrap_or(0), 0);
+    assert_eq!(stuck2.read(&mut byte).await.unwrap_or(0), 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(7),
+        "closed at the handshake timeout: {waited:?}"
+    );
+    assert!(
+        connect(addr, config(1, only(2))).await.is_ok(),
+        "room again"
+    );
+}
