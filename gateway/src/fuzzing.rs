@@ -225,14 +225,16 @@ pub fn channel_frames(data: &[u8]) {
         return;
     };
     let config = |seed: u8| {
-        Arc::new(Config {
-            static_private: zeroize::Zeroizing::new([seed; 32]),
-            identity: ed25519_dalek::SigningKey::from_bytes(&[seed.wrapping_add(1); 32]),
-            origin: FUZZ_ORIGIN.into(),
-            authorize: Arc::new(|_: &crate::channel::Identity| true),
-            timers: Timers::default(),
-            max_message: 1 << 20,
-        })
+        Arc::new(
+            Config::new(
+                zeroize::Zeroizing::new([seed; 32]),
+                &ed25519_dalek::SigningKey::from_bytes(&[seed.wrapping_add(1); 32]),
+                FUZZ_ORIGIN,
+                Arc::new(|_: &crate::channel::Identity| true),
+            )
+            .with_timers(Timers::default())
+            .with_max_message(1 << 20),
+        )
     };
     let now = Duration::from_secs(1);
     let Ok(mut responder) = Session::responder(config(2), now) else {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use gateway::channel::{
-    AcceptLimits, Authorize, Channel, ChannelError, Config, Identity, Timers, connect, serve,
+    AcceptLimits, Authorize, Channel, ChannelError, Config, Identity, connect, serve,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,14 +29,12 @@ fn id(seed: u8) -> SigningKey {
 }
 
 fn config(seed: u8, authorize: Authorize) -> Arc<Config> {
-    Arc::new(Config {
-        static_private: Zeroizing::new([seed.wrapping_add(50); 32]),
-        identity: id(seed),
-        origin: "test.ledgergate/log".into(),
+    Arc::new(Config::new(
+        Zeroizing::new([seed.wrapping_add(50); 32]),
+        &id(seed),
+        "test.ledgergate/log",
         authorize,
-        timers: Timers::default(),
-        max_message: 16 << 20,
-    })
+    ))
 }
 
 fn only(seed: u8) -> Authorize {

@@ -60,40 +60,100 @@ pub fn encode(epoch: u8, noise: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelE
     Ok(())
 }
 
-/// Splits a byte stream into frames. It holds at most one frame's bytes (64 KiB) beyond what has
-/// been taken.
+/// Appends one frame to `wire`, sealing in place: `fill` writes the Noise message right after the
+/// 3-byte header (into at most `room` bytes) and returns its length, so the message is never copied
+/// again. Frames of one send go into one buffer: one write to the socket.
+pub fn build_into(
+    wire: &mut Vec<u8>,
+    epoch: u8,
+    room: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<usize, ChannelError>,
+) -> Result<(), ChannelError> {
+    let at = wire.len();
+    wire.resize(at + 3 + room.min(MAX_NOISE_MESSAGE), 0);
+    let filled = wire
+        .get_mut(at..)
+        .map(|frame| frame.split_at_mut(3))
+        .map(|(_, body)| fill(body));
+    let n = match filled {
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            wire.truncate(at);
+            return Err(e);
+        }
+        None => return Err(ChannelError::Protocol("a frame outside its buffer")),
+    };
+    let len = u16::try_from(n + 1)
+        .map_err(|_| ChannelError::Protocol("a Noise message over the frame bound"))?;
+    if let Some(head) = wire.get_mut(at..at + 3) {
+        head.copy_from_slice(&[len.to_be_bytes()[0], len.to_be_bytes()[1], epoch]);
+    }
+    wire.truncate(at + 3 + n);
+    Ok(())
+}
+
+/// Splits a byte stream into frames. Taken frames are not shifted out one by one (a 64 KiB move
+/// each); the buffer is compacted when it is half consumed.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
+    start: usize,
 }
 
 impl FrameReader {
     /// Takes bytes from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next whole frame as (epoch, Noise message), if one has arrived. A frame of length 0 (no
-    /// epoch) is a protocol error.
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ChannelError> {
-        let Some(head) = self.buf.first_chunk::<2>() else {
+    /// The next whole frame as (epoch, Noise message), if one has arrived, borrowed from the
+    /// reader (no copy). A frame of length 0 (no epoch) is a protocol error.
+    pub fn take_frame(&mut self) -> Result<Option<(u8, &[u8])>, ChannelError> {
+        let start = self.start;
+        let rest = self.buf.get(start..).unwrap_or_default();
+        let Some(head) = rest.first_chunk::<2>() else {
             return Ok(None);
         };
         let len = usize::from(u16::from_be_bytes(*head));
-        let Some(frame) = self.buf.get(2..2 + len) else {
+        if rest.len() < 2 + len {
+            return Ok(None);
+        }
+        self.start = start + 2 + len;
+        let frame = self.buf.get(start + 2..start + 2 + len).unwrap_or_default();
+        match frame.split_first() {
+            Some((epoch, noise)) => Ok(Some((*epoch, noise))),
+            None => Err(ChannelError::Protocol("an empty frame")),
+        }
+    }
+
+    /// [`FrameReader::take_frame`], copied out.
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ChannelError> {
+        let rest = self.buf.get(self.start..).unwrap_or_default();
+        let Some(head) = rest.first_chunk::<2>() else {
+            return Ok(None);
+        };
+        let len = usize::from(u16::from_be_bytes(*head));
+        let Some(frame) = rest.get(2..2 + len) else {
             return Ok(None);
         };
         let Some((epoch, noise)) = frame.split_first() else {
             return Err(ChannelError::Protocol("an empty frame"));
         };
         let taken = (*epoch, noise.to_vec());
-        self.buf.drain(..2 + len);
+        self.start += 2 + len;
         Ok(Some(taken))
     }
 
     /// Bytes received but not yet taken as frames.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 

@@ -67,9 +67,11 @@ pub type Authorize = Arc<dyn Fn(&Identity) -> bool + Send + Sync>;
 /// What a node brings to its sessions.
 pub struct Config {
     /// The node's X25519 static private key (keymgr purpose `channel-static`).
-    pub static_private: Zeroizing<[u8; 32]>,
+    static_private: Zeroizing<[u8; 32]>,
     /// The node's Ed25519 identity (keymgr purpose `node-identity`).
-    pub identity: SigningKey,
+    identity: Identity,
+    /// The binding of the static key to the identity, signed once: every handshake sends it.
+    binding: [u8; identity::BINDING_LEN],
     /// The log's origin: nodes of different logs cannot talk by mistake.
     pub origin: String,
     /// Who may connect.
@@ -80,10 +82,54 @@ pub struct Config {
     pub max_message: usize,
 }
 
+/// The default bound on one application message: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+
+impl Config {
+    /// A node's channel configuration with default timers and message bound. The identity signs
+    /// the static key's binding here, once; the signing key is not kept.
+    pub fn new(
+        static_private: Zeroizing<[u8; 32]>,
+        identity: &SigningKey,
+        origin: impl Into<String>,
+        authorize: Authorize,
+    ) -> Config {
+        let binding = identity::bind(identity, &static_public(&static_private));
+        Config {
+            static_private,
+            identity: Identity::of(identity),
+            binding,
+            origin: origin.into(),
+            authorize,
+            timers: Timers::default(),
+            max_message: DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    /// The same with other timers.
+    #[must_use]
+    pub fn with_timers(mut self, timers: Timers) -> Config {
+        self.timers = timers;
+        self
+    }
+
+    /// The same with another message bound.
+    #[must_use]
+    pub fn with_max_message(mut self, max_message: usize) -> Config {
+        self.max_message = max_message;
+        self
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("identity", &Identity::of(&self.identity))
+            .field("identity", &self.identity)
             .field("origin", &self.origin)
             .field("timers", &self.timers)
             .field("max_message", &self.max_message)
@@ -304,10 +350,7 @@ impl Session {
     }
 
     fn binding(&self) -> [u8; identity::BINDING_LEN] {
-        identity::bind(
-            &self.config.identity,
-            &static_public(&self.config.static_private),
-        )
+        self.config.binding
     }
 
     /// A first-handshake message as a frame (epoch 0).
@@ -416,23 +459,34 @@ impl Session {
         } else {
             return Err(ChannelError::Protocol("a frame of an unknown epoch"));
         };
-        let plain = plain.get(..n).unwrap_or_default();
-        let (kind, body) = plain
-            .split_first()
-            .ok_or(ChannelError::Protocol("an empty transport message"))?;
+        plain.truncate(n);
+        let kind = Kind::of(
+            *plain
+                .first()
+                .ok_or(ChannelError::Protocol("an empty transport message"))?,
+        )?;
         let mut out = Vec::new();
-        match Kind::of(*kind)? {
+        match kind {
             Kind::Keepalive => {}
             Kind::More | Kind::Last => {
-                if self.reassembly.len() + body.len() > self.config.max_message {
+                let body_len = plain.len() - 1;
+                if self.reassembly.len() + body_len > self.config.max_message {
                     return Err(ChannelError::TooLarge(self.config.max_message));
                 }
-                self.reassembly.extend_from_slice(body);
-                if Kind::of(*kind)? == Kind::Last {
-                    out.push(Output::Deliver(std::mem::take(&mut self.reassembly)));
+                if kind == Kind::Last && self.reassembly.is_empty() {
+                    // A whole message in one frame: hand over the buffer it was opened into.
+                    plain.drain(..1);
+                    out.push(Output::Deliver(plain));
+                } else {
+                    self.reassembly
+                        .extend_from_slice(plain.get(1..).unwrap_or_default());
+                    if kind == Kind::Last {
+                        out.push(Output::Deliver(std::mem::take(&mut self.reassembly)));
+                    }
                 }
             }
             Kind::Rekey => {
+                let body = plain.get(1..).unwrap_or_default();
                 let switched = self.rekey_step(now, &mut current, &mut rekey, body, &mut out)?;
                 if let Some(new) = switched {
                     let old = std::mem::replace(&mut current, new);
@@ -527,15 +581,20 @@ impl Session {
         let mut plain = Vec::with_capacity(body.len() + 1);
         plain.push(kind as u8);
         plain.extend_from_slice(body);
-        let mut sealed = vec![0u8; plain.len() + TAG_LEN];
-        let n = keys
-            .transport
-            .write_message(&plain, &mut sealed)
-            .map_err(noise)?;
-        let mut wire = Vec::with_capacity(n + 3);
-        frame::encode(keys.epoch, sealed.get(..n).unwrap_or_default(), &mut wire)?;
+        let transport = &mut keys.transport;
+        let seal = |buf: &mut [u8]| transport.write_message(&plain, buf).map_err(noise);
+        // Frames of one call go out in one buffer (one write).
+        match out.last_mut() {
+            Some(Output::Transmit(wire)) => {
+                frame::build_into(wire, keys.epoch, plain.len() + TAG_LEN, seal)?;
+            }
+            _ => {
+                let mut wire = Vec::with_capacity(3 + plain.len() + TAG_LEN);
+                frame::build_into(&mut wire, keys.epoch, plain.len() + TAG_LEN, seal)?;
+                out.push(Output::Transmit(wire));
+            }
+        }
         self.last_sent = now;
-        out.push(Output::Transmit(wire));
         Ok(())
     }
 

@@ -18,14 +18,18 @@ fn identity(seed: u8) -> SigningKey {
 }
 
 fn config(seed: u8, authorize: Authorize, timers: Timers) -> Arc<Config> {
-    Arc::new(Config {
-        static_private: Zeroizing::new([seed.wrapping_add(100); 32]),
-        identity: identity(seed),
-        origin: "test.ledgergate/log".into(),
+    Arc::new(raw_config(seed, authorize, timers))
+}
+
+fn raw_config(seed: u8, authorize: Authorize, timers: Timers) -> Config {
+    Config::new(
+        Zeroizing::new([seed.wrapping_add(100); 32]),
+        &identity(seed),
+        "test.ledgergate/log",
         authorize,
-        timers,
-        max_message: 1 << 20,
-    })
+    )
+    .with_timers(timers)
+    .with_max_message(1 << 20)
 }
 
 fn only(seed: u8) -> Authorize {
@@ -231,8 +235,7 @@ fn a_flipped_replayed_reordered_or_truncated_frame_closes_the_session() {
 
 #[test]
 fn messages_over_the_bound_are_refused_on_either_side() {
-    let mut big = Config::clone_for_test(&config(1, only(2), Timers::default()));
-    big.max_message = 1 << 22;
+    let big = raw_config(1, only(2), Timers::default()).with_max_message(1 << 22);
     let mut p = Pair::new(Arc::new(big), config(2, only(1), Timers::default()));
     p.pump(secs(0)).unwrap();
     let over = vec![7u8; (1 << 20) + 1];
@@ -345,18 +348,4 @@ fn a_revoked_peer_is_no_longer_authorised() {
     assert!(p.b.still_authorized());
     revoked.store(true, Ordering::SeqCst);
     assert!(!p.b.still_authorized());
-}
-
-impl Config {
-    /// A copy with the same keys, for tests that change one setting.
-    fn clone_for_test(c: &Config) -> Config {
-        Config {
-            static_private: c.static_private.clone(),
-            identity: c.identity.clone(),
-            origin: c.origin.clone(),
-            authorize: Arc::clone(&c.authorize),
-            timers: c.timers,
-            max_message: c.max_message,
-        }
-    }
 }

@@ -210,9 +210,9 @@ async fn run(
                     reader.push(buf.get(..n).unwrap_or_default());
                     let mut outs = Vec::new();
                     loop {
-                        match reader.next_frame() {
+                        match reader.take_frame() {
                             Ok(Some((epoch, message))) => {
-                                match session.receive(clock.elapsed(), epoch, &message) {
+                                match session.receive(clock.elapsed(), epoch, message) {
                                     Ok(o) => outs.extend(o),
                                     Err(e) => return e,
                                 }

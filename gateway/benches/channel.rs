@@ -1,0 +1,406 @@
+//! The channel against its baselines, in one run (`cargo bench -p gateway --bench channel`;
+//! `CHANNEL_BENCH_MB` sets the bytes per throughput measurement, default 512):
+//!
+//! - the raw seal+open rate of ChaCha20-Poly1305 on 64 KiB messages, in ring (what the channel uses
+//!   through snow's `ring-accelerated` resolver) and in the pure-Rust `chacha20poly1305` crate: the
+//!   limit, and the measurement that chose the implementation;
+//! - the session alone (in memory: framing, Noise transport, fragments), one direction;
+//! - the channel over loopback TCP, 64 KiB messages, one direction;
+//! - rustls TLS 1.3 with mutual authentication and only the ChaCha20-Poly1305 suite, over loopback
+//!   TCP, the same bytes;
+//! - handshakes per second: channel (TCP connect + Noise XX + identity checks) against rustls (TCP
+//!   connect + TLS 1.3 with client certificates), 8 at a time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use gateway::channel::{
+    AcceptLimits, Authorize, Config, Identity, Output, Session, connect, serve,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use zeroize::Zeroizing;
+
+const MESSAGE: usize = 64 * 1024;
+
+fn config(seed: u8) -> Arc<Config> {
+    let allow: Authorize = Arc::new(|_: &Identity| true);
+    Arc::new(
+        Config::new(
+            Zeroizing::new([seed.wrapping_add(10); 32]),
+            &SigningKey::from_bytes(&[seed; 32]),
+            "bench.ledgergate/log",
+            allow,
+        )
+        .with_max_message(1 << 20),
+    )
+}
+
+fn rate(bytes: usize, took: Duration) -> f64 {
+    bytes as f64 / took.as_secs_f64() / 1e9
+}
+
+fn ring_aead(total: usize) -> f64 {
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7u8; 32]).unwrap());
+    let mut buf = vec![1u8; MESSAGE];
+    let started = Instant::now();
+    for i in 0..total / MESSAGE {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&(i as u64).to_le_bytes());
+        let tag = key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .unwrap();
+        buf.extend_from_slice(tag.as_ref());
+        let plain = key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .unwrap()
+            .len();
+        buf.truncate(plain);
+    }
+    rate(total, started.elapsed())
+}
+
+fn rustcrypto_aead(total: usize) -> f64 {
+    use chacha20poly1305::aead::{AeadInOut, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+    let cipher = ChaCha20Poly1305::new(&[7u8; 32].into());
+    let mut buf = vec![1u8; MESSAGE];
+    let started = Instant::now();
+    for i in 0..total / MESSAGE {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&(i as u64).to_le_bytes());
+        let nonce = Nonce::from(nonce);
+        let tag = cipher
+            .encrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into())
+            .unwrap();
+        cipher
+            .decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag)
+            .unwrap();
+    }
+    rate(total, started.elapsed())
+}
+
+fn session_alone(total: usize) -> f64 {
+    let (mut a, first) = Session::initiator(config(1), Duration::ZERO).unwrap();
+    let mut b = Session::responder(config(2), Duration::ZERO).unwrap();
+    let mut wire: Vec<Output> = first;
+    let now = Duration::from_secs(1);
+    // Handshake: deliver until nothing is left to send.
+    let mut to_b = true;
+    while !wire.is_empty() {
+        let mut next = Vec::new();
+        for out in wire {
+            if let Output::Transmit(bytes) = out {
+                let mut r = gateway::channel::frame::FrameReader::default();
+                r.push(&bytes);
+                while let Some((e, m)) = r.next_frame().unwrap() {
+                    let s = if to_b { &mut b } else { &mut a };
+                    next.extend(s.receive(now, e, &m).unwrap());
+                }
+            }
+        }
+        wire = next;
+        to_b = !to_b;
+    }
+    let message = vec![3u8; MESSAGE];
+    let mut r = gateway::channel::frame::FrameReader::default();
+    let started = Instant::now();
+    for _ in 0..total / MESSAGE {
+        for out in a.send(now, &message).unwrap() {
+            if let Output::Transmit(bytes) = out {
+                r.push(&bytes);
+            }
+        }
+        while let Some((e, m)) = r.take_frame().unwrap() {
+            std::hint::black_box(b.receive(now, e, m).unwrap());
+        }
+    }
+    rate(total, started.elapsed())
+}
+
+fn limits() -> AcceptLimits {
+    AcceptLimits {
+        per_source_per_second: NonZeroU32::new(1_000_000).unwrap(),
+        per_source_burst: NonZeroU32::new(1_000_000).unwrap(),
+        max_half_open: 64,
+    }
+}
+
+async fn channel_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(serve(listener, config(2), limits(), tx));
+    // Each accepted channel is drained; its byte count goes back as one message.
+    tokio::spawn(async move {
+        while let Some(mut ch) = rx.recv().await {
+            tokio::spawn(async move {
+                let mut got = 0usize;
+                while let Some(m) = ch.recv().await {
+                    if m.is_empty() {
+                        let _ = ch.send(got.to_le_bytes().to_vec()).await;
+                        got = 0;
+                    } else {
+                        got += m.len();
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn channel_throughput(addr: SocketAddr, total: usize) -> f64 {
+    let mut ch = connect(addr, config(1)).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..total / MESSAGE {
+        ch.send(vec![5u8; MESSAGE]).await.unwrap();
+    }
+    ch.send(Vec::new()).await.unwrap();
+    let got = ch.recv().await.unwrap();
+    assert_eq!(
+        usize::from_le_bytes(got.try_into().unwrap()),
+        total / MESSAGE * MESSAGE
+    );
+    rate(total, started.elapsed())
+}
+
+async fn channel_handshakes(addr: SocketAddr, n: usize) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(async move {
+                for _ in 0..n / 8 {
+                    drop(connect(addr, config(1)).await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (n / 8 * 8) as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Tls {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn tls(dir: &std::path::Path) -> Tls {
+    gateway::pki::make_dev_pki(dir, time::OffsetDateTime::now_utc()).unwrap();
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256],
+        ..rustls::crypto::ring::default_provider()
+    });
+    let certs = |name: &str| {
+        CertificateDer::pem_file_iter(dir.join(name))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.pem") {
+        roots.add(c).unwrap();
+    }
+    let roots = Arc::new(roots);
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::clone(&roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certs("server.pem"),
+            PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap(),
+        )
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates((*roots).clone())
+        .with_client_auth_cert(
+            certs("provider-a.pem"),
+            PrivateKeyDer::from_pem_file(dir.join("provider-a.key")).unwrap(),
+        )
+        .unwrap();
+    Tls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    }
+}
+
+async fn tls_server(server: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; MESSAGE];
+                let mut got = 0u64;
+                loop {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n as u64,
+                    }
+                }
+                let _ = tls.write_all(&got.to_le_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    client: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let _ = tcp.set_nodelay(true);
+    tokio_rustls::TlsConnector::from(client)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+async fn tls_throughput(addr: SocketAddr, client: Arc<rustls::ClientConfig>, total: usize) -> f64 {
+    let mut tls = tls_connect(addr, client).await;
+    let message = vec![5u8; MESSAGE];
+    let started = Instant::now();
+    for _ in 0..total / MESSAGE {
+        tls.write_all(&message).await.unwrap();
+    }
+    tls.flush().await.unwrap();
+    // Half-close: the server counts what it got and answers.
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    wr.shutdown().await.unwrap();
+    let mut got = [0u8; 8];
+    rd.read_exact(&mut got).await.unwrap();
+    assert_eq!(u64::from_le_bytes(got), (total / MESSAGE * MESSAGE) as u64);
+    rate(total, started.elapsed())
+}
+
+async fn tls_handshakes(addr: SocketAddr, client: Arc<rustls::ClientConfig>, n: usize) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move {
+                for _ in 0..n / 8 {
+                    let mut tls = tls_connect(addr, Arc::clone(&client)).await;
+                    // TLS 1.3 finishes the client's side of the handshake before the server has
+                    // checked the client certificate: a round trip makes it count.
+                    tls.write_all(b"x").await.unwrap();
+                    tls.shutdown().await.unwrap();
+                    let mut rest = Vec::new();
+                    let _ = tls.read_to_end(&mut rest).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (n / 8 * 8) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mb: usize = std::env::var("CHANNEL_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let total = mb << 20;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = tls(dir.path());
+    let (channel_addr, tls_addr) = rt.block_on(async {
+        (
+            channel_server().await,
+            tls_server(Arc::clone(&tls.server)).await,
+        )
+    });
+    println!(
+        "channel benchmark: {mb} MiB per throughput run in 64 KiB messages, 3 runs each, medians"
+    );
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![
+        ("raw AEAD, ring", Vec::new()),
+        ("raw AEAD, chacha20poly1305 crate", Vec::new()),
+        ("session alone (in memory)", Vec::new()),
+        ("channel over loopback TCP", Vec::new()),
+        ("rustls TLS 1.3 mTLS, ChaCha20-Poly1305", Vec::new()),
+        ("channel handshakes/s", Vec::new()),
+        ("rustls mTLS handshakes/s", Vec::new()),
+    ];
+    for _ in 0..3 {
+        // Interleaved, so that a noisy moment hits every row alike.
+        rows[0].1.push(ring_aead(total));
+        rows[1].1.push(rustcrypto_aead(total));
+        rows[2].1.push(session_alone(total));
+        rows[3]
+            .1
+            .push(rt.block_on(channel_throughput(channel_addr, total)));
+        rows[4]
+            .1
+            .push(rt.block_on(tls_throughput(tls_addr, Arc::clone(&tls.client), total)));
+        rows[5]
+            .1
+            .push(rt.block_on(channel_handshakes(channel_addr, 800)));
+        rows[6]
+            .1
+            .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.client), 800)));
+    }
+    let m: Vec<f64> = rows.iter().map(|(_, v)| median(v.clone())).collect();
+    for (i, (name, v)) in rows.iter().enumerate() {
+        let unit = if i >= 5 { "/s" } else { " GB/s" };
+        let range = format!(
+            "{:.2}–{:.2}",
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max)
+        );
+        println!("   {name:<42} {:>10.2}{unit}   (runs {range})", m[i]);
+    }
+    println!(
+        "   channel / rustls throughput: {:.2}x (target >= 1.0)   channel / raw ring AEAD: {:.2}x (target >= 0.7)",
+        m[3] / m[4],
+        m[3] / m[0]
+    );
+    println!(
+        "   channel / rustls handshakes: {:.2}x (target >= 0.8)   ring / RustCrypto AEAD: {:.2}x",
+        m[5] / m[6],
+        m[0] / m[1]
+    );
+}
