@@ -26,7 +26,7 @@ use snow::{HandshakeState, TransportState};
 use zeroize::Zeroizing;
 
 use super::ChannelError;
-use super::frame::{self, Kind, MAX_FRAGMENT, MAX_NOISE_MESSAGE, TAG_LEN};
+use super::frame::{self, Kind, MAX_FRAGMENT, TAG_LEN};
 use super::identity::{self, Identity};
 
 /// The Noise protocol name.
@@ -35,6 +35,10 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 pub const PROTOCOL: &[u8] = b"ledgergate-channel/1";
 /// Bytes of the first handshake message: one X25519 ephemeral key, no payload.
 const FIRST_MESSAGE_LEN: usize = 32;
+/// Room for any handshake message or payload of ours: the longest is message 2 (ephemeral, encrypted
+/// static and tag, encrypted binding and tag: 32 + 48 + 112 = 192 bytes). A handshake then zeroes
+/// a few hundred bytes per message, not 64 KiB.
+const HANDSHAKE_ROOM: usize = 512;
 
 /// WireGuard's timers, configurable so that tests can shorten them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,7 +391,10 @@ impl Session {
         awaiting: Awaiting,
         message: &[u8],
     ) -> Result<Vec<Output>, ChannelError> {
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        if message.len() > HANDSHAKE_ROOM {
+            return Err(ChannelError::Protocol("a handshake message over its size"));
+        }
+        let mut payload = vec![0u8; HANDSHAKE_ROOM];
         let mut out = Vec::new();
         if awaiting == Awaiting::First {
             // Message 1: exactly an ephemeral key. Checked before snow parses anything.
@@ -513,7 +520,10 @@ impl Session {
         out: &mut Vec<Output>,
     ) -> Result<Option<Keys>, ChannelError> {
         let next = current.epoch.wrapping_add(1);
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        if message.len() > HANDSHAKE_ROOM {
+            return Err(ChannelError::Protocol("a handshake message over its size"));
+        }
+        let mut payload = vec![0u8; HANDSHAKE_ROOM];
         match (self.initiator, rekey.take()) {
             (false, None) => {
                 // Message 1 of a rekey: answer with message 2.
@@ -724,7 +734,7 @@ impl Session {
 }
 
 fn write_handshake(hs: &mut HandshakeState, payload: &[u8]) -> Result<Vec<u8>, ChannelError> {
-    let mut buf = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut buf = vec![0u8; HANDSHAKE_ROOM];
     let n = hs.write_message(payload, &mut buf).map_err(noise)?;
     buf.truncate(n);
     Ok(buf)

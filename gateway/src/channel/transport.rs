@@ -196,7 +196,8 @@ async fn run(
 ) -> ChannelError {
     let (mut rd, mut wr) = stream.into_split();
     let mut reader = FrameReader::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Grows to a full frame only when frames that large arrive (handshakes are a few hundred bytes).
+    let mut buf = vec![0u8; 4096];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if let Err(e) = act(first, &mut wr, open, &to_app).await {
@@ -207,6 +208,9 @@ async fn run(
             read = rd.read(&mut buf) => match read {
                 Ok(0) => return ChannelError::Io("the peer closed the connection".into()),
                 Ok(n) => {
+                    if n == buf.len() && buf.len() < 64 * 1024 {
+                        buf.resize(64 * 1024, 0);
+                    }
                     reader.push(buf.get(..n).unwrap_or_default());
                     let mut outs = Vec::new();
                     loop {
