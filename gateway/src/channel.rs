@@ -6,22 +6,27 @@
 //! - `frame`: the wire format (length, epoch, Noise message) and the plaintext kinds;
 //! - `session`: one session as a pure state machine (handshake, transport, timers, rekeying).
 //!
-//! - `transport`: sessions over TCP, one task per connection, with the handshake abuse limits.
+//! - `transport`: sessions over TCP, one task per connection, with the handshake abuse limits;
+//! - `rpc`: requests and responses over a channel (edge → ledger node), and the ledger side's loop;
+//! - `upstream`: the edge's reconnecting, multiplexed link to its ledger node.
 //!
 //! Peer configuration from `gateway.yaml` and keymgr, and the edge/ledger roles that use the channel,
 //! come next (#15).
 
 pub mod frame;
 pub mod identity;
+pub mod rpc;
 pub mod session;
 pub mod transport;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;
 
 pub use identity::Identity;
 pub use session::{Authorize, Config, Output, Session, Timers};
-pub use transport::{AcceptLimits, Channel, connect, serve};
+pub use transport::{AcceptLimits, Channel, ChannelSender, connect, serve};
+pub use upstream::{Upstream, UpstreamError};
 
 /// Why a session ended. Any error closes the session; the transport drops the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,7 @@ pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
-pub const TARGETS: [(&str, Target); 12] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("json_record", json_record),
     ("batch_lines", batch_lines),
     ("policy_yaml", policy_yaml),
@@ -35,7 +35,21 @@ pub const TARGETS: [(&str, Target); 12] = [
     ("subject_key_compact", subject_key_compact),
     ("checkpoint_key_history", checkpoint_key_history),
     ("channel_frames", channel_frames),
+    ("channel_rpc", channel_rpc),
 ];
+
+/// A forwarded request or response from the other node: decodes or is refused, and what decodes
+/// encodes back to a message that decodes to the same.
+pub fn channel_rpc(data: &[u8]) {
+    use crate::channel::rpc::Message;
+    if let Ok(message) = Message::decode(data.to_vec()) {
+        let again = message.encode().map(Message::decode);
+        assert!(
+            matches!(again, Ok(Ok(ref m)) if *m == message),
+            "rpc round trip"
+        );
+    }
+}
 
 /// The record parser the API applies to every submitted body (bounded size and depth).
 pub fn json_record(data: &[u8]) {

@@ -128,6 +128,19 @@ impl Config {
     pub fn identity(&self) -> Identity {
         self.identity
     }
+
+    /// The same keys, authorising exactly `peer` (an edge's link to its one ledger node).
+    pub fn for_peer(&self, peer: Identity) -> Config {
+        Config {
+            static_private: self.static_private.clone(),
+            identity: self.identity,
+            binding: self.binding,
+            origin: self.origin.clone(),
+            authorize: Arc::new(move |p: &Identity| *p == peer),
+            timers: self.timers,
+            max_message: self.max_message,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {

@@ -53,7 +53,23 @@ pub struct Channel {
     ended: Option<oneshot::Receiver<ChannelError>>,
 }
 
+/// Sends on a channel from anywhere; clones share the channel.
+#[derive(Debug, Clone)]
+pub struct ChannelSender(mpsc::Sender<Vec<u8>>);
+
+impl ChannelSender {
+    /// Sends one message; `Closed` once the session has ended.
+    pub async fn send(&self, message: Vec<u8>) -> Result<(), ChannelError> {
+        self.0.send(message).await.map_err(|_| ChannelError::Closed)
+    }
+}
+
 impl Channel {
+    /// A sender for other tasks, while this handle keeps receiving.
+    pub fn sender(&self) -> ChannelSender {
+        ChannelSender(self.outbound.clone())
+    }
+
     /// The authenticated peer.
     pub fn peer(&self) -> Identity {
         self.peer
