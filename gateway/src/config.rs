@@ -33,6 +33,30 @@ pub struct Config {
     /// Bounds on what clients may hold of the node.
     #[serde(default)]
     pub ingress: IngressSection,
+    /// The node-to-node channel (docs/channel.md): where edges connect, and who they may be.
+    #[serde(default)]
+    pub channel: Option<ChannelSection>,
+}
+
+/// The channel listener of a ledger node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    /// Where other nodes connect (Noise over TCP).
+    pub listen: SocketAddr,
+    /// Who may connect, by Ed25519 identity; nobody else gets past the handshake.
+    #[serde(default)]
+    pub peers: Vec<ChannelPeer>,
+}
+
+/// One node allowed on the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPeer {
+    /// A name for logs.
+    pub name: String,
+    /// Its identity: the Ed25519 public key, 64 hex digits.
+    pub identity: String,
 }
 
 /// Bounds on connections, time and memory that clients may take of the node (see deploy/gateway.yaml).
@@ -253,6 +277,20 @@ impl Config {
                 ),
             ));
         }
+        if let Some(ch) = &c.channel {
+            for peer in &ch.peers {
+                if crate::channel::Identity::from_hex(&peer.identity).is_none() {
+                    return Err(err(
+                        None,
+                        "invalid_value",
+                        format!(
+                            "channel.peers: {:?}: identity must be 64 hex digits (an Ed25519 public key)",
+                            peer.name
+                        ),
+                    ));
+                }
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -325,7 +363,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`, `ingress`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`, `ingress`, `channel`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

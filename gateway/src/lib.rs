@@ -12,6 +12,7 @@ pub mod checkpoint_keys;
 pub mod claims;
 pub mod config;
 pub mod files;
+pub mod forward;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod ingress;

@@ -65,6 +65,9 @@ pub enum ServeError {
     /// Assembling the pipeline.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// The channel's keys could not be read from the key store.
+    #[error("channel keys")]
+    ChannelKeys(#[source] keymgr::Error),
     /// The metric families could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -254,6 +257,28 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
+    if let Some(section) = &config.channel {
+        let channel = crate::forward::channel_config(
+            pipeline.keys(),
+            section,
+            &config.ledger.origin,
+            crate::keys::unix_now(),
+        )
+        .map_err(ServeError::ChannelKeys)?;
+        let listener =
+            TcpListener::bind(section.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: section.listen,
+                    source,
+                })?;
+        tracing::info!(channel = %section.listen, identity = %channel.identity(), peers = section.peers.len(), "channel listener");
+        tasks.push(tokio::spawn(crate::forward::listen(
+            listener,
+            channel,
+            router.clone(),
+        )));
+    }
     let monitoring = TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -129,8 +129,9 @@ pub fn problem(e: &PipelineError) -> Problem {
     Problem::new(status, code, e.to_string())
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The JSON body, with this request's id as `instance` when there is one.
+    fn body(&self) -> serde_json::Value {
         let title = self.status.canonical_reason().unwrap_or("Error");
         let mut body = json!({
             "type": format!("urn:ledgergate:problem:{}", self.code),
@@ -148,7 +149,24 @@ impl IntoResponse for Problem {
                 format!("urn:ledgergate:request:{id}").into(),
             );
         }
-        let mut r = (self.status, body.to_string()).into_response();
+        body
+    }
+
+    /// Status, content type, `Retry-After` and body, for answers that travel as data (over the
+    /// channel) rather than as an HTTP response.
+    pub fn into_response_parts(self) -> (u16, String, Option<String>, Vec<u8>) {
+        (
+            self.status.as_u16(),
+            "application/problem+json".to_owned(),
+            self.retry_after.map(|s| s.to_string()),
+            self.body().to_string().into_bytes(),
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, self.body().to_string()).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -1,0 +1,153 @@
+//! A ledger node's side of forwarding: the channel listener for its edges, and requests that arrive
+//! over it run through the node's own HTTP routes with the client identity the edge verified. So an
+//! edge's provider gets exactly what it would get talking to the ledger node: the same
+//! authorisation, limits, desensitization, durability and answers.
+//!
+//! The ledger node trusts an edge for its clients' identities: that is what an edge is for, and
+//! only the identities configured in `channel.peers` get past the handshake. What an edge may not
+//! forward: officers' admin commands. They go to the ledger node directly, so that a compromised
+//! edge cannot rotate, revoke or shred keys.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use ed25519_dalek::SigningKey;
+use keymgr::KeyManager;
+use tower::ServiceExt as _;
+
+use crate::channel::rpc::{Handler, RequestHead, ResponseHead, serve_requests};
+use crate::channel::{self, AcceptLimits, Identity};
+use crate::config::ChannelSection;
+use crate::ingress::problem::Problem;
+use crate::init::{CHANNEL_STATIC_KEY, NODE_IDENTITY_KEY};
+
+/// Largest answer sent back over the channel (the largest API answer is a page of entries).
+const MAX_ANSWER: usize = 64 << 20;
+
+/// The node's channel configuration: its identity and static key from the key store (primary
+/// versions), and the configured peers as the only identities allowed.
+pub fn channel_config(
+    keys: &KeyManager,
+    section: &ChannelSection,
+    origin: &str,
+    now: i64,
+) -> Result<channel::Config, keymgr::Error> {
+    let identity = keys.primary(NODE_IDENTITY_KEY, now)?;
+    let seed: [u8; 32] = identity.material.expose().try_into().map_err(|_| {
+        keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: not a 32-byte seed"))
+    })?;
+    let static_key = keys.primary(CHANNEL_STATIC_KEY, now)?;
+    let static_private: [u8; 32] = static_key.material.expose().try_into().map_err(|_| {
+        keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: not a 32-byte key"))
+    })?;
+    let peers: HashSet<Identity> = section
+        .peers
+        .iter()
+        .filter_map(|p| Identity::from_hex(&p.identity))
+        .collect();
+    let authorize: channel::Authorize = Arc::new(move |p: &Identity| peers.contains(p));
+    Ok(channel::Config::new(
+        zeroize::Zeroizing::new(static_private),
+        &SigningKey::from_bytes(&seed),
+        origin,
+        authorize,
+    ))
+}
+
+/// Runs a forwarded request through `router` as if its client had connected here.
+fn handler(router: Router) -> Handler {
+    Arc::new(move |head: RequestHead, body: Vec<u8>| {
+        let router = router.clone();
+        Box::pin(async move {
+            let id = head.id;
+            let answer = if head.target.starts_with("/admin/") {
+                Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "officers' commands go to the ledger node directly, not through an edge",
+                )
+                .into_response_parts()
+            } else {
+                run(router, head, body).await
+            };
+            let (status, content_type, retry_after, body) = answer;
+            (
+                ResponseHead {
+                    id,
+                    status,
+                    content_type,
+                    retry_after,
+                },
+                body,
+            )
+        })
+    })
+}
+
+type Answer = (u16, String, Option<String>, Vec<u8>);
+
+async fn run(router: Router, head: RequestHead, body: Vec<u8>) -> Answer {
+    let peer = Arc::new(policies::PeerIdentity::from(head.peer));
+    let request = Request::builder()
+        .method(head.method.as_str())
+        .uri(head.target.as_str())
+        .extension(peer)
+        .body(Body::from(body));
+    let Ok(request) = request else {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the forwarded request is malformed",
+        )
+        .into_response_parts();
+    };
+    let Ok(response) = router.oneshot(request).await;
+    let status = response.status().as_u16();
+    let (content_type, retry_after) = {
+        let headers = response.headers();
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            text(header::CONTENT_TYPE).unwrap_or_default(),
+            text(header::RETRY_AFTER),
+        )
+    };
+    match axum::body::to_bytes(response.into_body(), MAX_ANSWER).await {
+        Ok(bytes) => (status, content_type, retry_after, bytes.to_vec()),
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the answer could not be read",
+        )
+        .into_response_parts(),
+    }
+}
+
+/// Accepts edges on `listener` and answers their requests through `router`, until aborted.
+pub async fn listen(listener: tokio::net::TcpListener, config: channel::Config, router: Router) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let accept = tokio::spawn(channel::serve(
+        listener,
+        Arc::new(config),
+        AcceptLimits::default(),
+        tx,
+    ));
+    let handler = handler(router);
+    while let Some(ch) = rx.recv().await {
+        let peer = ch.peer();
+        tracing::info!(event = "channel_peer_connected", %peer, "a peer connected over the channel");
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let why = serve_requests(ch, handler).await;
+            tracing::info!(event = "channel_peer_gone", %peer, error = %why, "a peer's session ended");
+        });
+    }
+    accept.abort();
+}
