@@ -131,13 +131,19 @@ async fn run(router: Router, head: RequestHead, body: Vec<u8>) -> Answer {
 }
 
 /// Accepts edges on `listener` and answers their requests through `router`, until aborted.
-pub async fn listen(listener: tokio::net::TcpListener, config: channel::Config, router: Router) {
+pub async fn listen(
+    listener: tokio::net::TcpListener,
+    config: channel::Config,
+    router: Router,
+    metrics: crate::metrics::ChannelMetrics,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let accept = tokio::spawn(channel::serve(
+    let accept = tokio::spawn(channel::transport::serve_observed(
         listener,
         Arc::new(config),
         AcceptLimits::default(),
         tx,
+        Some(metrics),
     ));
     let handler = handler(router);
     while let Some(ch) = rx.recv().await {

@@ -44,8 +44,21 @@ pub struct Metrics {
     pub alarms: IntCounterVec,
     /// What the ledger's writer records.
     pub ledger: LedgerMetrics,
+    /// The channel listener's sessions, handshakes and rekeys.
+    pub channel: ChannelMetrics,
     /// Read at scrape time.
     pub(crate) gauges: gauges::Gauges,
+}
+
+/// The channel's part (a ledger node's listener).
+#[derive(Debug, Clone)]
+pub struct ChannelMetrics {
+    /// Sessions open now.
+    pub sessions: IntGauge,
+    /// Handshakes by outcome: `ok`, `failed`, `rate_limited`, `half_open_full`.
+    pub handshakes: IntCounterVec,
+    /// Rekeys finished.
+    pub rekeys: IntCounter,
 }
 
 /// The ledger writer's part: what one group commit carried and how long its durable write took.
@@ -168,6 +181,26 @@ impl Metrics {
                     "ledgergate_ledger_sync_duration_seconds",
                     "Duration of each group commit's durable write (ends in fdatasync).",
                     SECONDS_BUCKETS,
+                )?,
+            },
+            channel: ChannelMetrics {
+                sessions: gauge(
+                    r,
+                    "ledgergate_channel_sessions",
+                    "Channel sessions open now (peers connected to this node).",
+                )?,
+                handshakes: counter_vec(
+                    r,
+                    "ledgergate_channel_handshakes_total",
+                    "Channel handshakes by outcome (ok, failed, rate_limited, half_open_full).",
+                    &["outcome"],
+                )?,
+                rekeys: register(
+                    r,
+                    IntCounter::new(
+                        "ledgergate_channel_rekeys_total",
+                        "Channel rekeys finished (fresh handshakes inside a session).",
+                    ),
                 )?,
             },
             gauges: gauges::Gauges::new(r)?,

@@ -277,6 +277,7 @@ pub async fn serve(
             listener,
             channel,
             router.clone(),
+            metrics.channel.clone(),
         )));
     }
     let monitoring = TcpListener::bind(config.metrics_listen)

@@ -168,6 +168,26 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!stranger.is_connected());
     });
+    // The listener's metrics: one handshake that passed, the stranger's refused.
+    let (_, metrics) = node.monitoring("/metrics");
+    let sample = |series: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    assert_eq!(
+        sample(r#"ledgergate_channel_handshakes_total{outcome="ok"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(r#"ledgergate_channel_handshakes_total{outcome="failed"}"#)
+            .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
     drop(rt);
     assert_eq!(node.stop(), Some(0));
     let out = e2e::gateway(&[

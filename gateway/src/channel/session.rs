@@ -163,6 +163,8 @@ pub enum Output {
     Deliver(Vec<u8>),
     /// The first handshake finished: the peer is this identity.
     Established(Identity),
+    /// A rekey finished: this side now seals (responder) or will open (initiator) with this epoch.
+    Rekeyed(u8),
 }
 
 struct Keys {
@@ -509,6 +511,7 @@ impl Session {
                 let body = plain.get(1..).unwrap_or_default();
                 let switched = self.rekey_step(now, &mut current, &mut rekey, body, &mut out)?;
                 if let Some(new) = switched {
+                    out.push(Output::Rekeyed(new.epoch));
                     let old = std::mem::replace(&mut current, new);
                     // The initiator may still get the peer's frames sealed before it switched.
                     previous = self.initiator.then_some(old);

@@ -47,6 +47,7 @@ struct Outcome {
     frames: Vec<(u8, Vec<u8>)>,
     delivered: Vec<Vec<u8>>,
     established: Option<Identity>,
+    rekeys: usize,
 }
 
 fn split(outputs: Vec<Output>) -> Outcome {
@@ -57,6 +58,7 @@ fn split(outputs: Vec<Output>) -> Outcome {
             Output::Transmit(bytes) => reader.push(&bytes),
             Output::Deliver(m) => o.delivered.push(m),
             Output::Established(p) => o.established = Some(p),
+            Output::Rekeyed(_) => o.rekeys += 1,
         }
     }
     while let Some(f) = reader.next_frame().unwrap() {
@@ -262,6 +264,7 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
     p.pump(secs(0)).unwrap();
     let (mut sent_a, mut sent_b) = (Vec::new(), Vec::new());
     let mut epochs = std::collections::BTreeSet::new();
+    let mut rekeys = 0;
     // 20 simulated seconds in 50 ms steps. Frames are delivered one step late, so that each rekey
     // crosses messages in flight both ways.
     for step in 0..400u64 {
@@ -279,11 +282,13 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
         for _ in 0..2 {
             if let Some((e, m)) = p.to_b.pop_front() {
                 let o = split(p.b.receive(now, e, &m).unwrap());
+                rekeys += o.rekeys;
                 p.to_a.extend(o.frames);
                 p.got_b.extend(o.delivered);
             }
             if let Some((e, m)) = p.to_a.pop_front() {
                 let o = split(p.a.receive(now, e, &m).unwrap());
+                rekeys += o.rekeys;
                 p.to_b.extend(o.frames);
                 p.got_a.extend(o.delivered);
             }
@@ -294,6 +299,11 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
     assert_eq!(p.got_b, sent_a, "every message from a, once, in order");
     assert_eq!(p.got_a, sent_b, "every message from b, once, in order");
     assert!(epochs.len() >= 8, "rekeyed every ~2 s: epochs {epochs:?}");
+    // Each rekey is reported once by each side.
+    assert!(
+        rekeys >= 2 * (epochs.len() - 1),
+        "{rekeys} rekeys reported for {epochs:?}"
+    );
 }
 
 #[test]

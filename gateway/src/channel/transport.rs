@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::frame::FrameReader;
 use super::{ChannelError, Config, Identity, Output, Session};
+use crate::metrics::ChannelMetrics;
 
 /// How often a session's timers run (and its peer's authorisation is checked).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -105,7 +106,7 @@ pub async fn connect(addr: SocketAddr, config: Arc<Config>) -> Result<Channel, C
     let _ = stream.set_nodelay(true);
     let clock = Instant::now();
     let (session, first) = Session::initiator(config, Duration::ZERO)?;
-    start(stream, session, first, clock).await
+    start(stream, session, first, clock, None).await
 }
 
 /// Accepts channels on `listener` until it fails, handing each established one to `established`.
@@ -116,6 +117,22 @@ pub async fn serve(
     limits: AcceptLimits,
     established: mpsc::Sender<Channel>,
 ) {
+    serve_observed(listener, config, limits, established, None).await;
+}
+
+/// [`serve`], counting handshakes, sessions and rekeys in `metrics`.
+pub async fn serve_observed(
+    listener: TcpListener,
+    config: Arc<Config>,
+    limits: AcceptLimits,
+    established: mpsc::Sender<Channel>,
+    metrics: Option<ChannelMetrics>,
+) {
+    let count = |outcome: &str| {
+        if let Some(m) = &metrics {
+            m.handshakes.with_label_values(&[outcome]).inc();
+        }
+    };
     let quota =
         Quota::per_second(limits.per_source_per_second).allow_burst(limits.per_source_burst);
     let per_source: Arc<DefaultKeyedRateLimiter<IpAddr>> = Arc::new(RateLimiter::keyed(quota));
@@ -136,27 +153,36 @@ pub async fn serve(
             last_prune = Instant::now();
         }
         if per_source.check_key(&remote.ip()).is_err() {
+            count("rate_limited");
             tracing::warn!(event = "channel_handshake_rate_limited", %remote, "channel handshake refused: rate");
             continue;
         }
         let Ok(permit) = Arc::clone(&half_open).try_acquire_owned() else {
+            count("half_open_full");
             tracing::warn!(event = "channel_half_open_full", %remote, "channel handshake refused: too many in progress");
             continue;
         };
-        let (config, established) = (Arc::clone(&config), established.clone());
+        let (config, established, metrics) =
+            (Arc::clone(&config), established.clone(), metrics.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let clock = Instant::now();
             let accepted = match Session::responder(config, Duration::ZERO) {
-                Ok(session) => start(stream, session, Vec::new(), clock).await,
+                Ok(session) => start(stream, session, Vec::new(), clock, metrics.clone()).await,
                 Err(e) => Err(e),
             };
             drop(permit);
             match accepted {
                 Ok(channel) => {
+                    if let Some(m) = &metrics {
+                        m.handshakes.with_label_values(&["ok"]).inc();
+                    }
                     let _ = established.send(channel).await;
                 }
                 Err(e) => {
+                    if let Some(m) = &metrics {
+                        m.handshakes.with_label_values(&["failed"]).inc();
+                    }
                     tracing::info!(event = "channel_handshake_failed", %remote, error = %e, "channel handshake failed");
                 }
             }
@@ -170,6 +196,7 @@ async fn start(
     session: Session,
     first: Vec<Output>,
     clock: Instant,
+    metrics: Option<ChannelMetrics>,
 ) -> Result<Channel, ChannelError> {
     let (to_app, inbound) = mpsc::channel(QUEUE);
     let (outbound, from_app) = mpsc::channel(QUEUE);
@@ -177,7 +204,23 @@ async fn start(
     let (ended_tx, ended_rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut open = Some(open_tx);
-        let error = run(stream, session, first, clock, &mut open, to_app, from_app).await;
+        let error = run(
+            stream,
+            session,
+            first,
+            clock,
+            &mut open,
+            to_app,
+            from_app,
+            metrics.as_ref(),
+        )
+        .await;
+        if open.is_none()
+            && let Some(m) = &metrics
+        {
+            // It was counted open when its handshake finished (in `act`).
+            m.sessions.dec();
+        }
         match open.take() {
             // The handshake never finished: the caller hears why.
             Some(tx) => {
@@ -209,6 +252,7 @@ async fn run(
     open: &mut Option<Opened>,
     to_app: mpsc::Sender<Vec<u8>>,
     mut from_app: mpsc::Receiver<Vec<u8>>,
+    metrics: Option<&ChannelMetrics>,
 ) -> ChannelError {
     let (mut rd, mut wr) = stream.into_split();
     let mut reader = FrameReader::default();
@@ -216,7 +260,7 @@ async fn run(
     let mut buf = vec![0u8; 4096];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if let Err(e) = act(first, &mut wr, open, &to_app).await {
+    if let Err(e) = act(first, &mut wr, open, &to_app, metrics).await {
         return e;
     }
     loop {
@@ -265,7 +309,7 @@ async fn run(
                 }
             }
         };
-        if let Err(e) = act(outputs, &mut wr, open, &to_app).await {
+        if let Err(e) = act(outputs, &mut wr, open, &to_app, metrics).await {
             return e;
         }
     }
@@ -278,6 +322,7 @@ async fn act(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     open: &mut Option<Opened>,
     to_app: &mpsc::Sender<Vec<u8>>,
+    metrics: Option<&ChannelMetrics>,
 ) -> Result<(), ChannelError> {
     for out in outputs {
         match out {
@@ -290,9 +335,18 @@ async fn act(
                 .await
                 .map_err(|_| ChannelError::Closed)?,
             Output::Established(peer) => {
+                if let Some(m) = metrics {
+                    m.sessions.inc();
+                }
                 if let Some(tx) = open.take() {
                     let _ = tx.send(Ok(peer));
                 }
+            }
+            Output::Rekeyed(epoch) => {
+                if let Some(m) = metrics {
+                    m.rekeys.inc();
+                }
+                tracing::debug!(epoch, "channel rekeyed");
             }
         }
     }
