@@ -207,11 +207,9 @@ async fn start(
         let error = run(
             stream,
             session,
-            first,
-            clock,
+            (first, clock),
             &mut open,
-            to_app,
-            from_app,
+            (to_app, from_app),
             metrics.as_ref(),
         )
         .await;
@@ -247,11 +245,9 @@ type Opened = oneshot::Sender<Result<Identity, ChannelError>>;
 async fn run(
     stream: TcpStream,
     mut session: Session,
-    first: Vec<Output>,
-    clock: Instant,
+    (first, clock): (Vec<Output>, Instant),
     open: &mut Option<Opened>,
-    to_app: mpsc::Sender<Vec<u8>>,
-    mut from_app: mpsc::Receiver<Vec<u8>>,
+    (to_app, mut from_app): (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>),
     metrics: Option<&ChannelMetrics>,
 ) -> ChannelError {
     let (mut rd, mut wr) = stream.into_split();
