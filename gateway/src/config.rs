@@ -20,10 +20,17 @@ pub struct Config {
     pub tls: TlsConfig,
     /// A policy file or a directory of them.
     pub policies: PathBuf,
-    /// The data directory: ledger (with the vault beside it) and key store.
-    pub data: PathBuf,
-    /// Where the key-encryption key comes from.
-    pub kek: KekConfig,
+    /// The data directory: ledger (with the vault beside it) and key store. A ledger node's only;
+    /// an edge has none.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// Where the key-encryption key comes from. A ledger node's only: an edge holds no storage keys.
+    #[serde(default)]
+    pub kek: Option<KekConfig>,
+    /// Where the chain store is: on this node (`local`, the default), or on a ledger node this node
+    /// forwards to (`remote`: this node is an edge).
+    #[serde(default)]
+    pub chain: Chain,
     /// The ledger.
     #[serde(default)]
     pub ledger: LedgerSection,
@@ -36,6 +43,60 @@ pub struct Config {
     /// The node-to-node channel (docs/channel.md): where edges connect, and who they may be.
     #[serde(default)]
     pub channel: Option<ChannelSection>,
+}
+
+/// Where the chain store is: `chain: local` or `chain: { remote: { … } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "ChainText")]
+pub enum Chain {
+    /// This node keeps the ledger, the vault and the storage keys.
+    #[default]
+    Local,
+    /// This node is an edge of a ledger node.
+    Remote(RemoteChain),
+}
+
+/// How `chain` is written (serde_yaml reads enums only as YAML tags, `!remote`; the map form is the
+/// one people write).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChainText {
+    Name(String),
+    Remote { remote: RemoteChain },
+}
+
+impl TryFrom<ChainText> for Chain {
+    type Error = String;
+
+    fn try_from(text: ChainText) -> Result<Chain, String> {
+        match text {
+            ChainText::Name(n) if n == "local" => Ok(Chain::Local),
+            ChainText::Name(n) => Err(format!(
+                "chain: expected `local` or `{{ remote: {{ address, identity, keys }} }}`, found `{n}`"
+            )),
+            ChainText::Remote { remote } => Ok(Chain::Remote(remote)),
+        }
+    }
+}
+
+/// An edge's ledger node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteChain {
+    /// The ledger node's channel listener.
+    pub address: SocketAddr,
+    /// The ledger node's identity (Ed25519 public key, 64 hex digits): nothing else is accepted there.
+    pub identity: String,
+    /// This edge's channel keys: a file (mode 0600) with `{"identity": <64 hex>, "static": <64 hex>}`,
+    /// the Ed25519 identity seed and the X25519 static key.
+    pub keys: PathBuf,
+    /// Seconds an edge waits for its ledger node's answer before answering 503. Default 30.
+    #[serde(default = "default_forward_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_forward_timeout() -> u64 {
+    30
 }
 
 /// The channel listener of a ledger node.
@@ -244,13 +305,38 @@ impl Config {
                 message,
             )
         })?;
-        match (&c.kek.passphrase_file, &c.kek.key_file) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => {
+        match (&c.chain, &c.kek, &c.data) {
+            (Chain::Local, Some(kek), Some(_)) => match (&kek.passphrase_file, &kek.key_file) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(err(
+                        None,
+                        "invalid_value",
+                        "kek: give exactly one of passphrase_file, key_file".into(),
+                    ));
+                }
+            },
+            (Chain::Local, _, _) => {
+                return Err(err(
+                    None,
+                    "missing_value",
+                    "a ledger node (chain: local, the default) needs `data` and `kek`".into(),
+                ));
+            }
+            (Chain::Remote(remote), None, None) => {
+                if crate::channel::Identity::from_hex(&remote.identity).is_none() {
+                    return Err(err(
+                        None,
+                        "invalid_value",
+                        "chain.remote.identity must be 64 hex digits (the ledger node's Ed25519 public key)".into(),
+                    ));
+                }
+            }
+            (Chain::Remote(_), _, _) => {
                 return Err(err(
                     None,
                     "invalid_value",
-                    "kek: give exactly one of passphrase_file, key_file".into(),
+                    "an edge (chain: remote) holds no storage: remove `data` and `kek`".into(),
                 ));
             }
         }
@@ -302,16 +388,17 @@ impl Config {
             &mut c.tls.key,
             &mut c.tls.client_ca,
             &mut c.policies,
-            &mut c.data,
         ] {
             resolve(p);
         }
+        c.data.iter_mut().for_each(resolve);
         c.tls.crls.iter_mut().for_each(resolve);
-        if let Some(p) = c.kek.passphrase_file.as_mut() {
-            resolve(p);
+        if let Some(kek) = c.kek.as_mut() {
+            kek.passphrase_file.iter_mut().for_each(resolve);
+            kek.key_file.iter_mut().for_each(resolve);
         }
-        if let Some(p) = c.kek.key_file.as_mut() {
-            resolve(p);
+        if let Chain::Remote(remote) = &mut c.chain {
+            resolve(&mut remote.keys);
         }
         Ok(c)
     }
@@ -356,6 +443,35 @@ mod tests {
     }
 
     #[test]
+    fn an_edge_has_no_storage_and_a_ledger_node_needs_it() {
+        let tls = "tls: { cert: c.pem, key: k.pem, client_ca: ca.pem }\npolicies: p\n";
+        let id = "ab".repeat(32);
+        let edge = load(&format!(
+            "{tls}chain: {{ remote: {{ address: \"127.0.0.1:7443\", identity: \"{id}\", keys: ch.key }} }}\n"
+        ))
+        .unwrap();
+        assert!(
+            matches!(&edge.chain, Chain::Remote(r) if r.keys.ends_with("ch.key") && r.timeout_seconds == 30)
+        );
+        assert_eq!(
+            load(&format!(
+                "{tls}data: d\nkek: {{ passphrase_file: k }}\nchain: {{ remote: {{ address: \"127.0.0.1:7443\", identity: \"{id}\", keys: ch.key }} }}\n"
+            ))
+            .unwrap_err(),
+            "gateway.yaml: invalid_value: an edge (chain: remote) holds no storage: remove `data` and `kek`"
+        );
+        assert_eq!(
+            load(&format!("{tls}chain: local\n")).unwrap_err(),
+            "gateway.yaml: missing_value: a ledger node (chain: local, the default) needs `data` and `kek`"
+        );
+        assert!(
+            load(&format!("{tls}chain: elsewhere\n"))
+                .unwrap_err()
+                .contains("chain: expected `local`")
+        );
+    }
+
+    #[test]
     fn errors_name_file_line_and_column() {
         assert_eq!(
             load(&format!("{MINIMAL}listen: nowhere\n")).unwrap_err(),
@@ -363,7 +479,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `ledger`, `keys`, `ingress`, `channel`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `chain`, `ledger`, `keys`, `ingress`, `channel`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

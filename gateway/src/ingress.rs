@@ -1,5 +1,6 @@
 //! The ingress: mTLS termination, the peer's identity, the HTTP API and its problem responses.
 
+pub mod accept;
 pub mod api;
 pub mod body;
 pub mod conn;

@@ -4,30 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use keymgr::{KekSource, KeyManager};
 use policies::PolicySet;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::ingress::body::BodyBudget;
-use crate::ingress::conn::{Activity, Backoff, ConnLimits, Throttle, Watched};
-use crate::ingress::{api, guard, identity, tls};
+use crate::ingress::{api, tls};
 use crate::ledger::{self, Ledger, LedgerConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests may take to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the key-usage index catches up with the ledger.
 const USAGE_INDEX_EVERY: Duration = Duration::from_secs(1);
-/// At most one line per this for a warning that repeats (failed accepts, refused connections).
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long shutdown waits, after the drain, for the last users of the stores to let go.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -65,6 +54,9 @@ pub enum ServeError {
     /// Assembling the pipeline.
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// An edge's channel key file.
+    #[error("channel keys: {0}")]
+    ChannelKeyFile(String),
     /// The channel's keys could not be read from the key store.
     #[error("channel keys")]
     ChannelKeys(#[source] keymgr::Error),
@@ -83,7 +75,11 @@ pub enum ServeError {
 }
 
 fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
-    match (&config.kek.passphrase_file, &config.kek.key_file) {
+    let kek = config
+        .kek
+        .as_ref()
+        .ok_or_else(|| ServeError::Kek("none configured".into()))?;
+    match (&kek.passphrase_file, &kek.key_file) {
         (Some(p), _) => {
             // A secret: the owner's alone, like the key file (and refused the same way).
             keymgr::durable::check_private(p).map_err(|e| ServeError::Kek(e.to_string()))?;
@@ -107,12 +103,13 @@ pub fn open_pipeline(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Pipeline>, Arc<Ledger>), ServeError> {
-    check_data_dir(&config.data)?;
+    let data = config
+        .data
+        .as_deref()
+        .ok_or_else(|| ServeError::Kek("no data directory configured".into()))?;
+    check_data_dir(data)?;
     let policy = Arc::new(PolicySet::load(&config.policies).map_err(ServeError::Policy)?);
-    let keys = Arc::new(KeyManager::open(
-        &config.data.join("keys"),
-        &kek_source(config)?,
-    )?);
+    let keys = Arc::new(KeyManager::open(&data.join("keys"), &kek_source(config)?)?);
     let now = crate::keys::unix_now();
     let signing = crate::checkpoint_keys::signing(&keys, &config.ledger.origin, now)
         .map_err(ServeError::CheckpointKey)?;
@@ -126,11 +123,10 @@ pub fn open_pipeline(
              officer rotates it"
         );
     }
-    let mut ledger_config =
-        LedgerConfig::new(ledger::store_dir(&config.data), &config.ledger.origin);
+    let mut ledger_config = LedgerConfig::new(ledger::store_dir(data), &config.ledger.origin);
     ledger_config.metrics = Some(metrics.ledger.clone());
     let ledger = Arc::new(Ledger::open_with(ledger_config, signing)?);
-    let old_vault = config.data.join("vault");
+    let old_vault = data.join("vault");
     if old_vault.exists() {
         // Made by a gateway before the vault moved beside the ledger; nothing reads it any more.
         return Err(ServeError::OldLayout(format!(
@@ -169,6 +165,10 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    if let crate::config::Chain::Remote(remote) = &config.chain {
+        let remote = remote.clone();
+        return crate::edge::serve_edge(config, remote, shutdown).await;
+    }
     // TLS first: a broken certificate is reported before the stores are opened (and locked).
     let server_tls = Arc::new(tls::server_config(&config.tls)?);
     let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?);
@@ -226,18 +226,6 @@ pub async fn serve(
     );
     let router = api::router(Arc::clone(&pipeline), budget, Arc::clone(&metrics))
         .layer(axum::Extension(Arc::clone(&reloader)));
-    let connections = ConnLimits::new(limits.max_connections, limits.max_connections_per_source);
-    let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds))
-        .max_buf_size(guard::MAX_HEAD_BUFFER);
-    http.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_streams_per_connection)
-        .max_header_list_size(u32::try_from(guard::MAX_HEAD_BUFFER).unwrap_or(u32::MAX));
-    let http = Arc::new(http);
     #[cfg(unix)]
     {
         // SIGHUP reloads; a failed reload is logged and changes nothing.
@@ -295,123 +283,16 @@ pub async fn serve(
             std::future::pending(),
         )));
     }
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
-    tokio::pin!(shutdown);
-    let mut backoff = Backoff::default();
-    let mut accept_log = Throttle::new(LOG_EVERY);
-    let mut refused_log = Throttle::new(LOG_EVERY);
-    // Shared by the connection tasks: a flood of bad handshakes writes one line per period.
-    let handshake_log = Arc::new(std::sync::Mutex::new(Throttle::new(LOG_EVERY)));
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => {
-                    backoff.reset();
-                    a
-                }
-                Err(e) => {
-                    // Out of descriptors (EMFILE, ENFILE) or memory, accept fails at once and would
-                    // spin: pause, longer while it goes on, and say so once per period.
-                    if let Some(held_back) = accept_log.admit(std::time::Instant::now()) {
-                        tracing::warn!(error = %e, held_back, "accept failed; pausing");
-                    }
-                    tokio::time::sleep(backoff.failed()).await;
-                    continue;
-                }
-            },
-        };
-        // Caps first, before any TLS work: a refused connection costs one accept and one close.
-        let slot = match connections.admit(remote.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                if let Some(held_back) = refused_log.admit(std::time::Instant::now()) {
-                    tracing::warn!(
-                        event = "connection_refused",
-                        ?why,
-                        held_back,
-                        "connection refused at accept"
-                    );
-                }
-                drop(tcp);
-                continue;
-            }
-        };
-        let acceptor = TlsAcceptor::from(reloader.tls());
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        let http = Arc::clone(&http);
-        let handshake_log = Arc::clone(&handshake_log);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                failed => {
-                    let may_log = handshake_log
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .admit(std::time::Instant::now());
-                    if let Some(held_back) = may_log {
-                        match failed {
-                            Ok(Err(e)) => {
-                                tracing::info!(event = "tls_handshake_failed", %remote, error = %e, held_back, "TLS handshake refused");
-                            }
-                            _ => {
-                                tracing::info!(event = "tls_handshake_timeout", %remote, held_back, "TLS handshake timed out")
-                            }
-                        }
-                    }
-                    return;
-                }
-            };
-            // The verifier has checked the chain and the CRLs; this only reads who it is.
-            let peer = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| identity::peer_identity(c));
-            let Some(peer) = peer else {
-                tracing::warn!(event = "client_certificate_unreadable", %remote, "verified client certificate could not be read");
-                return;
-            };
-            let service = TowerToHyperService::new(router.layer(axum::Extension(Arc::new(peer))));
-            let activity = Activity::new();
-            let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
-            let conn = http
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            let conn = watcher.watch(conn);
-            tokio::pin!(conn);
-            // The idle watchdog: a connection that moves no byte either way for `idle_timeout` is
-            // closed (dropped), whatever state its requests are in.
-            let check = (idle_timeout / 4).max(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    ended = &mut conn => {
-                        if let Err(e) = ended {
-                            tracing::debug!(%remote, error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = tokio::time::sleep(check) => {
-                        if activity.idle_for() >= idle_timeout {
-                            tracing::debug!(%remote, "idle connection closed");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-    }
-    tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish in time");
-    }
+    let tls = Arc::clone(&reloader);
+    crate::ingress::accept::serve_tls(
+        listener,
+        move || tls.tls(),
+        router.clone(),
+        limits,
+        shutdown,
+    )
+    .await;
     drop(router);
     // End the background tasks; a pass under way finishes first (abort takes effect at an await).
     for task in &tasks {

@@ -68,9 +68,22 @@ pub struct Node {
     child: Option<Child>,
 }
 
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    l.local_addr().expect("its address")
+/// A loopback port nobody listens on, and that this process has not handed out before: tests run
+/// in parallel threads, and the kernel may give two of them the same port between our probe and the
+/// node's bind (each node takes two: its listener and its metrics).
+pub fn free_port() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let addr = l.local_addr().expect("its address");
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 impl Node {

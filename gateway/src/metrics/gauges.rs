@@ -117,6 +117,15 @@ impl Gauges {
         }
     }
 
+    /// What an edge has of these: readiness (its link) and build info. It has no ledger and no keys.
+    pub(crate) fn refresh_edge(&self, policy_digest: &str, reasons: &[String]) {
+        self.ready.set(i64::from(reasons.is_empty()));
+        self.build_info.reset();
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), GIT_COMMIT, policy_digest])
+            .set(1);
+    }
+
     fn key(&self, r: &KeyRecord, now: i64) {
         let name = r.name.as_str();
         for state in STATES {

@@ -28,11 +28,44 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed after this long (a scrape takes milliseconds).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What the node is, for its monitoring routes.
+#[derive(Clone)]
+enum Node {
+    /// A ledger node: its pipeline (stores, keys, policy).
+    Ledger(Arc<Pipeline>),
+    /// An edge: its link to the ledger node, and its policy's digest.
+    Edge(
+        Arc<crate::channel::Upstream>,
+        Arc<dyn Fn() -> String + Send + Sync>,
+    ),
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Node::Ledger(_) => "ledger node",
+            Node::Edge(..) => "edge",
+        })
+    }
+}
+
 /// What the monitoring routes read.
 #[derive(Debug, Clone)]
 struct Monitor {
     metrics: Arc<Metrics>,
-    pipeline: Arc<Pipeline>,
+    node: Node,
+}
+
+impl Node {
+    fn readiness(&self, now: i64) -> Vec<String> {
+        match self {
+            Node::Ledger(p) => readiness(p, now),
+            Node::Edge(up, _) if !up.is_connected() => {
+                vec!["the ledger node is unreachable".to_owned()]
+            }
+            Node::Edge(..) => Vec::new(),
+        }
+    }
 }
 
 /// Why the node cannot take records now; empty when it can. Checks what a submission needs: a
@@ -52,29 +85,49 @@ pub fn readiness(pipeline: &Pipeline, now: i64) -> Vec<String> {
     reasons
 }
 
-/// The monitoring routes.
+/// The monitoring routes of a ledger node.
 pub fn router(metrics: Arc<Metrics>, pipeline: Arc<Pipeline>) -> Router {
+    routes(Monitor {
+        metrics,
+        node: Node::Ledger(pipeline),
+    })
+}
+
+/// The monitoring routes of an edge: ready while its link to the ledger node is up.
+pub fn edge_router(
+    metrics: Arc<Metrics>,
+    upstream: Arc<crate::channel::Upstream>,
+    policy_digest: Arc<dyn Fn() -> String + Send + Sync>,
+) -> Router {
+    routes(Monitor {
+        metrics,
+        node: Node::Edge(upstream, policy_digest),
+    })
+}
+
+fn routes(monitor: Monitor) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .with_state(Monitor { metrics, pipeline })
+        .with_state(monitor)
 }
 
 /// Refreshes the scrape-time gauges (reading the key store: on the blocking pool) and renders all.
 async fn scrape(State(m): State<Monitor>) -> Response {
     let rendered = tokio::task::spawn_blocking(move || {
         let now = crate::keys::unix_now();
-        let reasons = readiness(&m.pipeline, now);
-        let digest = m.pipeline.policy().digest_hex();
-        m.metrics.gauges.refresh(
-            m.pipeline.ledger(),
-            m.pipeline.keys(),
-            &digest,
-            &reasons,
-            now,
-        );
+        let reasons = m.node.readiness(now);
+        match &m.node {
+            Node::Ledger(p) => {
+                let digest = p.policy().digest_hex();
+                m.metrics
+                    .gauges
+                    .refresh(p.ledger(), p.keys(), &digest, &reasons, now);
+            }
+            Node::Edge(_, digest) => m.metrics.gauges.refresh_edge(&digest(), &reasons),
+        }
         m.metrics.render()
     })
     .await;
@@ -94,9 +147,9 @@ async fn scrape(State(m): State<Monitor>) -> Response {
 }
 
 async fn ready(State(m): State<Monitor>) -> Response {
-    let pipeline = Arc::clone(&m.pipeline);
+    let node = m.node.clone();
     let reasons =
-        tokio::task::spawn_blocking(move || readiness(&pipeline, crate::keys::unix_now())).await;
+        tokio::task::spawn_blocking(move || node.readiness(crate::keys::unix_now())).await;
     match reasons {
         Ok(r) if r.is_empty() => axum::Json(serde_json::json!({ "ready": true })).into_response(),
         Ok(r) => {

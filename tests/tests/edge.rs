@@ -1,0 +1,217 @@
+//! Two real processes: a ledger node and an edge in front of it (`chain: remote`). Providers talk
+//! to the edge as they would to a node; their records land on the ledger node and verify; the edge
+//! holds no storage and no storage keys; with the ledger node killed the edge answers 503 at once,
+//! and once it is back the edge reconnects by itself and nothing acknowledged was lost.
+
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::node::{Node, append_config, free_port, init_node};
+use e2e::stderr;
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn every_file(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The ledger node's identity, read from its (stopped) key store as an officer would.
+fn node_identity(dir: &Path) -> String {
+    let pass = std::fs::read_to_string(dir.join("kek.pass")).unwrap();
+    let out = Command::new(e2e::keymgr_bin())
+        .args(["--store"])
+        .arg(dir.join("data/keys"))
+        .args(["--json", "show", "node-identity"])
+        .env("LEDGERGATE_KEK_PASSPHRASE", pass.trim_end())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    shown["key"]["versions"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn loan(id: &str) -> Value {
+    json!({ "type": "loan_application", "id": id, "fields": {
+        "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
+}
+
+#[test]
+fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger_dir = init_node(&tmp.path().join("l"));
+    let edge_dir = tmp.path().join("edge");
+    copy_dir(&ledger_dir.join("pki"), &edge_dir.join("pki"));
+    copy_dir(&ledger_dir.join("policies"), &edge_dir.join("policies"));
+    // The edge's channel keys, in a file of its own (0600).
+    let edge_seed = [21u8; 32];
+    let edge_identity = hex::encode(
+        SigningKey::from_bytes(&edge_seed)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let keys = edge_dir.join("channel.key");
+    std::fs::write(
+        &keys,
+        json!({ "identity": hex::encode(edge_seed), "static": hex::encode([22u8; 32]) })
+            .to_string(),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&edge_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let channel = free_port();
+    append_config(
+        &ledger_dir,
+        &format!(
+            "channel: {{ listen: \"{channel}\", peers: [{{ name: edge-1, identity: \"{edge_identity}\" }}] }}"
+        ),
+    );
+    std::fs::write(
+        edge_dir.join("gateway.yaml"),
+        format!(
+            "tls: {{ cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem, crls: [pki/crl.pem] }}\n\
+             policies: policies\n\
+             chain: {{ remote: {{ address: \"{channel}\", identity: \"{}\", keys: channel.key, timeout_seconds: 10 }} }}\n",
+            node_identity(&ledger_dir)
+        ),
+    )
+    .unwrap();
+
+    let mut ledger = Node::start(&ledger_dir);
+    let mut edge = Node::start(&edge_dir);
+    let provider = edge.client("provider-a");
+    // The edge connects to its ledger node by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while edge.monitoring("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the edge never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let id = format!("EDGE-{i}");
+        let answer = provider.submit(edge.addr, &loan(&id));
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        acknowledged.push(id);
+    }
+    // Reads, sealed values and checkpoints through the edge, as on the node itself.
+    let read = provider
+        .request(edge.addr, "GET", "/v1/records/EDGE-0", None)
+        .unwrap();
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["sealed"]["salary"]["value"], 61000.5);
+    let checkpoint = provider
+        .request(edge.addr, "GET", "/v1/checkpoint", None)
+        .unwrap();
+    assert!(
+        checkpoint.text().starts_with("ledgergate.local/log\n5\n"),
+        "{}",
+        checkpoint.text()
+    );
+    // Refusals are the ledger node's own problems, passed on.
+    let mut bad = loan("EDGE-BAD");
+    bad["fields"]["currency"] = json!("XXX");
+    let refused = provider.submit(edge.addr, &bad);
+    assert_eq!(
+        (refused.status, refused.json()["code"].clone()),
+        (422, json!("invalid_field"))
+    );
+
+    // The edge has no storage and no storage keys: TLS material, policies, its channel keys.
+    for file in every_file(&edge_dir) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".redb") && name != "kek.pass" && name != "kek.key",
+            "an edge holds {}",
+            file.display()
+        );
+    }
+    assert!(!edge_dir.join("data").exists());
+
+    // The ledger node dies: the edge answers 503 at once, not a hang and not garbage.
+    ledger.crash();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = Instant::now();
+        let answer = provider.submit(edge.addr, &loan("EDGE-DOWN"));
+        assert!(t.elapsed() < Duration::from_secs(11), "the edge hung");
+        if answer.status == 503 {
+            assert_eq!(answer.json()["code"], "unavailable", "{}", answer.text());
+            assert_eq!(answer.content_type, "application/problem+json");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the node died",
+            answer.status
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(edge.monitoring("/readyz").0, 503);
+
+    // It comes back: the edge reconnects by itself and takes records again.
+    let mut ledger = Node::start(&ledger_dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = provider.submit(edge.addr, &loan("EDGE-AFTER"));
+        if answer.status == 201 || answer.status == 200 {
+            acknowledged.push("EDGE-AFTER".into());
+            break;
+        }
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert!(Instant::now() < deadline, "the edge never reconnected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Everything acknowledged is on the ledger (and nothing the dead node could not have taken),
+    // each readable by its provider on the ledger node itself; the ledger verifies.
+    assert_eq!(ledger.tree_size(), acknowledged.len() as u64);
+    let direct = ledger.client("provider-a");
+    for id in &acknowledged {
+        let read = direct
+            .request(ledger.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap();
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+    }
+    assert_eq!(edge.stop(), Some(0));
+    assert_eq!(ledger.stop(), Some(0));
+    let out = e2e::gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        ledger_dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
