@@ -43,6 +43,9 @@ pub struct Config {
     /// The node-to-node channel (docs/channel.md): where edges connect, and who they may be.
     #[serde(default)]
     pub channel: Option<ChannelSection>,
+    /// The file this was read from (a reload reads it again).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 /// Where the chain store is: `chain: local` or `chain: { remote: { … } }`.
@@ -400,6 +403,7 @@ impl Config {
         if let Chain::Remote(remote) = &mut c.chain {
             resolve(&mut remote.keys);
         }
+        c.file = path.to_owned();
         Ok(c)
     }
 }

@@ -9,7 +9,7 @@
 //! edge cannot rotate, revoke or shred keys.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -27,11 +27,36 @@ use crate::init::{CHANNEL_STATIC_KEY, NODE_IDENTITY_KEY};
 /// Largest answer sent back over the channel (the largest API answer is a page of entries).
 const MAX_ANSWER: usize = 64 << 20;
 
+/// The identities allowed on the channel, as `channel.peers` says now: a reload replaces them, and
+/// every session checks its peer against them at each tick, so a peer taken out of the list loses its
+/// session within a second.
+#[derive(Debug, Clone, Default)]
+pub struct Peers(Arc<RwLock<HashSet<Identity>>>);
+
+impl Peers {
+    /// Puts `section`'s peers in force.
+    pub fn set(&self, section: &ChannelSection) {
+        let peers = section
+            .peers
+            .iter()
+            .filter_map(|p| Identity::from_hex(&p.identity))
+            .collect();
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = peers;
+    }
+
+    fn contains(&self, peer: &Identity) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(peer)
+    }
+}
+
 /// The node's channel configuration: its identity and static key from the key store (primary
-/// versions), and the configured peers as the only identities allowed.
+/// versions), and `peers` as the only identities allowed.
 pub fn channel_config(
     keys: &KeyManager,
-    section: &ChannelSection,
+    peers: &Peers,
     origin: &str,
     now: i64,
 ) -> Result<channel::Config, keymgr::Error> {
@@ -43,11 +68,7 @@ pub fn channel_config(
     let static_private: [u8; 32] = static_key.material.expose().try_into().map_err(|_| {
         keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: not a 32-byte key"))
     })?;
-    let peers: HashSet<Identity> = section
-        .peers
-        .iter()
-        .filter_map(|p| Identity::from_hex(&p.identity))
-        .collect();
+    let peers = peers.clone();
     let authorize: channel::Authorize = Arc::new(move |p: &Identity| peers.contains(p));
     Ok(channel::Config::new(
         zeroize::Zeroizing::new(static_private),

@@ -25,6 +25,8 @@ pub struct Reloader {
     pipeline: Arc<Pipeline>,
     tls: RwLock<Arc<rustls::ServerConfig>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The channel's allowed peers, read again from `gateway.yaml` at each reload.
+    peers: crate::forward::Peers,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -40,12 +42,14 @@ impl Reloader {
         pipeline: Arc<Pipeline>,
         tls: Arc<rustls::ServerConfig>,
         metrics: Arc<crate::metrics::Metrics>,
+        peers: crate::forward::Peers,
     ) -> Reloader {
         Reloader {
             config,
             pipeline,
             tls: RwLock::new(tls),
             metrics,
+            peers,
         }
     }
 
@@ -59,8 +63,19 @@ impl Reloader {
         let policy = PolicySet::load(&self.config.policies)
             .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>());
         let server = tls::server_config(&self.config.tls).map_err(|e| vec![e.to_string()]);
-        match (policy, server) {
-            (Ok(policy), Ok(server)) => {
+        // The channel's peers from gateway.yaml again (a node started without a file keeps its own).
+        let channel = if self.config.file.as_os_str().is_empty() {
+            Ok(self.config.channel.clone())
+        } else {
+            crate::config::Config::load(&self.config.file)
+                .map(|c| c.channel)
+                .map_err(|e| vec![e.to_string()])
+        };
+        match (policy, server.and_then(|s| channel.map(|c| (s, c)))) {
+            (Ok(policy), Ok((server, channel))) => {
+                if let Some(section) = &channel {
+                    self.peers.set(section);
+                }
                 let digest = policy.digest_hex();
                 self.pipeline.set_policy(Arc::new(policy));
                 *self.tls.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(server);

@@ -213,11 +213,13 @@ pub async fn serve(
             }
         }));
     }
+    let peers = crate::forward::Peers::default();
     let reloader = Arc::new(crate::reload::Reloader::new(
         config.clone(),
         Arc::clone(&pipeline),
         server_tls,
         Arc::clone(&metrics),
+        peers.clone(),
     ));
     let limits = &config.ingress;
     let budget = BodyBudget::new(
@@ -246,9 +248,10 @@ pub async fn serve(
             source,
         })?;
     if let Some(section) = &config.channel {
+        peers.set(section);
         let channel = crate::forward::channel_config(
             pipeline.keys(),
-            section,
+            &peers,
             &config.ledger.origin,
             crate::keys::unix_now(),
         )

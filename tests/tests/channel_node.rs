@@ -163,6 +163,23 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
                 "{marker} crossed the channel in clear"
             );
         }
+        // Taken out of `channel.peers` and reloaded (SIGHUP): the edge loses its session within a
+        // second, and cannot get another.
+        let config_path = dir.join("gateway.yaml");
+        let text = std::fs::read_to_string(&config_path).unwrap();
+        std::fs::write(
+            &config_path,
+            text.replace(&format!("identity: \"{}\"", edge.identity()), &format!("identity: \"{}\"", "00".repeat(32))),
+        )
+        .unwrap();
+        node.signal("HUP");
+        let revoked = Instant::now();
+        while up.is_connected() {
+            assert!(revoked.elapsed() < Duration::from_secs(2), "still connected after the reload");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!up.is_connected(), "reconnected after its removal");
         // An identity the ledger node does not list never gets a session.
         let stranger = Upstream::start(channel_addr, ledger_identity, &edge_config(12), Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(500)).await;
