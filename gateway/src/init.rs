@@ -73,6 +73,9 @@ pub enum InitError {
     /// The ledger failed.
     #[error("ledger")]
     Ledger(#[from] ledger::LedgerError),
+    /// Something there would be overwritten.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// What `init` found or made.

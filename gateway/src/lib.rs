@@ -18,6 +18,7 @@ pub mod forward;
 pub mod fuzzing;
 pub mod ingress;
 pub mod init;
+pub mod init_edge;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;

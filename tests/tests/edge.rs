@@ -259,3 +259,66 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `gateway init --role edge --ledger DIR` makes a working pair with the development ledger node.
+#[test]
+fn init_makes_an_edge_for_a_development_ledger_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger_dir = init_node(tmp.path());
+    let edge_dir = tmp.path().join("edge");
+    let out = e2e::gateway(&[
+        "init",
+        "--role",
+        "edge",
+        "--ledger",
+        ledger_dir.to_str().unwrap(),
+        "--dir",
+        edge_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        made["ledger_identity"].as_str().unwrap(),
+        node_identity(&ledger_dir)
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(edge_dir.join("channel.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(!edge_dir.join("data").exists() && !edge_dir.join("kek.pass").exists());
+    // Once only: the ledger node's channel section is there now.
+    let again = e2e::gateway(&[
+        "init",
+        "--role",
+        "edge",
+        "--ledger",
+        ledger_dir.to_str().unwrap(),
+        "--dir",
+        tmp.path().join("edge2").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already has a channel section"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stderr(&again).lines().count(), 1);
+
+    let ledger = Node::start(&ledger_dir);
+    let edge = Node::start(&edge_dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while edge.monitoring("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the edge never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = edge
+        .client("provider-a")
+        .submit(edge.addr, &loan("INIT-PAIR-1"));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(ledger.tree_size(), 1);
+}

@@ -13,13 +13,53 @@ pub(crate) struct InitArgs {
     /// The node directory to make.
     #[arg(long, default_value = "ledgergate-data")]
     dir: PathBuf,
+    /// What to make: a ledger node (the default), or an edge of the development ledger node at
+    /// `--ledger` (stopped), which then admits it on its channel.
+    #[arg(long, value_enum, default_value = "ledger")]
+    role: Role,
+    /// With `--role edge`: the ledger node's directory (made by `gateway init`).
+    #[arg(long, value_name = "DIR", required_if_eq("role", "edge"))]
+    ledger: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    Ledger,
+    Edge,
+}
+
 #[allow(clippy::print_stdout)] // the command's output is its job
 pub(crate) fn run(args: &InitArgs) -> Result<ExitCode, CliError> {
+    if let (Role::Edge, Some(ledger)) = (args.role, &args.ledger) {
+        let edge = gateway::init_edge::init_edge(&args.dir, ledger)
+            .map_err(|e| CliError::new("init edge", e))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({ "dir": edge.dir, "identity": edge.identity.to_hex(), "ledger_identity": edge.ledger_identity.to_hex() })
+            );
+        } else {
+            let d = edge.dir.display();
+            println!("created edge directory {d}");
+            println!(
+                "  config         {d}/gateway.yaml (providers: https://{})",
+                gateway::init_edge::DEV_EDGE_LISTEN
+            );
+            println!(
+                "  channel keys   {d}/channel.key (identity {})",
+                edge.identity
+            );
+            println!(
+                "  ledger node    {} ({}), channel listener added to its gateway.yaml",
+                ledger.display(),
+                edge.ledger_identity
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let actor = std::env::var("USER").unwrap_or_else(|_| "gateway-init".to_owned());
     let node = gateway::init::init(&args.dir, time::OffsetDateTime::now_utc(), &actor)
         .map_err(|e| CliError::new("init", e))?;
