@@ -62,6 +62,15 @@ fn node_identity(dir: &Path) -> String {
         .to_owned()
 }
 
+/// Waits until the edge's link to its ledger node is up (`/readyz` 200).
+fn wait_ready(edge: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while edge.monitoring("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the edge never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn loan(id: &str) -> Value {
     json!({ "type": "loan_application", "id": id, "fields": {
         "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
@@ -117,11 +126,7 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
     let mut edge = Node::start(&edge_dir);
     let provider = edge.client("provider-a");
     // The edge connects to its ledger node by itself.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while edge.monitoring("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "the edge never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&edge);
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let id = format!("EDGE-{i}");
@@ -311,11 +316,7 @@ fn init_makes_an_edge_for_a_development_ledger_node() {
 
     let ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while edge.monitoring("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "the edge never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&edge);
     let answer = edge
         .client("provider-a")
         .submit(edge.addr, &loan("INIT-PAIR-1"));

@@ -657,13 +657,24 @@ impl Session {
                 break;
             }
         }
+        self.reopen(current, previous, rekey, result.map(|()| out))
+    }
+
+    /// Puts the keys back after a call that took them out, and closes the session if it failed.
+    fn reopen(
+        &mut self,
+        current: Keys,
+        previous: Option<Keys>,
+        rekey: Option<Rekey>,
+        result: Result<Vec<Output>, ChannelError>,
+    ) -> Result<Vec<Output>, ChannelError> {
         self.state = State::Open {
             current,
             previous,
             rekey,
         };
         match result {
-            Ok(()) => Ok(out),
+            Ok(out) => Ok(out),
             Err(e) => self.close(e),
         }
     }
@@ -735,15 +746,7 @@ impl Session {
                 } else if now.saturating_sub(self.last_sent) >= t.keepalive {
                     result = self.seal_into(now, &mut current, Kind::Keepalive, &[], &mut out);
                 }
-                self.state = State::Open {
-                    current,
-                    previous,
-                    rekey,
-                };
-                match result {
-                    Ok(()) => Ok(out),
-                    Err(e) => self.close(e),
-                }
+                self.reopen(current, previous, rekey, result.map(|()| out))
             }
         }
     }
