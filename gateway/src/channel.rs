@@ -4,6 +4,8 @@
 //!
 //! - `identity`: the binding of a static key to an identity, and its check;
 //! - `frame`: the wire format (length, epoch, Noise message) and the plaintext kinds;
+//! - `resolver`: the primitives of snow's handshake (aws-lc-rs's X25519, ring's hash and cipher);
+//! - `cipher`: a session's transport keys, sealing and opening frames in place;
 //! - `session`: one session as a pure state machine (handshake, transport, timers, rekeying).
 //!
 //! - `transport`: sessions over TCP, one task per connection, with the handshake abuse limits;
@@ -13,8 +15,10 @@
 //! Peer configuration from `gateway.yaml` and keymgr, and the edge/ledger roles that use the channel,
 //! come next (#15).
 
+pub mod cipher;
 pub mod frame;
 pub mod identity;
+pub mod resolver;
 pub mod rpc;
 pub mod session;
 pub mod transport;

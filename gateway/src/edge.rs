@@ -159,7 +159,8 @@ pub async fn serve_edge(
     })?;
     let anyone: channel::Authorize = Arc::new(|_: &Identity| true);
     let channel_config =
-        channel::Config::new(static_key, &identity, config.ledger.origin.clone(), anyone);
+        channel::Config::new(static_key, &identity, config.ledger.origin.clone(), anyone)
+            .map_err(|e| ServeError::ChannelKeyFile(e.to_string()))?;
     let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?);
     let upstream = Arc::new(Upstream::start(
         remote.address,

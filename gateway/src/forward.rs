@@ -70,12 +70,13 @@ pub fn channel_config(
     })?;
     let peers = peers.clone();
     let authorize: channel::Authorize = Arc::new(move |p: &Identity| peers.contains(p));
-    Ok(channel::Config::new(
+    channel::Config::new(
         zeroize::Zeroizing::new(static_private),
         &SigningKey::from_bytes(&seed),
         origin,
         authorize,
-    ))
+    )
+    .map_err(|e| keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: {e}")))
 }
 
 /// Runs a forwarded request through `router` as if its client had connected here.

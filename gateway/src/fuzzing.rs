@@ -239,24 +239,24 @@ pub fn channel_frames(data: &[u8]) {
         return;
     };
     let config = |seed: u8| {
-        Arc::new(
-            Config::new(
-                zeroize::Zeroizing::new([seed; 32]),
-                &ed25519_dalek::SigningKey::from_bytes(&[seed.wrapping_add(1); 32]),
-                FUZZ_ORIGIN,
-                Arc::new(|_: &crate::channel::Identity| true),
-            )
-            .with_timers(Timers::default())
-            .with_max_message(1 << 20),
+        Config::new(
+            zeroize::Zeroizing::new([seed; 32]),
+            &ed25519_dalek::SigningKey::from_bytes(&[seed.wrapping_add(1); 32]),
+            FUZZ_ORIGIN,
+            Arc::new(|_: &crate::channel::Identity| true),
         )
+        .map(|c| Arc::new(c.with_timers(Timers::default()).with_max_message(1 << 20)))
     };
     let now = Duration::from_secs(1);
-    let Ok(mut responder) = Session::responder(config(2), now) else {
+    let (Ok(responder_config), Ok(initiator_config)) = (config(2), config(1)) else {
+        return;
+    };
+    let Ok(mut responder) = Session::responder(responder_config, now) else {
         return;
     };
     if mode % 2 == 1 {
         // A real handshake first, so that the input reaches the transport.
-        let Ok((mut initiator, first)) = Session::initiator(config(1), now) else {
+        let Ok((mut initiator, first)) = Session::initiator(initiator_config, now) else {
             return;
         };
         let mut to_responder = first;
@@ -266,8 +266,8 @@ pub fn channel_frames(data: &[u8]) {
                 if let Output::Transmit(bytes) = out {
                     let mut r = FrameReader::default();
                     r.push(&bytes);
-                    while let Ok(Some((e, m))) = r.next_frame() {
-                        to_initiator.extend(responder.receive(now, e, &m).unwrap_or_default());
+                    while let Ok(Some((e, mut m))) = r.next_frame() {
+                        to_initiator.extend(responder.receive(now, e, &mut m).unwrap_or_default());
                     }
                 }
             }
@@ -275,8 +275,8 @@ pub fn channel_frames(data: &[u8]) {
                 if let Output::Transmit(bytes) = out {
                     let mut r = FrameReader::default();
                     r.push(&bytes);
-                    while let Ok(Some((e, m))) = r.next_frame() {
-                        to_responder.extend(initiator.receive(now, e, &m).unwrap_or_default());
+                    while let Ok(Some((e, mut m))) = r.next_frame() {
+                        to_responder.extend(initiator.receive(now, e, &mut m).unwrap_or_default());
                     }
                 }
             }
@@ -286,8 +286,8 @@ pub fn channel_frames(data: &[u8]) {
     let mut reader = FrameReader::default();
     reader.push(rest);
     let mut closed = false;
-    while let Ok(Some((epoch, message))) = reader.next_frame() {
-        let answer = responder.receive(now, epoch, &message);
+    while let Ok(Some((epoch, mut message))) = reader.next_frame() {
+        let answer = responder.receive(now, epoch, &mut message);
         if closed {
             assert!(answer.is_err(), "a closed session took a frame");
         }

@@ -29,12 +29,15 @@ fn id(seed: u8) -> SigningKey {
 }
 
 fn config(seed: u8, authorize: Authorize) -> Arc<Config> {
-    Arc::new(Config::new(
-        Zeroizing::new([seed.wrapping_add(50); 32]),
-        &id(seed),
-        "test.ledgergate/log",
-        authorize,
-    ))
+    Arc::new(
+        Config::new(
+            Zeroizing::new([seed.wrapping_add(50); 32]),
+            &id(seed),
+            "test.ledgergate/log",
+            authorize,
+        )
+        .unwrap(),
+    )
 }
 
 fn only(seed: u8) -> Authorize {

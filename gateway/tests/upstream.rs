@@ -29,6 +29,7 @@ fn config(seed: u8) -> Config {
         "test.ledgergate/log",
         allow,
     )
+    .unwrap()
 }
 
 fn identity(seed: u8) -> Identity {

@@ -41,6 +41,7 @@ fn edge_config(seed: u8) -> Config {
         "ledgergate.local/log",
         anyone,
     )
+    .unwrap()
 }
 
 /// A relay that records every byte it forwards, both ways.

@@ -60,64 +60,56 @@ pub fn encode(epoch: u8, noise: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelE
     Ok(())
 }
 
-/// Appends one frame to `wire`, sealing in place: `fill` writes the Noise message right after the
-/// 3-byte header (into at most `room` bytes) and returns its length, so the message is never copied
-/// again. Frames of one send go into one buffer: one write to the socket.
-pub fn build_into(
-    wire: &mut Vec<u8>,
-    epoch: u8,
-    room: usize,
-    fill: impl FnOnce(&mut [u8]) -> Result<usize, ChannelError>,
-) -> Result<(), ChannelError> {
-    let at = wire.len();
-    wire.resize(at + 3 + room.min(MAX_NOISE_MESSAGE), 0);
-    let filled = wire
-        .get_mut(at..)
-        .map(|frame| frame.split_at_mut(3))
-        .map(|(_, body)| fill(body));
-    let n = match filled {
-        Some(Ok(n)) => n,
-        Some(Err(e)) => {
-            wire.truncate(at);
-            return Err(e);
-        }
-        None => return Err(ChannelError::Protocol("a frame outside its buffer")),
-    };
-    let len = u16::try_from(n + 1)
-        .map_err(|_| ChannelError::Protocol("a Noise message over the frame bound"))?;
-    if let Some(head) = wire.get_mut(at..at + 3) {
-        head.copy_from_slice(&[len.to_be_bytes()[0], len.to_be_bytes()[1], epoch]);
-    }
-    wire.truncate(at + 3 + n);
-    Ok(())
-}
-
-/// Splits a byte stream into frames. Taken frames are not shifted out one by one (a 64 KiB move
-/// each); the buffer is compacted when it is half consumed.
+/// Splits a byte stream into frames. The socket reads straight into its buffer ([`FrameReader::room`],
+/// [`FrameReader::filled`]) and frames are opened where they lie, so received bytes are copied once,
+/// out of the kernel. Taken frames are not shifted out one by one; the buffer is compacted when
+/// the next read needs the room.
 #[derive(Debug, Default)]
 pub struct FrameReader {
+    /// `buf[start..end]` are received bytes not yet taken; the rest is room.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl FrameReader {
-    /// Takes bytes from the stream.
+    /// Takes bytes from the stream (a copy; sockets use [`FrameReader::room`]).
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        let room = self.room(bytes.len());
+        if let Some(to) = room.get_mut(..bytes.len()) {
+            to.copy_from_slice(bytes);
+        }
+        self.filled(bytes.len());
+    }
+
+    /// At least `want` bytes of room after the received bytes, to read into; then call
+    /// [`FrameReader::filled`] with how many were read.
+    pub fn room(&mut self, want: usize) -> &mut [u8] {
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+            self.end = 0;
+        } else if self.buf.len() - self.end < want && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        self.buf.get_mut(self.end..).unwrap_or_default()
+    }
+
+    /// `n` bytes were written into the room.
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// The next whole frame as (epoch, Noise message), if one has arrived, borrowed from the
-    /// reader (no copy). A frame of length 0 (no epoch) is a protocol error.
-    pub fn take_frame(&mut self) -> Result<Option<(u8, &[u8])>, ChannelError> {
+    /// reader (no copy) and mutable, so that it is opened where it lies. A frame of length 0 (no
+    /// epoch) is a protocol error.
+    pub fn take_frame(&mut self) -> Result<Option<(u8, &mut [u8])>, ChannelError> {
         let start = self.start;
-        let rest = self.buf.get(start..).unwrap_or_default();
+        let rest = self.buf.get(start..self.end).unwrap_or_default();
         let Some(head) = rest.first_chunk::<2>() else {
             return Ok(None);
         };
@@ -126,8 +118,11 @@ impl FrameReader {
             return Ok(None);
         }
         self.start = start + 2 + len;
-        let frame = self.buf.get(start + 2..start + 2 + len).unwrap_or_default();
-        match frame.split_first() {
+        let frame = self
+            .buf
+            .get_mut(start + 2..start + 2 + len)
+            .unwrap_or_default();
+        match frame.split_first_mut() {
             Some((epoch, noise)) => Ok(Some((*epoch, noise))),
             None => Err(ChannelError::Protocol("an empty frame")),
         }
@@ -135,7 +130,7 @@ impl FrameReader {
 
     /// [`FrameReader::take_frame`], copied out.
     pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ChannelError> {
-        let rest = self.buf.get(self.start..).unwrap_or_default();
+        let rest = self.buf.get(self.start..self.end).unwrap_or_default();
         let Some(head) = rest.first_chunk::<2>() else {
             return Ok(None);
         };
@@ -153,7 +148,7 @@ impl FrameReader {
 
     /// Bytes received but not yet taken as frames.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 }
 

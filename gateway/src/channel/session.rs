@@ -8,8 +8,9 @@
 //!   then against the caller's authorisation (configured peers, revocation) before any application
 //!   data is accepted or sent. The first message must be exactly an ephemeral key: nothing else is
 //!   parsed, and no DH or signature check happens, before that.
-//! - **Transport.** Stateful Noise transport: nonces are implicit counters, so a replayed, dropped,
-//!   reordered or altered frame fails to decrypt, and any failure closes the session.
+//! - **Transport.** The handshake's split keys, sealing and opening frames in place (`cipher.rs`):
+//!   nonces are implicit counters, so a replayed, dropped, reordered or altered frame fails to
+//!   decrypt, and any failure closes the session.
 //! - **Lifetime** (WireGuard's timers and names, from its paper §6.1 and boringtun's `timers.rs`): the
 //!   connecting side starts a fresh handshake (new ephemerals) when the keys are `rekey_after` old,
 //!   inside the old session; keys older than `reject_after` are refused; a handshake that does not
@@ -22,12 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use snow::{HandshakeState, TransportState};
+use snow::HandshakeState;
 use zeroize::Zeroizing;
 
 use super::ChannelError;
-use super::frame::{self, Kind, MAX_FRAGMENT, TAG_LEN};
+use super::cipher::TransportKeys;
+use super::frame::{self, Kind, MAX_FRAGMENT};
 use super::identity::{self, Identity};
+use super::resolver::{self, StaticKey};
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
@@ -70,8 +73,8 @@ pub type Authorize = Arc<dyn Fn(&Identity) -> bool + Send + Sync>;
 
 /// What a node brings to its sessions.
 pub struct Config {
-    /// The node's X25519 static private key (keymgr purpose `channel-static`).
-    static_private: Zeroizing<[u8; 32]>,
+    /// The node's X25519 static key (keymgr purpose `channel-static`).
+    static_key: Arc<StaticKey>,
     /// The node's Ed25519 identity (keymgr purpose `node-identity`).
     identity: Identity,
     /// The binding of the static key to the identity, signed once: every handshake sends it.
@@ -97,17 +100,18 @@ impl Config {
         identity: &SigningKey,
         origin: impl Into<String>,
         authorize: Authorize,
-    ) -> Config {
-        let binding = identity::bind(identity, &static_public(&static_private));
-        Config {
-            static_private,
+    ) -> Result<Config, ChannelError> {
+        let static_key = StaticKey::new(static_private).map_err(noise)?;
+        let binding = identity::bind(identity, &static_key.public());
+        Ok(Config {
+            static_key: Arc::new(static_key),
             identity: Identity::of(identity),
             binding,
             origin: origin.into(),
             authorize,
             timers: Timers::default(),
             max_message: DEFAULT_MAX_MESSAGE,
-        }
+        })
     }
 
     /// The same with other timers.
@@ -132,7 +136,7 @@ impl Config {
     /// The same keys, authorising exactly `peer` (an edge's link to its one ledger node).
     pub fn for_peer(&self, peer: Identity) -> Config {
         Config {
-            static_private: self.static_private.clone(),
+            static_key: Arc::clone(&self.static_key),
             identity: self.identity,
             binding: self.binding,
             origin: self.origin.clone(),
@@ -169,7 +173,7 @@ pub enum Output {
 
 struct Keys {
     epoch: u8,
-    transport: Box<TransportState>,
+    transport: TransportKeys,
     since: Duration,
 }
 
@@ -233,8 +237,9 @@ fn noise(e: snow::Error) -> ChannelError {
 fn handshake(config: &Config, initiator: bool, epoch: u8) -> Result<HandshakeState, ChannelError> {
     let params = NOISE_PARAMS.parse().map_err(noise)?;
     let prologue = [PROTOCOL, b"\0", config.origin.as_bytes(), b"\0", &[epoch]].concat();
-    let builder = snow::Builder::new(params)
-        .local_private_key(config.static_private.as_slice())
+    let resolver = resolver::resolver(Arc::clone(&config.static_key));
+    let builder = snow::Builder::with_resolver(params, resolver)
+        .local_private_key(config.static_key.private())
         .map_err(noise)?
         .prologue(&prologue)
         .map_err(noise)?;
@@ -330,7 +335,7 @@ impl Session {
         &mut self,
         now: Duration,
         epoch: u8,
-        message: &[u8],
+        message: &mut [u8],
     ) -> Result<Vec<Output>, ChannelError> {
         let result = self.receive_inner(now, epoch, message);
         match result {
@@ -346,7 +351,7 @@ impl Session {
         &mut self,
         now: Duration,
         epoch: u8,
-        message: &[u8],
+        message: &mut [u8],
     ) -> Result<Vec<Output>, ChannelError> {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Closed => Err(ChannelError::Closed),
@@ -435,15 +440,12 @@ impl Session {
             let third = write_handshake(&mut hs, &self.binding())?;
             out.push(Output::Transmit(self.handshake_frame(now, &third)?));
         }
-        if !hs.is_handshake_finished() {
-            return Err(ChannelError::Protocol("the handshake did not finish"));
-        }
-        let transport = hs.into_transport_mode().map_err(noise)?;
+        let transport = TransportKeys::split(&mut hs, self.initiator)?;
         self.peer = Some(peer);
         self.state = State::Open {
             current: Keys {
                 epoch: 0,
-                transport: Box::new(transport),
+                transport,
                 since: now,
             },
             previous: None,
@@ -460,55 +462,47 @@ impl Session {
         mut previous: Option<Keys>,
         mut rekey: Option<Rekey>,
         epoch: u8,
-        message: &[u8],
+        message: &mut [u8],
     ) -> Result<Vec<Output>, ChannelError> {
         if now.saturating_sub(current.since) >= self.config.timers.reject_after {
             return Err(ChannelError::Expired);
         }
-        let mut plain = vec![0u8; message.len()];
-        let n = if epoch == current.epoch {
-            let n = current
-                .transport
-                .read_message(message, &mut plain)
-                .map_err(noise)?;
+        let plain: &[u8] = if epoch == current.epoch {
+            let plain = current.transport.open(epoch, message)?;
             // The peer uses the new keys: the old receiving keys are done with.
             previous = None;
-            n
+            plain
         } else if let Some(old) = previous.as_mut().filter(|k| k.epoch == epoch) {
-            old.transport
-                .read_message(message, &mut plain)
-                .map_err(noise)?
+            old.transport.open(epoch, message)?
         } else {
             return Err(ChannelError::Protocol("a frame of an unknown epoch"));
         };
-        plain.truncate(n);
-        let kind = Kind::of(
-            *plain
-                .first()
-                .ok_or(ChannelError::Protocol("an empty transport message"))?,
-        )?;
+        let (kind, body) = plain
+            .split_first()
+            .ok_or(ChannelError::Protocol("an empty transport message"))?;
+        let kind = Kind::of(*kind)?;
         let mut out = Vec::new();
         match kind {
             Kind::Keepalive => {}
             Kind::More | Kind::Last => {
-                let body_len = plain.len() - 1;
-                if self.reassembly.len() + body_len > self.config.max_message {
+                if self.reassembly.len() + body.len() > self.config.max_message {
                     return Err(ChannelError::TooLarge(self.config.max_message));
                 }
                 if kind == Kind::Last && self.reassembly.is_empty() {
-                    // A whole message in one frame: hand over the buffer it was opened into.
-                    plain.drain(..1);
-                    out.push(Output::Deliver(plain));
+                    // A whole message in one frame: one copy, out of the receive buffer.
+                    out.push(Output::Deliver(body.to_vec()));
                 } else {
-                    self.reassembly
-                        .extend_from_slice(plain.get(1..).unwrap_or_default());
+                    if self.reassembly.is_empty() {
+                        // Room for this fragment and the next at once (no copy on the second).
+                        self.reassembly.reserve(body.len() * 2);
+                    }
+                    self.reassembly.extend_from_slice(body);
                     if kind == Kind::Last {
                         out.push(Output::Deliver(std::mem::take(&mut self.reassembly)));
                     }
                 }
             }
             Kind::Rekey => {
-                let body = plain.get(1..).unwrap_or_default();
                 let switched = self.rekey_step(now, &mut current, &mut rekey, body, &mut out)?;
                 if let Some(new) = switched {
                     out.push(Output::Rekeyed(new.epoch));
@@ -567,10 +561,10 @@ impl Session {
                     .read_message(message, &mut payload)
                     .map_err(noise)?;
                 self.peer_of(&r.handshake, payload.get(..n).unwrap_or_default())?;
-                let transport = r.handshake.into_transport_mode().map_err(noise)?;
+                let transport = TransportKeys::split(&mut r.handshake, self.initiator)?;
                 Ok(Some(Keys {
                     epoch: r.epoch,
-                    transport: Box::new(transport),
+                    transport,
                     since: now,
                 }))
             }
@@ -584,10 +578,10 @@ impl Session {
                 let binding = self.binding();
                 let last = write_handshake(&mut r.handshake, &binding)?;
                 self.seal_into(now, current, Kind::Rekey, &last, out)?;
-                let transport = r.handshake.into_transport_mode().map_err(noise)?;
+                let transport = TransportKeys::split(&mut r.handshake, self.initiator)?;
                 Ok(Some(Keys {
                     epoch: r.epoch,
-                    transport: Box::new(transport),
+                    transport,
                     since: now,
                 }))
             }
@@ -604,21 +598,12 @@ impl Session {
         body: &[u8],
         out: &mut Vec<Output>,
     ) -> Result<(), ChannelError> {
-        let mut plain = Vec::with_capacity(body.len() + 1);
-        plain.push(kind as u8);
-        plain.extend_from_slice(body);
-        let transport = &mut keys.transport;
-        let seal = |buf: &mut [u8]| transport.write_message(&plain, buf).map_err(noise);
         // Frames of one call go out in one buffer (one write).
-        match out.last_mut() {
-            Some(Output::Transmit(wire)) => {
-                frame::build_into(wire, keys.epoch, plain.len() + TAG_LEN, seal)?;
-            }
-            _ => {
-                let mut wire = Vec::with_capacity(3 + plain.len() + TAG_LEN);
-                frame::build_into(&mut wire, keys.epoch, plain.len() + TAG_LEN, seal)?;
-                out.push(Output::Transmit(wire));
-            }
+        if !matches!(out.last(), Some(Output::Transmit(_))) {
+            out.push(Output::Transmit(Vec::new()));
+        }
+        if let Some(Output::Transmit(wire)) = out.last_mut() {
+            keys.transport.seal(wire, keys.epoch, kind, body)?;
         }
         self.last_sent = now;
         Ok(())
@@ -626,6 +611,19 @@ impl Session {
 
     /// Seals an application message (split into fragments as needed) for the peer.
     pub fn send(&mut self, now: Duration, message: &[u8]) -> Result<Vec<Output>, ChannelError> {
+        let mut out = Vec::new();
+        self.send_into(now, message, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Session::send`], appending to `out`: the frames of several messages sent one after the
+    /// other go into one buffer, so the transport writes them with one system call.
+    pub fn send_into(
+        &mut self,
+        now: Duration,
+        message: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ChannelError> {
         if message.len() > self.config.max_message {
             return Err(ChannelError::TooLarge(self.config.max_message));
         }
@@ -640,11 +638,10 @@ impl Session {
         if now.saturating_sub(current.since) >= self.config.timers.reject_after {
             return self.close(ChannelError::Expired);
         }
-        let mut out = Vec::new();
         let mut chunks = message.chunks(MAX_FRAGMENT).peekable();
         let mut result = Ok(());
         if message.is_empty() {
-            result = self.seal_into(now, &mut current, Kind::Last, &[], &mut out);
+            result = self.seal_into(now, &mut current, Kind::Last, &[], out);
         }
         while let Some(chunk) = chunks.next() {
             let kind = if chunks.peek().is_some() {
@@ -652,12 +649,13 @@ impl Session {
             } else {
                 Kind::Last
             };
-            result = self.seal_into(now, &mut current, kind, chunk, &mut out);
+            result = self.seal_into(now, &mut current, kind, chunk, out);
             if result.is_err() {
                 break;
             }
         }
-        self.reopen(current, previous, rekey, result.map(|()| out))
+        self.reopen(current, previous, rekey, result.map(|()| Vec::new()))
+            .map(drop)
     }
 
     /// Puts the keys back after a call that took them out, and closes the session if it failed.

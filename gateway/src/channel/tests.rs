@@ -28,6 +28,7 @@ fn raw_config(seed: u8, authorize: Authorize, timers: Timers) -> Config {
         "test.ledgergate/log",
         authorize,
     )
+    .unwrap()
     .with_timers(timers)
     .with_max_message(1 << 20)
 }
@@ -94,13 +95,13 @@ impl Pair {
     /// Delivers every frame in flight (both ways) until none is left.
     fn pump(&mut self, now: Duration) -> Result<(), ChannelError> {
         while !self.to_a.is_empty() || !self.to_b.is_empty() {
-            if let Some((e, m)) = self.to_b.pop_front() {
-                let o = split(self.b.receive(now, e, &m)?);
+            if let Some((e, mut m)) = self.to_b.pop_front() {
+                let o = split(self.b.receive(now, e, &mut m)?);
                 self.to_a.extend(o.frames);
                 self.got_b.extend(o.delivered);
             }
-            if let Some((e, m)) = self.to_a.pop_front() {
-                let o = split(self.a.receive(now, e, &m)?);
+            if let Some((e, mut m)) = self.to_a.pop_front() {
+                let o = split(self.a.receive(now, e, &mut m)?);
                 self.to_b.extend(o.frames);
                 self.got_a.extend(o.delivered);
             }
@@ -178,12 +179,15 @@ fn an_unknown_identity_is_refused_at_the_handshake_by_either_side() {
 fn a_first_message_of_the_wrong_size_is_refused_before_any_work() {
     let mut b = Session::responder(config(2, only(1), Timers::default()), secs(0)).unwrap();
     assert_eq!(
-        b.receive(secs(0), 0, &[0u8; 33]),
+        b.receive(secs(0), 0, &mut [0u8; 33]),
         Err(ChannelError::Protocol(
             "a first handshake message of the wrong size"
         ))
     );
-    assert_eq!(b.receive(secs(0), 0, &[0u8; 32]), Err(ChannelError::Closed));
+    assert_eq!(
+        b.receive(secs(0), 0, &mut [0u8; 32]),
+        Err(ChannelError::Closed)
+    );
 }
 
 /// One transport frame from a to b, not yet delivered.
@@ -200,37 +204,43 @@ fn a_flipped_replayed_reordered_or_truncated_frame_closes_the_session() {
     let (e, mut m) = one_frame(&mut p, b"payload");
     m[3] ^= 1;
     assert!(matches!(
-        p.b.receive(secs(1), e, &m),
+        p.b.receive(secs(1), e, &mut m),
         Err(ChannelError::Noise(_))
     ));
     assert!(!p.b.is_open());
-    assert_eq!(p.b.receive(secs(1), e, &m), Err(ChannelError::Closed));
+    assert_eq!(p.b.receive(secs(1), e, &mut m), Err(ChannelError::Closed));
     // replayed
     let mut p = open_pair();
-    let (e, m) = one_frame(&mut p, b"once");
+    let (e, mut m) = one_frame(&mut p, b"once");
     assert_eq!(
-        split(p.b.receive(secs(1), e, &m).unwrap()).delivered,
+        split(p.b.receive(secs(1), e, &mut m).unwrap()).delivered,
         vec![b"once".to_vec()]
     );
     assert!(matches!(
-        p.b.receive(secs(1), e, &m),
+        p.b.receive(secs(1), e, &mut m),
         Err(ChannelError::Noise(_))
     ));
     // reordered
     let mut p = open_pair();
     let first = one_frame(&mut p, b"1");
-    let second = one_frame(&mut p, b"2");
-    assert!(p.b.receive(secs(1), second.0, &second.1).is_err());
+    let mut second = one_frame(&mut p, b"2");
+    assert!(p.b.receive(secs(1), second.0, &mut second.1).is_err());
     let _ = first;
     // truncated
     let mut p = open_pair();
-    let (e, m) = one_frame(&mut p, b"whole");
-    assert!(p.b.receive(secs(1), e, &m[..m.len() - 1]).is_err());
+    let (e, mut m) = one_frame(&mut p, b"whole");
+    assert!(
+        p.b.receive(secs(1), e, {
+            let n = m.len() - 1;
+            &mut m[..n]
+        })
+        .is_err()
+    );
     // an epoch nobody has
     let mut p = open_pair();
-    let (_, m) = one_frame(&mut p, b"x");
+    let (_, mut m) = one_frame(&mut p, b"x");
     assert_eq!(
-        p.b.receive(secs(1), 9, &m),
+        p.b.receive(secs(1), 9, &mut m),
         Err(ChannelError::Protocol("a frame of an unknown epoch"))
     );
 }
@@ -280,14 +290,14 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
         p.tick(now).unwrap();
         // deliver what was in flight before this step's sends, one frame each way
         for _ in 0..2 {
-            if let Some((e, m)) = p.to_b.pop_front() {
-                let o = split(p.b.receive(now, e, &m).unwrap());
+            if let Some((e, mut m)) = p.to_b.pop_front() {
+                let o = split(p.b.receive(now, e, &mut m).unwrap());
                 rekeys += o.rekeys;
                 p.to_a.extend(o.frames);
                 p.got_b.extend(o.delivered);
             }
-            if let Some((e, m)) = p.to_a.pop_front() {
-                let o = split(p.a.receive(now, e, &m).unwrap());
+            if let Some((e, mut m)) = p.to_a.pop_front() {
+                let o = split(p.a.receive(now, e, &mut m).unwrap());
                 rekeys += o.rekeys;
                 p.to_b.extend(o.frames);
                 p.got_a.extend(o.delivered);
@@ -395,15 +405,15 @@ mod schedules {
                         sent_b.push(message);
                     }
                     2 => {
-                        if let Some((e, m)) = p.to_b.pop_front() {
-                            let o = split(p.b.receive(now, e, &m).unwrap());
+                        if let Some((e, mut m)) = p.to_b.pop_front() {
+                            let o = split(p.b.receive(now, e, &mut m).unwrap());
                             p.to_a.extend(o.frames);
                             p.got_b.extend(o.delivered);
                         }
                     }
                     _ => {
-                        if let Some((e, m)) = p.to_a.pop_front() {
-                            let o = split(p.a.receive(now, e, &m).unwrap());
+                        if let Some((e, mut m)) = p.to_a.pop_front() {
+                            let o = split(p.a.receive(now, e, &mut m).unwrap());
                             p.to_b.extend(o.frames);
                             p.got_a.extend(o.delivered);
                         }
