@@ -96,6 +96,9 @@ pub struct RemoteChain {
     /// Seconds an edge waits for its ledger node's answer before answering 503. Default 30.
     #[serde(default = "default_forward_timeout")]
     pub timeout_seconds: u64,
+    /// The channel's timers on this side (the edge connects, so it is the side that rekeys).
+    #[serde(default)]
+    pub timers: ChannelTimers,
 }
 
 fn default_forward_timeout() -> u64 {
@@ -111,6 +114,74 @@ pub struct ChannelSection {
     /// Who may connect, by Ed25519 identity; nobody else gets past the handshake.
     #[serde(default)]
     pub peers: Vec<ChannelPeer>,
+    /// The channel's timers on this side.
+    #[serde(default)]
+    pub timers: ChannelTimers,
+}
+
+/// WireGuard's timers (docs/channel.md), in seconds. The defaults are WireGuard's; shorter ones are
+/// for tests and for operators who want keys replaced more often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelTimers {
+    /// REKEY_AFTER_TIME: the connecting side starts a fresh handshake when keys are this old.
+    pub rekey_after_seconds: u64,
+    /// REJECT_AFTER_TIME: keys this old are used for nothing.
+    pub reject_after_seconds: u64,
+    /// REKEY_TIMEOUT: a handshake must finish within this.
+    pub rekey_timeout_seconds: u64,
+    /// KEEPALIVE_TIMEOUT: a side that sent nothing for this long sends a keepalive.
+    pub keepalive_seconds: u64,
+}
+
+impl Default for ChannelTimers {
+    fn default() -> Self {
+        let t = crate::channel::Timers::default();
+        ChannelTimers {
+            rekey_after_seconds: t.rekey_after.as_secs(),
+            reject_after_seconds: t.reject_after.as_secs(),
+            rekey_timeout_seconds: t.rekey_timeout.as_secs(),
+            keepalive_seconds: t.keepalive.as_secs(),
+        }
+    }
+}
+
+impl ChannelTimers {
+    /// The session's timers.
+    pub fn timers(&self) -> crate::channel::Timers {
+        use std::time::Duration;
+        crate::channel::Timers {
+            rekey_after: Duration::from_secs(self.rekey_after_seconds),
+            reject_after: Duration::from_secs(self.reject_after_seconds),
+            rekey_timeout: Duration::from_secs(self.rekey_timeout_seconds),
+            keepalive: Duration::from_secs(self.keepalive_seconds),
+        }
+    }
+
+    /// What is wrong with these timers, if anything: each at least 1 s, and keys must outlive a
+    /// rekey that starts when they are `rekey_after` old and may take `rekey_timeout`.
+    fn problem(&self, section: &str) -> Option<String> {
+        let zero = [
+            ("rekey_after_seconds", self.rekey_after_seconds),
+            ("reject_after_seconds", self.reject_after_seconds),
+            ("rekey_timeout_seconds", self.rekey_timeout_seconds),
+            ("keepalive_seconds", self.keepalive_seconds),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == 0);
+        if let Some((name, _)) = zero {
+            return Some(format!("{section}.timers.{name} must be at least 1"));
+        }
+        (self.reject_after_seconds
+            <= self
+                .rekey_after_seconds
+                .saturating_add(self.rekey_timeout_seconds))
+        .then(|| {
+            format!(
+                "{section}.timers.reject_after_seconds must exceed rekey_after_seconds + rekey_timeout_seconds"
+            )
+        })
+    }
 }
 
 /// One node allowed on the channel.
@@ -334,6 +405,9 @@ impl Config {
                         "chain.remote.identity must be 64 hex digits (the ledger node's Ed25519 public key)".into(),
                     ));
                 }
+                if let Some(why) = remote.timers.problem("chain.remote") {
+                    return Err(err(None, "invalid_value", why));
+                }
             }
             (Chain::Remote(_), _, _) => {
                 return Err(err(
@@ -367,6 +441,9 @@ impl Config {
             ));
         }
         if let Some(ch) = &c.channel {
+            if let Some(why) = ch.timers.problem("channel") {
+                return Err(err(None, "invalid_value", why));
+            }
             for peer in &ch.peers {
                 if crate::channel::Identity::from_hex(&peer.identity).is_none() {
                     return Err(err(
@@ -472,6 +549,40 @@ mod tests {
             load(&format!("{tls}chain: elsewhere\n"))
                 .unwrap_err()
                 .contains("chain: expected `local`")
+        );
+    }
+
+    #[test]
+    fn channel_timers_default_to_wireguards_and_are_checked() {
+        let id = "ab".repeat(32);
+        let c = load(&format!(
+            "{MINIMAL}channel: {{ listen: \"127.0.0.1:7443\", timers: {{ rekey_after_seconds: 2, reject_after_seconds: 4, rekey_timeout_seconds: 1, keepalive_seconds: 1 }} }}\n"
+        ))
+        .unwrap();
+        let t = c.channel.unwrap().timers.timers();
+        assert_eq!((t.rekey_after.as_secs(), t.reject_after.as_secs()), (2, 4));
+        let c = load(&format!(
+            "{MINIMAL}channel: {{ listen: \"127.0.0.1:7443\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.channel.unwrap().timers.timers(),
+            crate::channel::Timers::default()
+        );
+        assert_eq!(
+            load(&format!(
+                "{MINIMAL}channel: {{ listen: \"127.0.0.1:7443\", timers: {{ rekey_after_seconds: 3, reject_after_seconds: 4 }} }}\n"
+            ))
+            .unwrap_err(),
+            "gateway.yaml: invalid_value: channel.timers.reject_after_seconds must exceed rekey_after_seconds + rekey_timeout_seconds"
+        );
+        let tls = "tls: { cert: c.pem, key: k.pem, client_ca: ca.pem }\npolicies: p\n";
+        assert_eq!(
+            load(&format!(
+                "{tls}chain: {{ remote: {{ address: \"127.0.0.1:7443\", identity: \"{id}\", keys: ch.key, timers: {{ keepalive_seconds: 0 }} }} }}\n"
+            ))
+            .unwrap_err(),
+            "gateway.yaml: invalid_value: chain.remote.timers.keepalive_seconds must be at least 1"
         );
     }
 

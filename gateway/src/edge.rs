@@ -160,13 +160,15 @@ pub async fn serve_edge(
     let anyone: channel::Authorize = Arc::new(|_: &Identity| true);
     let channel_config =
         channel::Config::new(static_key, &identity, config.ledger.origin.clone(), anyone)
-            .map_err(|e| ServeError::ChannelKeyFile(e.to_string()))?;
+            .map_err(|e| ServeError::ChannelKeyFile(e.to_string()))?
+            .with_timers(remote.timers.timers());
     let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?);
-    let upstream = Arc::new(Upstream::start(
+    let upstream = Arc::new(Upstream::start_observed(
         remote.address,
         ledger,
         &channel_config,
         Duration::from_secs(remote.timeout_seconds.max(1)),
+        Some(metrics.channel.clone()),
     ));
     let edge = Arc::new(Edge {
         policy: RwLock::new(Arc::clone(&policy)),

@@ -44,13 +44,13 @@ pub struct Metrics {
     pub alarms: IntCounterVec,
     /// What the ledger's writer records.
     pub ledger: LedgerMetrics,
-    /// The channel listener's sessions, handshakes and rekeys.
+    /// The channel's sessions, handshakes and rekeys (a ledger node's listener, an edge's link).
     pub channel: ChannelMetrics,
     /// Read at scrape time.
     pub(crate) gauges: gauges::Gauges,
 }
 
-/// The channel's part (a ledger node's listener).
+/// The channel's part (a ledger node's listener or an edge's link).
 #[derive(Debug, Clone)]
 pub struct ChannelMetrics {
     /// Sessions open now.

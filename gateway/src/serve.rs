@@ -255,7 +255,8 @@ pub async fn serve(
             &config.ledger.origin,
             crate::keys::unix_now(),
         )
-        .map_err(ServeError::ChannelKeys)?;
+        .map_err(ServeError::ChannelKeys)?
+        .with_timers(section.timers.timers());
         let listener =
             TcpListener::bind(section.listen)
                 .await

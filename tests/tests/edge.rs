@@ -76,13 +76,14 @@ fn loan(id: &str) -> Value {
         "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
 }
 
-#[test]
-fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dying() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ledger_dir = init_node(&tmp.path().join("l"));
-    // The load below runs four submitters flat out: the development policy's rate would refuse them.
+/// A ledger node and an edge in front of it, made by hand as an operator would (the edge's keys in
+/// a 0600 file, the ledger node's `channel` section naming the edge); `timers` (YAML) goes into
+/// both sides' channel settings.
+fn pair(tmp: &Path, timers: &str) -> (PathBuf, PathBuf) {
+    let ledger_dir = init_node(&tmp.join("l"));
+    // The loads below run submitters flat out: the development policy's rate would refuse them.
     unlimited_rate(&ledger_dir);
-    let edge_dir = tmp.path().join("edge");
+    let edge_dir = tmp.join("edge");
     copy_dir(&ledger_dir.join("pki"), &edge_dir.join("pki"));
     copy_dir(&ledger_dir.join("policies"), &edge_dir.join("policies"));
     // The edge's channel keys, in a file of its own (0600).
@@ -108,7 +109,7 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
     append_config(
         &ledger_dir,
         &format!(
-            "channel: {{ listen: \"{channel}\", peers: [{{ name: edge-1, identity: \"{edge_identity}\" }}] }}"
+            "channel: {{ listen: \"{channel}\", peers: [{{ name: edge-1, identity: \"{edge_identity}\" }}]{timers} }}"
         ),
     );
     std::fs::write(
@@ -116,12 +117,18 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
         format!(
             "tls: {{ cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem, crls: [pki/crl.pem] }}\n\
              policies: policies\n\
-             chain: {{ remote: {{ address: \"{channel}\", identity: \"{}\", keys: channel.key, timeout_seconds: 10 }} }}\n",
+             chain: {{ remote: {{ address: \"{channel}\", identity: \"{}\", keys: channel.key, timeout_seconds: 10{timers} }} }}\n",
             node_identity(&ledger_dir)
         ),
     )
     .unwrap();
+    (ledger_dir, edge_dir)
+}
 
+#[test]
+fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger_dir, edge_dir) = pair(tmp.path(), "");
     let mut ledger = Node::start(&ledger_dir);
     let mut edge = Node::start(&edge_dir);
     let provider = edge.client("provider-a");
@@ -322,4 +329,76 @@ fn init_makes_an_edge_for_a_development_ledger_node() {
         .submit(edge.addr, &loan("INIT-PAIR-1"));
     assert_eq!(answer.status, 201, "{}", answer.text());
     assert_eq!(ledger.tree_size(), 1);
+}
+
+/// With timers shortened to seconds, the edge's link rekeys (fresh ephemerals) again and again under
+/// continuous submissions: every submission is acknowledged, none twice, and the ledger verifies.
+#[test]
+fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let timers = ", timers: { rekey_after_seconds: 1, reject_after_seconds: 3, rekey_timeout_seconds: 1, keepalive_seconds: 1 }";
+    let (ledger_dir, edge_dir) = pair(tmp.path(), timers);
+    let ledger = Node::start(&ledger_dir);
+    let edge = Node::start(&edge_dir);
+    wait_ready(&edge);
+    let rekeys = |node: &Node| -> f64 {
+        let (status, text) = node.monitoring("/metrics");
+        assert_eq!(status, 200);
+        text.lines()
+            .find_map(|l| l.strip_prefix("ledgergate_channel_rekeys_total "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let before = rekeys(&ledger);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|t| {
+            let (client, addr, stop) = (
+                edge.client("provider-a"),
+                edge.addr,
+                std::sync::Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let id = format!("REKEY-{t}-{n}");
+                    n += 1;
+                    let answer = client.submit(addr, &loan(&id));
+                    // Not one refusal, not one 503: the switch of keys is invisible to providers.
+                    assert_eq!(answer.status, 201, "{id}: {}", answer.text());
+                    acked.push(id);
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(6));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for thread in load {
+        acknowledged.extend(thread.join().unwrap());
+    }
+    // Keys are replaced every second: several rekeys happened while records flowed.
+    let done = rekeys(&ledger) - before;
+    assert!(done >= 3.0, "only {done} rekeys in 6 s");
+    assert!(rekeys(&edge) >= 3.0);
+    // Exactly the acknowledged records, each once.
+    assert_eq!(ledger.tree_size(), acknowledged.len() as u64);
+    let direct = ledger.client("provider-a");
+    for id in acknowledged.iter().step_by(7) {
+        let read = direct
+            .request(ledger.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap();
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+    }
+    drop(edge);
+    let mut ledger = ledger;
+    assert_eq!(ledger.stop(), Some(0));
+    let out = e2e::gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        ledger_dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

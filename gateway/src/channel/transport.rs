@@ -103,13 +103,27 @@ impl Channel {
 
 /// Connects to `addr` and completes the handshake (within the session's handshake timeout).
 pub async fn connect(addr: SocketAddr, config: Arc<Config>) -> Result<Channel, ChannelError> {
+    connect_observed(addr, config, None).await
+}
+
+/// [`connect`], counting the handshake, the session and its rekeys in `metrics`.
+pub async fn connect_observed(
+    addr: SocketAddr,
+    config: Arc<Config>,
+    metrics: Option<ChannelMetrics>,
+) -> Result<Channel, ChannelError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ChannelError::Io(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let clock = Instant::now();
     let (session, first) = Session::initiator(config, Duration::ZERO)?;
-    start(stream, session, first, clock, None).await
+    let connected = start(stream, session, first, clock, metrics.clone()).await;
+    if let Some(m) = &metrics {
+        let outcome = if connected.is_ok() { "ok" } else { "failed" };
+        m.handshakes.with_label_values(&[outcome]).inc();
+    }
+    connected
 }
 
 /// Accepts channels on `listener` until it fails, handing each established one to `established`.

@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::rpc::{Message, RequestHead, ResponseHead};
-use super::transport::ChannelSender;
-use super::{Config, Identity, connect};
+use super::transport::{ChannelSender, connect_observed};
+use super::{Config, Identity};
+use crate::metrics::ChannelMetrics;
 
 /// First wait after a failed connection; doubled per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -68,13 +69,24 @@ impl Upstream {
         config: &Config,
         timeout: Duration,
     ) -> Upstream {
+        Upstream::start_observed(addr, ledger, config, timeout, None)
+    }
+
+    /// [`Upstream::start`], counting the link's handshakes, session and rekeys in `metrics`.
+    pub fn start_observed(
+        addr: SocketAddr,
+        ledger: Identity,
+        config: &Config,
+        timeout: Duration,
+        metrics: Option<ChannelMetrics>,
+    ) -> Upstream {
         let config = Arc::new(config.for_peer(ledger));
         let link: Arc<Mutex<Option<Link>>> = Arc::new(Mutex::new(None));
         let keeper = Arc::clone(&link);
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             loop {
-                match connect(addr, Arc::clone(&config)).await {
+                match connect_observed(addr, Arc::clone(&config), metrics.clone()).await {
                     Ok(mut channel) => {
                         backoff = MIN_BACKOFF;
                         tracing::info!(event = "ledger_link_up", %addr, "connected to the ledger node");
