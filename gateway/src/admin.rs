@@ -69,6 +69,7 @@ pub fn execute(
             | keymgr::Command::Due
             | keymgr::Command::Affected { .. }
             | keymgr::Command::Audit { .. }
+            | keymgr::Command::RevokedPeers
     );
     let outcome = keymgr::execute(pipeline.keys(), command, crate::keys::unix_now(), actor)?;
     if changes_keys {

@@ -53,9 +53,10 @@ impl Peers {
 }
 
 /// The node's channel configuration: its identity and static key from the key store (primary
-/// versions), and `peers` as the only identities allowed.
+/// versions); `peers` as the only identities allowed, less those revoked in the key store
+/// (`keymgr revoke-peer`), checked at every handshake and session tick.
 pub fn channel_config(
-    keys: &KeyManager,
+    keys: &Arc<KeyManager>,
     peers: &Peers,
     origin: &str,
     now: i64,
@@ -69,7 +70,9 @@ pub fn channel_config(
         keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: not a 32-byte key"))
     })?;
     let peers = peers.clone();
-    let authorize: channel::Authorize = Arc::new(move |p: &Identity| peers.contains(p));
+    let revocations = Arc::clone(keys);
+    let authorize: channel::Authorize =
+        Arc::new(move |p: &Identity| peers.contains(p) && !revocations.is_peer_revoked(&p.0));
     channel::Config::new(
         zeroize::Zeroizing::new(static_private),
         &SigningKey::from_bytes(&seed),

@@ -199,6 +199,11 @@ impl Pipeline {
         &self.keys
     }
 
+    /// The key store, shared (for components that outlive a call, such as the channel's checks).
+    pub fn shared_keys(&self) -> Arc<KeyManager> {
+        Arc::clone(&self.keys)
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger

@@ -250,7 +250,7 @@ pub async fn serve(
     if let Some(section) = &config.channel {
         peers.set(section);
         let channel = crate::forward::channel_config(
-            pipeline.keys(),
+            &pipeline.shared_keys(),
             &peers,
             &config.ledger.origin,
             crate::keys::unix_now(),

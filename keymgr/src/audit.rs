@@ -15,7 +15,7 @@ pub struct AuditEvent {
     /// Who.
     pub actor: String,
     /// What: `create`, `rotate`, `revoke`, `schedule-destroy`, `cancel-destroy`, `destroy`, `shred`,
-    /// `change-passphrase`, `init`.
+    /// `revoke-peer`, `change-passphrase`, `init`.
     pub action: String,
     /// Which key, if one.
     #[serde(skip_serializing_if = "Option::is_none")]

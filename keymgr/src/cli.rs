@@ -145,6 +145,17 @@ enum Verb {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Revoke another node's channel identity: the node refuses it at the handshake from now on and,
+    /// when running, closes its sessions within a second. Permanent.
+    RevokePeer {
+        /// The identity: the peer's node-identity public key, 64 hex digits.
+        identity: String,
+        /// compromised, superseded or retired.
+        #[arg(long, value_parser = parse_reason)]
+        reason: RevocationReason,
+    },
+    /// List the revoked peer identities.
+    RevokedPeers,
     /// Re-wrap every key under a new passphrase ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt) or key file.
     ChangePassphrase {
         /// Switch to this key file (made if missing) instead of a new passphrase.
@@ -249,6 +260,8 @@ fn to_command(verb: Verb) -> Option<Command> {
             limit,
         },
         Verb::Audit { after, limit } => Command::Audit { after, limit },
+        Verb::RevokePeer { identity, reason } => Command::RevokePeer { identity, reason },
+        Verb::RevokedPeers => Command::RevokedPeers,
     })
 }
 

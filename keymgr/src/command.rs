@@ -7,6 +7,7 @@ use crate::Error;
 use crate::audit::AuditEvent;
 use crate::lifecycle::{RevocationReason, Timestamp, VersionState, rfc3339};
 use crate::manager::KeyManager;
+use crate::peers::RevokedPeer;
 use crate::purpose::Purpose;
 use crate::record::KeyRecord;
 
@@ -115,6 +116,15 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+    /// Revokes another node's identity: the channel refuses it from now on.
+    RevokePeer {
+        /// The identity (Ed25519 public key), 64 hex digits.
+        identity: String,
+        /// Why.
+        reason: RevocationReason,
+    },
+    /// The revoked peer identities.
+    RevokedPeers,
 }
 
 impl Command {
@@ -133,6 +143,8 @@ impl Command {
             Command::Shred { .. } => "shred",
             Command::Affected { .. } => "affected",
             Command::Audit { .. } => "audit",
+            Command::RevokePeer { .. } => "revoke-peer",
+            Command::RevokedPeers => "revoked-peers",
         }
     }
 
@@ -149,7 +161,11 @@ impl Command {
             | Command::Destroy { name, .. }
             | Command::Affected { name, .. } => Some(name.clone()),
             Command::Shred { subject } => Some(crate::subjects::subject_key_name(subject)),
-            Command::List { .. } | Command::Due | Command::Audit { .. } => None,
+            Command::List { .. }
+            | Command::Due
+            | Command::Audit { .. }
+            | Command::RevokePeer { .. }
+            | Command::RevokedPeers => None,
         }
     }
 }
@@ -285,6 +301,11 @@ pub enum Outcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<u64>,
     },
+    /// Revoked peer identities (one after a revocation).
+    Peers {
+        /// The identities, in identity order.
+        peers: Vec<RevokedPeer>,
+    },
 }
 
 /// Where commands are carried out.
@@ -389,6 +410,12 @@ pub fn execute(
                 .flatten();
             Outcome::Audit { events, next }
         }
+        Command::RevokePeer { identity, reason } => Outcome::Peers {
+            peers: vec![m.revoke_peer(&identity, reason, now, actor)?],
+        },
+        Command::RevokedPeers => Outcome::Peers {
+            peers: m.revoked_peers()?,
+        },
     })
 }
 

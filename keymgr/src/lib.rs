@@ -15,6 +15,7 @@ mod error;
 mod kek;
 mod lifecycle;
 mod manager;
+mod peers;
 mod purpose;
 mod record;
 mod secret;
@@ -35,6 +36,7 @@ pub use kek::{
 pub use lifecycle::{RevocationReason, Timestamp, TransitionError, VersionState, rfc3339};
 pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey, Shredded};
 pub use manager::{KeyFilter, MAX_PAGE};
+pub use peers::RevokedPeer;
 pub use purpose::Purpose;
 pub use record::{KeyRecord, UseError, VersionRecord};
 pub use secret::Secret;

@@ -89,6 +89,8 @@ pub struct KeyManager {
     audit_seq: Mutex<u64>,
     /// Primary keys by name, for the hot path; a change to a key drops its entry.
     pub(crate) cache: RwLock<HashMap<String, Arc<PrimaryKey>>>,
+    /// Revoked peer identities, for the channel's checks (`peers.rs`).
+    pub(crate) revoked: crate::peers::RevokedSet,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -122,6 +124,7 @@ impl KeyManager {
             write: Mutex::new(()),
             audit_seq: Mutex::new(0),
             cache: RwLock::new(HashMap::new()),
+            revoked: crate::peers::RevokedSet::default(),
         };
         m.commit_with_audit(batch, now, actor, "init", None, None, String::new())?;
         Ok(m)
@@ -141,12 +144,14 @@ impl KeyManager {
         kek.unwrap(&verifier, VERIFIER_AAD)
             .map_err(|_| Error::WrongKek)?;
         let last_seq = store.last_audit_seq()?;
+        let revoked = crate::peers::RevokedSet::of(&store.revoked_peers()?);
         Ok(KeyManager {
             store,
             kek,
             write: Mutex::new(()),
             audit_seq: Mutex::new(last_seq),
             cache: RwLock::new(HashMap::new()),
+            revoked,
         })
     }
 
@@ -156,7 +161,7 @@ impl KeyManager {
 
     /// Applies `batch` with its audit event and makes both durable; drops the key's cache entry.
     #[allow(clippy::too_many_arguments)] // every field of the event, named at the call site
-    fn commit_with_audit(
+    pub(crate) fn commit_with_audit(
         &self,
         mut batch: Batch,
         now: Timestamp,

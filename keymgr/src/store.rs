@@ -8,6 +8,7 @@
 //! | `k` ‖ name | the key record (JSON): versions, states, wrapped material |
 //! | `u` ‖ name ‖ 0x00 ‖ version (u32 BE) ‖ from (u64 BE) | key-usage index: the records (locators, one per line) that used that version, among those indexed in one pass starting at position `from` |
 //! | `a` ‖ seq (u64 BE) | an audit event (JSON) |
+//! | `p` ‖ identity (32 bytes) | a revoked peer identity (JSON, `peers.rs`) |
 //!
 //! and a second table, `subjects/v1`, for data-subject keys in their compact form (`compact`): the
 //! 16-byte hash in the name → created-at ‖ wrapped material. A subject key is in exactly one of the two
@@ -120,6 +121,16 @@ impl Batch {
         let json = serde_json::to_vec(event).map_err(|e| Error::Storage(e.to_string()))?;
         self.puts
             .push((prefixed(b'a', &event.seq.to_be_bytes()), json));
+        Ok(())
+    }
+
+    pub(crate) fn put_revoked_peer(
+        &mut self,
+        identity: &[u8; 32],
+        peer: &crate::peers::RevokedPeer,
+    ) -> Result<(), Error> {
+        let json = serde_json::to_vec(peer).map_err(|e| Error::Storage(e.to_string()))?;
+        self.puts.push((prefixed(b'p', identity), json));
         Ok(())
     }
 
@@ -526,6 +537,30 @@ impl Store {
             .map(|(_, v)| {
                 serde_json::from_slice(&v)
                     .map_err(|e| Error::StoreCorrupt(format!("audit event: {e}")))
+            })
+            .collect()
+    }
+
+    /// A revoked peer identity's record, if it is revoked.
+    pub(crate) fn revoked_peer(
+        &self,
+        identity: &[u8; 32],
+    ) -> Result<Option<crate::peers::RevokedPeer>, Error> {
+        self.get(&prefixed(b'p', identity))?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("revoked peer: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every revoked peer identity, in identity order.
+    pub(crate) fn revoked_peers(&self) -> Result<Vec<crate::peers::RevokedPeer>, Error> {
+        self.scan_prefix(b"p")?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::StoreCorrupt(format!("revoked peer: {e}")))
             })
             .collect()
     }

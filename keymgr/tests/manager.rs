@@ -578,3 +578,37 @@ fn concurrent_requests_for_a_shredded_subject_make_one_fresh_key() {
     let record = m.show(&KeyManager::subject_key_name("S")).unwrap();
     assert_eq!(record.versions.len(), 2);
 }
+
+#[test]
+fn revoked_peers_are_durable_audited_and_checked_in_memory() {
+    let (dir, m) = fresh();
+    let id = "ab".repeat(32);
+    let bytes = [0xabu8; 32];
+    assert!(!m.is_peer_revoked(&bytes));
+    let p = m
+        .revoke_peer(&id.to_uppercase(), RevocationReason::Compromised, T0 + 5, "officer")
+        .unwrap();
+    assert_eq!((p.identity.as_str(), p.revoked_by.as_str()), (id.as_str(), "officer"));
+    assert!(m.is_peer_revoked(&bytes));
+    assert!(!m.is_peer_revoked(&[0u8; 32]));
+    assert!(matches!(
+        m.revoke_peer(&id, RevocationReason::Retired, T0 + 6, "officer"),
+        Err(Error::InvalidArgument(why)) if why.contains("already revoked")
+    ));
+    for bad in ["ab", "zz".repeat(32).as_str(), ""] {
+        assert!(matches!(
+            m.revoke_peer(bad, RevocationReason::Retired, T0, "officer"),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    let last = m.audit(0, 100).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("revoke-peer", "officer")
+    );
+    // Reopened (a node restarting): still revoked, and listed once.
+    drop(m);
+    let m = KeyManager::open(&dir.path().join("keys"), &pass("a long test passphrase")).unwrap();
+    assert!(m.is_peer_revoked(&bytes));
+    assert_eq!(m.revoked_peers().unwrap(), vec![p]);
+}

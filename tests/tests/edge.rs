@@ -76,6 +76,18 @@ fn loan(id: &str) -> Value {
         "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
 }
 
+/// The edge's Ed25519 identity seed in [`pair`].
+const EDGE_SEED: [u8; 32] = [21u8; 32];
+
+/// The edge's identity, as `keymgr show node-identity` would print it on the edge.
+fn edge_identity() -> String {
+    hex::encode(
+        SigningKey::from_bytes(&EDGE_SEED)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
 /// A ledger node and an edge in front of it, made by hand as an operator would (the edge's keys in
 /// a 0600 file, the ledger node's `channel` section naming the edge); `timers` (YAML) goes into
 /// both sides' channel settings.
@@ -87,12 +99,8 @@ fn pair(tmp: &Path, timers: &str) -> (PathBuf, PathBuf) {
     copy_dir(&ledger_dir.join("pki"), &edge_dir.join("pki"));
     copy_dir(&ledger_dir.join("policies"), &edge_dir.join("policies"));
     // The edge's channel keys, in a file of its own (0600).
-    let edge_seed = [21u8; 32];
-    let edge_identity = hex::encode(
-        SigningKey::from_bytes(&edge_seed)
-            .verifying_key()
-            .to_bytes(),
-    );
+    let edge_seed = EDGE_SEED;
+    let edge_identity = edge_identity();
     let keys = edge_dir.join("channel.key");
     std::fs::write(
         &keys,
@@ -401,4 +409,108 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
         ledger_dir.join("data").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `keymgr revoke-peer` on the ledger node, through its admin API: the edge loses its session within
+/// a second, cannot get another, and stays out after the ledger node restarts; the revocation is in
+/// the audit trail.
+#[test]
+fn a_peer_revoked_with_keymgr_is_cut_off_within_a_second_and_stays_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger_dir, edge_dir) = pair(tmp.path(), "");
+    let mut ledger = Node::start(&ledger_dir);
+    let edge = Node::start(&edge_dir);
+    wait_ready(&edge);
+    let provider = edge.client("provider-a");
+    assert_eq!(
+        provider.submit(edge.addr, &loan("BEFORE-REVOKE")).status,
+        201
+    );
+
+    let identity = edge_identity();
+    let out = ledger.keymgr(
+        "officer",
+        &[
+            "--json",
+            "revoke-peer",
+            &identity,
+            "--reason",
+            "compromised",
+        ],
+    );
+    let revoked = Instant::now();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["peers"][0]["identity"], json!(identity));
+    assert_eq!(answer["peers"][0]["reason"], "compromised");
+    assert_eq!(answer["peers"][0]["revoked_by"], "officer");
+    // The session is gone within a second: the edge's link is down and it says so.
+    while edge.monitoring("/readyz").0 == 200 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "the revoked edge still had its session after a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = provider.submit(edge.addr, &loan("AFTER-REVOKE"));
+    assert_eq!(
+        (refused.status, refused.json()["code"].clone()),
+        (503, json!("unavailable"))
+    );
+    // Its reconnections are refused at the handshake.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(edge.monitoring("/readyz").0, 503);
+    let (_, metrics) = ledger.monitoring("/metrics");
+    assert!(
+        metrics.contains(r#"ledgergate_channel_handshakes_total{outcome="failed"}"#),
+        "{metrics}"
+    );
+
+    // Listed, once; a second revocation and a malformed identity are refused with one line.
+    let listed = ledger.keymgr("officer", &["--json", "revoked-peers"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["peers"].as_array().unwrap().len(), 1);
+    let again = ledger.keymgr(
+        "officer",
+        &["revoke-peer", &identity, "--reason", "compromised"],
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already revoked"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stderr(&again).lines().count(), 1);
+    let bad = ledger.keymgr("officer", &["revoke-peer", "abc", "--reason", "retired"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("`abc` is not an identity: expected 64 hex digits"),
+        "{}",
+        stderr(&bad)
+    );
+    // Only officers revoke: a provider is refused.
+    let provider_try = ledger.keymgr(
+        "provider-a",
+        &["revoke-peer", &"11".repeat(32), "--reason", "retired"],
+    );
+    assert!(!provider_try.status.success());
+
+    // In the audit trail, with who did it.
+    let audit = ledger.keymgr("officer", &["--json", "audit"]);
+    let audit: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let event = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "revoke-peer")
+        .expect("a revoke-peer event");
+    assert_eq!(event["actor"], "officer");
+    assert!(event["detail"].as_str().unwrap().contains(&identity));
+
+    // Durable: after a restart of the ledger node the edge is still refused.
+    assert_eq!(ledger.stop(), Some(0));
+    let ledger = Node::start(&ledger_dir);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(edge.monitoring("/readyz").0, 503);
+    assert_eq!(ledger.tree_size(), 1);
 }

@@ -123,6 +123,21 @@ pub(crate) fn outcome(json_mode: bool, o: &Outcome) {
             }
             more(next.as_deref());
         }
+        Outcome::Peers { peers } => {
+            println!(
+                "{:<64}  {:<12} {:<20} BY",
+                "IDENTITY", "REASON", "REVOKED AT"
+            );
+            for p in peers {
+                println!(
+                    "{:<64}  {:<12} {:<20} {}",
+                    p.identity,
+                    format!("{:?}", p.reason).to_lowercase(),
+                    rfc3339(p.revoked_at),
+                    p.revoked_by
+                );
+            }
+        }
         Outcome::Audit { events, next } => {
             println!(
                 "{:>5}  {:<20} {:<16} {:<18} {:<32} DETAIL",
