@@ -1,7 +1,9 @@
 //! An edge node (`chain: { remote: … }`): it terminates providers' mTLS and, before a byte of a body
 //! crosses to the ledger node, identifies the client and admits the request by its policy (known
-//! subject, within its rate, body within its limits). Then it forwards the request over the channel;
-//! the ledger node authorises, validates, desensitizes, seals, appends and answers, and the edge
+//! subject, within its rate, body within its limits); a submission is then parsed, authorized and
+//! validated against its record type (each line of a batch on its own, `edge/batch.rs`) and refused
+//! here with the ledger node's own answer if it fails. Then it forwards the request over the
+//! channel; the ledger node checks again, desensitizes, seals, appends and answers, and the edge
 //! passes the answer on. An edge holds TLS and channel keys only: no key-encryption key, no subject,
 //! pseudonym or checkpoint key, no data directory. While its ledger node is unreachable it answers
 //! `503 unavailable` with `Retry-After`, never a hang and never a silent loss.
@@ -21,15 +23,19 @@ use zeroize::Zeroizing;
 
 use crate::channel::{self, Identity, Upstream};
 use crate::config::{Config, RemoteChain};
-use crate::ingress::api::{MAX_BATCH_BYTES, MAX_BATCH_LINES};
+use crate::ingress::api::{MAX_BATCH_BYTES, MAX_BATCH_LINES, batch_lines};
 use crate::ingress::body::{BodyBudget, read_body};
 use crate::ingress::guard::guard;
 use crate::ingress::observe::observe;
 use crate::ingress::problem::{Problem, problem};
 use crate::metrics::Metrics;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{PipelineError, check_record};
 use crate::risk::RateLimiter;
 use crate::serve::ServeError;
+
+mod batch;
+
+use batch::Split;
 
 /// An edge's channel keys, as its key file holds them (hex).
 #[derive(Deserialize)]
@@ -71,6 +77,10 @@ impl Edge {
     fn policy(&self) -> Arc<PolicySet> {
         Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
     }
+}
+
+fn ndjson(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
 fn unavailable(why: &str) -> Response {
@@ -116,15 +126,49 @@ async fn forward(State(edge): State<Arc<Edge>>, req: Request) -> Response {
     let Some(budget) = req.extensions().get::<BodyBudget>().cloned() else {
         return unavailable("no body budget");
     };
+    let is_post = req.method() == axum::http::Method::POST;
+    let path = req.uri().path().to_owned();
     let body = match read_body(req.into_body(), limit, &budget).await {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    match edge
-        .upstream
-        .call(&method, &target, &peer, body.bytes.to_vec())
-        .await
-    {
+    // Records are checked here, before they cross: parsed, authorized for the subject and valid for
+    // their type, refused with the ledger node's own answers. (It checks again.)
+    let check = |line: &[u8]| check_record(&policy, subject, &limits, line);
+    let mut batch = None;
+    let forwarded = match (is_post, path.as_str()) {
+        (true, "/v1/records") => {
+            if let Err(e) = check(&body.bytes) {
+                return problem(&e).into_response();
+            }
+            body.bytes.to_vec()
+        }
+        (true, "/v1/records:batch") => {
+            let lines = match batch_lines(&body.bytes) {
+                Ok(lines) => lines,
+                Err(p) => return p.into_response(),
+            };
+            let split = Split::of(&lines, check);
+            if split.all_passed() {
+                body.bytes.to_vec()
+            } else if !split.forwards_any() {
+                return ndjson(split.merge(b"").unwrap_or_default());
+            } else {
+                let forward = split.forward.clone();
+                batch = Some(split);
+                forward
+            }
+        }
+        _ => body.bytes.to_vec(),
+    };
+    drop(body);
+    match edge.upstream.call(&method, &target, &peer, forwarded).await {
+        Ok((head, answer)) if head.status == 200 && batch.is_some() => {
+            match batch.and_then(|split| split.merge(&answer)) {
+                Some(merged) => ndjson(merged),
+                None => unavailable("the ledger node's batch answer did not match the batch"),
+            }
+        }
         Ok((head, answer)) => {
             let mut response = Response::new(Body::from(answer));
             *response.status_mut() =

@@ -163,7 +163,11 @@ pub async fn listen(
     metrics: crate::metrics::ChannelMetrics,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let accept = tokio::spawn(channel::transport::serve_observed(
+    // The accept loop and every peer's loop belong to this task: when the node shuts down and aborts
+    // it, the set is dropped and aborts them, so no session keeps the node's stores open. (A
+    // request already running finishes and answers first.)
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(channel::transport::serve_observed(
         listener,
         Arc::new(config),
         AcceptLimits::default(),
@@ -175,10 +179,11 @@ pub async fn listen(
         let peer = ch.peer();
         tracing::info!(event = "channel_peer_connected", %peer, "a peer connected over the channel");
         let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let why = serve_requests(ch, handler).await;
             tracing::info!(event = "channel_peer_gone", %peer, error = %why, "a peer's session ended");
         });
+        // Reap the loops of peers that left.
+        while tasks.try_join_next().is_some() {}
     }
-    accept.abort();
 }

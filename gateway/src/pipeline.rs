@@ -13,6 +13,8 @@
 mod read;
 mod submit;
 
+pub use submit::check_record;
+
 use std::sync::Arc;
 
 use keymgr::{KeyManager, Purpose};

@@ -586,9 +586,17 @@ fn revoked_peers_are_durable_audited_and_checked_in_memory() {
     let bytes = [0xabu8; 32];
     assert!(!m.is_peer_revoked(&bytes));
     let p = m
-        .revoke_peer(&id.to_uppercase(), RevocationReason::Compromised, T0 + 5, "officer")
+        .revoke_peer(
+            &id.to_uppercase(),
+            RevocationReason::Compromised,
+            T0 + 5,
+            "officer",
+        )
         .unwrap();
-    assert_eq!((p.identity.as_str(), p.revoked_by.as_str()), (id.as_str(), "officer"));
+    assert_eq!(
+        (p.identity.as_str(), p.revoked_by.as_str()),
+        (id.as_str(), "officer")
+    );
     assert!(m.is_peer_revoked(&bytes));
     assert!(!m.is_peer_revoked(&[0u8; 32]));
     assert!(matches!(

@@ -242,8 +242,37 @@ pub(crate) fn desensitize(
         _ => String::new(), // missing or mistyped: the walk below reports it
     };
     let mut out = Map::new();
-    walk(&rt.fields, input, "", rt.unknown_fields, ctx, &mut out)?;
+    walk(
+        &rt.fields,
+        input,
+        "",
+        rt.unknown_fields,
+        Some(ctx),
+        &mut out,
+    )?;
     Ok((out, subject))
+}
+
+/// Checks a record's `fields` against its type (required and unknown fields, types, constraints,
+/// nesting) without transforming anything: what a node without keys (an edge) can check before it
+/// forwards a record. A value that passes may still fail a transform on the ledger node (a
+/// generalisation of a value outside its ranges); everything else fails here as it would there.
+pub(crate) fn validate(rt: &RecordType, fields: &Value) -> Result<(), RecordError> {
+    let Value::Object(input) = fields else {
+        return Err(RecordError::new(
+            RecordErrorCode::InvalidField,
+            Some("fields"),
+            "expected an object",
+        ));
+    };
+    walk(
+        &rt.fields,
+        input,
+        "",
+        rt.unknown_fields,
+        None,
+        &mut Map::new(),
+    )
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -259,7 +288,7 @@ fn walk(
     input: &Map<String, Value>,
     prefix: &str,
     unknown: UnknownFields,
-    ctx: &mut Ctx<'_>,
+    mut ctx: Option<&mut Ctx<'_>>,
     out: &mut Map<String, Value>,
 ) -> Result<(), RecordError> {
     if unknown == UnknownFields::Reject
@@ -285,20 +314,21 @@ fn walk(
             None | Some(Value::Null) => continue,
             Some(v) => v,
         };
-        if let Some(v) = field(f, value, &path, unknown, ctx)? {
+        if let Some(v) = field(f, value, &path, unknown, ctx.as_deref_mut())? {
             out.insert(name.clone(), v);
         }
     }
     Ok(())
 }
 
-/// One field: validated, then transformed; `None` when it is dropped.
+/// One field: validated, then transformed (without a context, only validated); `None` when it is
+/// dropped or not transformed.
 fn field(
     f: &Field,
     value: &Value,
     path: &str,
     unknown: UnknownFields,
-    ctx: &mut Ctx<'_>,
+    mut ctx: Option<&mut Ctx<'_>>,
 ) -> Result<Option<Value>, RecordError> {
     let invalid = |why: String| RecordError::field(RecordErrorCode::InvalidField, path, why);
     // Validate the whole value first: a sealed or dropped value must still be what the schema says.
@@ -330,9 +360,12 @@ fn field(
                 .as_object()
                 .ok_or_else(|| invalid("expected an object".to_owned()))?;
             let mut inner = Map::new();
-            walk(nested, obj, path, unknown, ctx, &mut inner)?;
+            walk(nested, obj, path, unknown, ctx.as_deref_mut(), &mut inner)?;
             Some(inner)
         }
+    };
+    let Some(ctx) = ctx else {
+        return Ok(None);
     };
     Ok(match &f.transform {
         Transform::Drop => None,

@@ -186,6 +186,16 @@ impl PolicySet {
             .unwrap_or(Limits::DEFAULT)
     }
 
+    /// Checks a record's `fields` against its type without desensitizing them (no keys needed: an
+    /// edge's check before it forwards). Authorize first.
+    pub fn validate(
+        &self,
+        record_type: &RecordType,
+        fields: &serde_json::Value,
+    ) -> Result<(), RecordError> {
+        crate::record::validate(record_type, fields)
+    }
+
     /// Validates a record's `fields` against its type and desensitizes them. Authorize first.
     pub fn desensitize(
         &self,

@@ -353,3 +353,49 @@ fn a_key_with_no_usable_version_is_key_revoked() {
         )
     );
 }
+
+/// Any small JSON value: what a client may put where a field is expected.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z0-9:T.+-]{0,12}".prop_map(Value::from),
+        (1990i32..2030, 1u8..=12, 1u8..=28)
+            .prop_map(|(y, m, d)| json!(format!("{y:04}-{m:02}-{d:02}"))),
+        Just(json!("2026-05-01T10:17:59Z")),
+    ];
+    leaf.prop_recursive(2, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+            prop::collection::btree_map("secret|open|x", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// An edge's check refuses exactly what the ledger node's desensitization would refuse for the
+    /// same reason (same code and path), and passes everything the ledger node accepts.
+    #[test]
+    fn validation_without_keys_agrees_with_desensitization(
+        fields in prop::collection::btree_map(
+            "sid|gone|hidden|vault|masked|visible|n|d|ts|inner|list|extra", any_json(), 0..12),
+    ) {
+        let p = policy();
+        let rt = p.authorize(&subject(&p, "bank"), Action::Submit, "rec").unwrap();
+        let fields = Value::Object(fields.into_iter().collect());
+        let checked = p.validate(rt, &fields);
+        let desensitized = p.desensitize(rt, &fields, &Keys { version: 1 }, &mut Salts(0));
+        match (&checked, &desensitized) {
+            (Err(a), Err(b)) => prop_assert_eq!((a.code, &a.path), (b.code, &b.path)),
+            (Err(a), Ok(_)) => prop_assert!(false, "the check refused {a:?}, the ledger accepts"),
+            // What passes the check can fail only in a transform, never on the schema.
+            (Ok(()), Err(e)) => prop_assert_eq!(e.code, RecordErrorCode::InvalidField),
+            (Ok(()), Ok(_)) => {}
+        }
+    }
+}

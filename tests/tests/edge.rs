@@ -514,3 +514,169 @@ fn a_peer_revoked_with_keymgr_is_cut_off_within_a_second_and_stays_out() {
     assert_eq!(edge.monitoring("/readyz").0, 503);
     assert_eq!(ledger.tree_size(), 1);
 }
+
+/// An edge checks records itself before they cross: each bad submission gets exactly the ledger
+/// node's answer, and still gets it with the ledger node stopped (so it was the edge's); a batch's
+/// bad lines are answered by the edge and its good lines by the ledger node, in the client's order.
+#[test]
+fn an_edge_refuses_bad_records_itself_with_the_ledger_nodes_own_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger_dir, edge_dir) = pair(tmp.path(), "");
+    let mut ledger = Node::start(&ledger_dir);
+    let edge = Node::start(&edge_dir);
+    wait_ready(&edge);
+    let provider = edge.client("provider-a");
+    let direct = ledger.client("provider-a");
+    let good = loan("CHECK-OK");
+    let mut missing = loan("CHECK-MISSING");
+    missing["fields"]
+        .as_object_mut()
+        .unwrap()
+        .remove("applicant_id");
+    let mut unknown_field = loan("CHECK-UNKNOWN-FIELD");
+    unknown_field["fields"]["shoe_size"] = json!(44);
+    let mut mistyped = loan("CHECK-MISTYPED");
+    mistyped["fields"]["amount"] = json!("ten");
+    let mut constrained = loan("CHECK-CURRENCY");
+    constrained["fields"]["currency"] = json!("XXX");
+    let mut fractional = loan("CHECK-FRACTION");
+    fractional["fields"]["term_months"] = json!(10.5);
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("not json", b"{\"type\": \"loan_application\", ".to_vec()),
+        ("not an object", b"[1, 2]".to_vec()),
+        (
+            "unknown type",
+            json!({"type": "nope", "id": "X", "fields": {}})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "envelope field",
+            json!({"type": "loan_application", "id": "X", "fields": {}, "extra": 1})
+                .to_string()
+                .into_bytes(),
+        ),
+        ("missing field", missing.to_string().into_bytes()),
+        ("unknown field", unknown_field.to_string().into_bytes()),
+        ("mistyped field", mistyped.to_string().into_bytes()),
+        ("constraint", constrained.to_string().into_bytes()),
+        ("fractional integer", fractional.to_string().into_bytes()),
+    ];
+    let answer = |client: &e2e::client::Client, addr, body: &[u8]| {
+        let a = client
+            .request(addr, "POST", "/v1/records", Some(body))
+            .unwrap();
+        assert_eq!(a.content_type, "application/problem+json", "{}", a.text());
+        let v = a.json();
+        (a.status, v["code"].clone(), v["detail"].clone())
+    };
+    let mut expected = Vec::new();
+    for (name, body) in &bad {
+        let from_ledger = answer(&direct, ledger.addr, body);
+        assert!(
+            (400..500).contains(&from_ledger.0),
+            "{name}: {from_ledger:?}"
+        );
+        assert_eq!(answer(&provider, edge.addr, body), from_ledger, "{name}");
+        expected.push(from_ledger);
+    }
+    assert_eq!(ledger.tree_size(), 0);
+
+    // The ledger node stopped: the same answers, from the edge alone; a good record waits (503).
+    assert_eq!(ledger.stop(), Some(0));
+    while edge.monitoring("/readyz").0 == 200 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for ((name, body), want) in bad.iter().zip(&expected) {
+        assert_eq!(
+            &answer(&provider, edge.addr, body),
+            want,
+            "{name}, ledger node down"
+        );
+    }
+    assert_eq!(provider.submit(edge.addr, &good).status, 503);
+    // A batch of bad lines only: answered by the edge, one line each, in order.
+    let all_bad: Vec<u8> = [&bad[4].1, &bad[6].1]
+        .map(|b| [b.as_slice(), b"\n"].concat())
+        .concat();
+    let a = provider
+        .request(edge.addr, "POST", "/v1/records:batch", Some(&all_bad))
+        .unwrap();
+    assert_eq!(
+        (a.status, a.content_type.as_str()),
+        (200, "application/x-ndjson"),
+        "{}",
+        a.text()
+    );
+    let lines: Vec<Value> = a
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (l["line"].clone(), l["code"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!(1), expected[4].1.clone()),
+            (json!(2), expected[6].1.clone())
+        ]
+    );
+
+    // Back up: a mixed batch; the good lines are the ledger node's, renumbered to their places.
+    let ledger = Node::start(&ledger_dir);
+    wait_ready(&edge);
+    let mixed = [
+        loan("MIX-1").to_string(),
+        String::from_utf8(bad[7].1.clone()).unwrap(),
+        String::new(),
+        loan("MIX-2").to_string(),
+        String::from_utf8(bad[5].1.clone()).unwrap(),
+    ]
+    .join("\n");
+    let a = provider
+        .request(
+            edge.addr,
+            "POST",
+            "/v1/records:batch",
+            Some(mixed.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    let got: Vec<(Value, Value)> = a
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|l| (l["line"].clone(), l["status"].clone()))
+        .collect();
+    // The blank line is not a line, as on a single node.
+    assert_eq!(
+        got,
+        vec![
+            (json!(1), json!(201)),
+            (json!(2), json!(422)),
+            (json!(3), json!(201)),
+            (json!(4), json!(422))
+        ]
+    );
+    assert_eq!(ledger.tree_size(), 2);
+    let single = direct
+        .request(
+            ledger.addr,
+            "POST",
+            "/v1/records:batch",
+            Some(mixed.replace("MIX-", "DIRECT-").as_bytes()),
+        )
+        .unwrap();
+    let direct_got: Vec<(Value, Value)> = single
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|l| (l["line"].clone(), l["status"].clone()))
+        .collect();
+    assert_eq!(
+        direct_got, got,
+        "the edge's batch answer is the single node's"
+    );
+}

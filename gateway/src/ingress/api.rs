@@ -226,6 +226,13 @@ pub fn batch_lines(body: &[u8]) -> Result<Vec<&[u8]>, Problem> {
     Ok(lines)
 }
 
+/// A batch line's refusal as the batch answer gives it (`line` counts non-blank lines from 1); the
+/// edge answers the lines it refuses itself with the same.
+pub fn batch_refusal(line: usize, e: &crate::pipeline::PipelineError) -> serde_json::Value {
+    let pr = problem(e);
+    serde_json::json!({ "line": line, "status": pr.status.as_u16(), "code": pr.code, "detail": pr.detail })
+}
+
 async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     // Each line within the record limit, and a newline: the most a full batch of this subject's
     // records can take.
@@ -257,10 +264,7 @@ async fn batch(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
             Ok(a) => {
                 serde_json::json!({ "line": i + 1, "status": if a.created { 201 } else { 200 }, "receipt": a.receipt })
             }
-            Err(e) => {
-                let pr = problem(&e);
-                serde_json::json!({ "line": i + 1, "status": pr.status.as_u16(), "code": pr.code, "detail": pr.detail })
-            }
+            Err(e) => batch_refusal(i + 1, &e),
         };
         // Writing a `Value` into a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut out, &v);

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use keymgr::PrimaryKey;
 use policies::{
-    Action, Desensitized, JsonLimits, PeerIdentity, PolicySet, RecordError, RecordErrorCode,
-    RecordIds, RecordType, canonicalize_numbers, parse_json,
+    Action, Desensitized, JsonLimits, Limits, PeerIdentity, PolicySet, RecordError,
+    RecordErrorCode, RecordIds, RecordType, Subject, canonicalize_numbers, parse_json,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +52,66 @@ fn receipt_json(index: u64, leaf: &Hash, tree_size: u64, checkpoint: &str) -> Va
     })
 }
 
+/// A submission no larger than its subject's record limit.
+fn check_size(limits: &Limits, body: &[u8]) -> Result<(), PipelineError> {
+    if body.len() > limits.max_record_bytes {
+        let why = format!(
+            "{} bytes is more than the limit of {}",
+            body.len(),
+            limits.max_record_bytes
+        );
+        return Err(RecordError {
+            code: RecordErrorCode::PayloadTooLarge,
+            path: None,
+            reason: why,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A submission parsed (within `limits`), its envelope checked, its type authorized for `subject`
+/// and its numbers made canonical: everything about a record that needs no key. The ledger node goes
+/// on to desensitize it; an edge, which holds no keys, validates it ([`check_record`]).
+fn parse_record<'p>(
+    policy: &'p PolicySet,
+    subject: &Subject,
+    limits: &Limits,
+    body: &[u8],
+) -> Result<(&'p RecordType, String, String, Value), PipelineError> {
+    let mut record = parse_json(
+        body,
+        JsonLimits {
+            max_bytes: limits.max_record_bytes,
+            max_depth: MAX_JSON_DEPTH,
+        },
+    )?;
+    let (record_type, id, _) = envelope(&record)?;
+    let (record_type, id) = (record_type.to_owned(), id.to_owned());
+    let rt = policy.authorize(subject, Action::Submit, &record_type)?;
+    // Before the request MAC and the idempotency check see it: equal values, equal records.
+    if let Some(fields) = record.get_mut("fields") {
+        canonicalize_numbers(rt, fields)?;
+    }
+    Ok((rt, record_type, id, record))
+}
+
+/// What an edge checks of one submission before it forwards it: parsed, authorized for `subject`
+/// and valid for its type ([`PolicySet::validate`]), refused with exactly the problem the ledger node
+/// would answer. The ledger node checks again: an edge is trusted for its clients' identities, not
+/// for their records.
+pub fn check_record(
+    policy: &PolicySet,
+    subject: &Subject,
+    limits: &Limits,
+    body: &[u8],
+) -> Result<(), PipelineError> {
+    check_size(limits, body)?;
+    let (rt, _, _, record) = parse_record(policy, subject, limits, body)?;
+    let fields = envelope(&record)?.2;
+    Ok(policy.validate(rt, fields)?)
+}
+
 impl Pipeline {
     /// identify → admit (size, then rate) → parse → authorize.
     pub(super) fn parse_line<'p>(
@@ -62,36 +122,11 @@ impl Pipeline {
     ) -> Result<Parsed<'p>, PipelineError> {
         let subject = policy.identify(peer)?;
         let limits = policy.limits_for(subject);
-        if body.len() > limits.max_record_bytes {
-            let why = format!(
-                "{} bytes is more than the limit of {}",
-                body.len(),
-                limits.max_record_bytes
-            );
-            return Err(RecordError {
-                code: RecordErrorCode::PayloadTooLarge,
-                path: None,
-                reason: why,
-            }
-            .into());
-        }
+        check_size(&limits, body)?;
         self.limiter
             .admit(&subject.name, &limits, 1, Instant::now())
             .map_err(|retry_after| self.rate_limited(retry_after))?;
-        let mut record = parse_json(
-            body,
-            JsonLimits {
-                max_bytes: limits.max_record_bytes,
-                max_depth: MAX_JSON_DEPTH,
-            },
-        )?;
-        let (record_type, id, _) = envelope(&record)?;
-        let (record_type, id) = (record_type.to_owned(), id.to_owned());
-        let rt = policy.authorize(subject, Action::Submit, &record_type)?;
-        // Before the request MAC and the idempotency check see it: equal values, equal records.
-        if let Some(fields) = record.get_mut("fields") {
-            canonicalize_numbers(rt, fields)?;
-        }
+        let (rt, record_type, id, record) = parse_record(policy, subject, &limits, body)?;
         Ok(Parsed {
             provider: subject.name.as_str(),
             rt,
