@@ -10,6 +10,9 @@
 //! request with a static 201. It is what a user would otherwise put in front of a store, and bounds
 //! what TLS + HTTP alone cost on this machine.
 //!
+//! Two rows run the same loads through an edge (`chain: remote`) in front of the same node: mTLS and
+//! the record checks on the edge, the Noise channel, then the node; compared with the node alone.
+//!
 //! Two more rows say where the gap to it lies: the node answering the same requests on a path it does
 //! not serve (404: its TLS, HTTP and routing, no work), and the pipeline alone, opened in this process
 //! and called directly with the same records (the node's work with no TLS, HTTP or generator).
@@ -393,6 +396,20 @@ fn main() {
     let dir = e2e::node::init_node(tmp.path());
     e2e::node::unlimited_rate(&dir);
     e2e::node::lift_connection_caps(&dir, connections);
+    // An edge in front of the same node (`gateway init --role edge`, before the node starts: it reads
+    // the stopped key store and adds the node's channel listener).
+    let edge_dir = tmp.path().join("edge");
+    let made = e2e::gateway(&[
+        "init",
+        "--role",
+        "edge",
+        "--ledger",
+        dir.to_str().unwrap(),
+        "--dir",
+        edge_dir.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", e2e::stderr(&made));
+    e2e::node::lift_connection_caps(&edge_dir, connections);
     let tls = tls(&dir.join("pki"));
     println!(
         "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records, generator on the same machine"
@@ -429,6 +446,40 @@ fn main() {
         batch_recurring,
         "   (10,000 applicants: a key is made once each)",
     );
+    // Through the edge: its TLS, HTTP and checks, then the channel, then the same node. On this
+    // machine the edge shares the two cores with the node and the generator.
+    let edge = e2e::node::Node::start(&edge_dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while edge.monitoring("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the edge never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let via_edge = Load {
+        ids: "edge",
+        ..SINGLE
+    };
+    let edge_single = run(edge.addr, &tls, connections, via_edge, seconds);
+    report(
+        "edge → node, POST /v1/records:",
+        edge_single,
+        &format!("   = {:.2}x the node alone", edge_single.0 / single.0),
+    );
+    let edge_batch = run(
+        edge.addr,
+        &tls,
+        batch_connections,
+        Load {
+            ids: "edge-batch",
+            ..BATCH
+        },
+        seconds,
+    );
+    report(
+        "edge → node, batch:",
+        edge_batch,
+        &format!("   = {:.2}x the node alone", edge_batch.0 / batch.0),
+    );
+    drop(edge);
     drop(node);
     println!("   in process, no TLS, HTTP or generator:");
     let alone = [

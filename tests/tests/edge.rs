@@ -680,3 +680,160 @@ fn an_edge_refuses_bad_records_itself_with_the_ledger_nodes_own_answers() {
         "the edge's batch answer is the single node's"
     );
 }
+
+/// What the tampering relay does to the edge's second transport frame on a connection.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// One bit of the ciphertext flipped.
+    Flip,
+    /// The frame sent twice.
+    Replay,
+    /// The frame one byte short (its length field too: the stream stays in step).
+    Truncate,
+}
+
+/// The faults, one per connection in this order; later connections pass untouched.
+const FAULTS: [Fault; 3] = [Fault::Flip, Fault::Replay, Fault::Truncate];
+
+/// A relay between the edge and its ledger node that reads the edge's frames (`u16` length ‖ body)
+/// and damages one per connection (`FAULTS`); counts connections in `connections`.
+async fn tampering_relay(
+    to: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let n = connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let fault = FAULTS.get(n).copied();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut from_edge, mut to_edge) = inbound.into_split();
+                let (mut from_ledger, mut to_ledger) = outbound.into_split();
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_ledger, &mut to_edge).await;
+                });
+                let frame = |body: &[u8]| [&(body.len() as u16).to_be_bytes()[..], body].concat();
+                // Frames 0 and 1 are the edge's handshake messages; 2 on are transport.
+                for index in 0usize.. {
+                    let mut head = [0u8; 2];
+                    if from_edge.read_exact(&mut head).await.is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; usize::from(u16::from_be_bytes(head))];
+                    if from_edge.read_exact(&mut body).await.is_err() {
+                        break;
+                    }
+                    let out = match fault.filter(|_| index == 3) {
+                        Some(Fault::Flip) => {
+                            let middle = body.len() / 2;
+                            body[middle] ^= 0x40;
+                            frame(&body)
+                        }
+                        Some(Fault::Replay) => [frame(&body), frame(&body)].concat(),
+                        Some(Fault::Truncate) => {
+                            body.pop();
+                            frame(&body)
+                        }
+                        None => frame(&body),
+                    };
+                    if to_ledger.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+                down.abort();
+            });
+        }
+    });
+    addr
+}
+
+/// A flipped, a replayed and a truncated frame between an edge and its ledger node: each closes the
+/// session, the edge reconnects by itself, the provider's retries (same ids) succeed, and the ledger
+/// holds every record exactly once and verifies.
+#[test]
+fn damaged_frames_close_the_session_and_nothing_is_appended_twice_or_wrongly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger_dir, edge_dir) = pair(tmp.path(), "");
+    // Put the relay between them.
+    let edge_config = edge_dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&edge_config).unwrap();
+    let start = text.find("address: \"").unwrap() + "address: \"".len();
+    let end = start + text[start..].find('"').unwrap();
+    let channel: std::net::SocketAddr = text[start..end].parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let relay = rt.block_on(tampering_relay(
+        channel,
+        std::sync::Arc::clone(&connections),
+    ));
+    std::fs::write(
+        &edge_config,
+        text.replace(&text[start..end], &relay.to_string()),
+    )
+    .unwrap();
+
+    let mut ledger = Node::start(&ledger_dir);
+    let edge = Node::start(&edge_dir);
+    let provider = edge.client("provider-a");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut acknowledged = Vec::new();
+    let mut unavailable = 0;
+    let mut i = 0;
+    // Until every fault has happened and the connection after them carried records too.
+    while connections.load(std::sync::atomic::Ordering::SeqCst) <= FAULTS.len()
+        || acknowledged.len() < 20
+    {
+        assert!(
+            Instant::now() < deadline,
+            "stuck after {} records",
+            acknowledged.len()
+        );
+        let id = format!("TAMPER-{i}");
+        let answer = provider.submit(edge.addr, &loan(&id));
+        match answer.status {
+            200 | 201 => {
+                acknowledged.push(id);
+                i += 1;
+            }
+            // The session was closed under the request: the same id again, later.
+            503 => {
+                assert_eq!(answer.json()["code"], "unavailable", "{}", answer.text());
+                unavailable += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => panic!("{id}: {other} {}", answer.text()),
+        }
+    }
+    assert!(unavailable >= 1, "no fault reached a request");
+    // Each record once: nothing appended twice (a replayed request, a retry) or from damage.
+    assert_eq!(ledger.tree_size(), acknowledged.len() as u64);
+    let direct = ledger.client("provider-a");
+    for id in &acknowledged {
+        let read = direct
+            .request(ledger.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap();
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+        assert_eq!(read.json()["sealed"]["salary"]["value"], 61000.5, "{id}");
+    }
+    // Every damaged session was refused by the ledger node, which the edge survived by reconnecting.
+    let (_, metrics) = ledger.monitoring("/metrics");
+    let ok = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"ledgergate_channel_handshakes_total{outcome="ok"} "#))
+        .map_or(0.0, |v| v.trim().parse::<f64>().unwrap());
+    assert!(ok >= 4.0, "{ok} sessions for 3 faults and the clean one");
+    drop(edge);
+    assert_eq!(ledger.stop(), Some(0));
+    let out = e2e::gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        ledger_dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
