@@ -717,7 +717,10 @@ async fn tampering_relay(
                 let down = tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut from_ledger, &mut to_edge).await;
                 });
-                let frame = |body: &[u8]| [&(body.len() as u16).to_be_bytes()[..], body].concat();
+                let frame = |body: &[u8]| {
+                    let len = u16::try_from(body.len()).unwrap();
+                    [&len.to_be_bytes()[..], body].concat()
+                };
                 // Frames 0 and 1 are the edge's handshake messages; 2 on are transport.
                 for index in 0usize.. {
                     let mut head = [0u8; 2];
