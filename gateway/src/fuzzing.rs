@@ -175,6 +175,17 @@ pub fn checkpoint_note(data: &[u8]) {
     let _ = open_note(text, &trusted);
     let _ = SignedCheckpoint::open(text, &trusted);
     let _ = NoteVerifier::from_vkey(text);
+    // Cosignatures by two members (seeds 1s and 2s), as a consortium client checks them.
+    let members: Vec<crate::ledger::Cosigner> = [1u8, 2]
+        .iter()
+        .filter_map(|i| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[*i; 32]).verifying_key();
+            crate::ledger::Cosigner::new(&format!("member-{i}"), key).ok()
+        })
+        .collect();
+    if let Some(log) = trusted.first() {
+        let _ = crate::ledger::verify_quorum(text, log, &members, 1);
+    }
 }
 
 /// The vault's submission record (request MAC and sealed values) as stored beside an entry.

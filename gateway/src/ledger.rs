@@ -22,6 +22,7 @@ mod attachments;
 mod bundle;
 mod checkpoint;
 mod compact;
+mod cosignature;
 mod error;
 mod hash;
 mod note;
@@ -54,6 +55,7 @@ pub use bundle::{
 };
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 pub use compact::CompactRange;
+pub use cosignature::{Cosigner, Quorum, cosign, verify_quorum};
 pub use error::LedgerError;
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash};
 pub use note::{

@@ -28,6 +28,14 @@ pub enum NoteError {
     /// No signature on the note is by a trusted key and valid.
     #[error("no valid signature by a trusted key")]
     Unverified,
+    /// Fewer distinct trusted cosigners than required cosigned the note (`cosignature.rs`).
+    #[error("{valid} valid cosignatures by distinct members; {required} required")]
+    TooFewCosignatures {
+        /// How many verified.
+        valid: usize,
+        /// How many were required.
+        required: usize,
+    },
 }
 
 /// Checks a C2SP key name: non-empty, no Unicode white space, no `+`.
