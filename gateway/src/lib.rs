@@ -11,6 +11,7 @@ pub mod channel;
 pub mod checkpoint_keys;
 pub mod claims;
 pub mod config;
+pub mod consortium;
 pub mod edge;
 pub mod files;
 pub mod forward;

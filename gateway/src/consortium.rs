@@ -1,0 +1,12 @@
+//! The consortium ledger (docs/consortium.md, issue #16, in progress): every member's ledger node
+//! keeps the whole ledger, kept consistent by Raft (openraft 0.9, storage-v2) and vouched for by
+//! the members' cosignatures (`crate::ledger::cosignature`).
+//!
+//! - `types`: what Raft carries (a proposal of ledger entries) and its type configuration;
+//! - `raft_log`: Raft's log and vote, in their own redb file, durable before openraft hears so.
+//!
+//! The state machine (the ledger), the network over the Noise channel, cosigning and membership
+//! come next.
+
+pub mod raft_log;
+pub mod types;
