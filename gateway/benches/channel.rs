@@ -417,11 +417,9 @@ fn main() {
         rows[7]
             .1
             .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.client), 800)));
-        rows[8].1.push(rt.block_on(tls_handshakes(
-            tls_addr,
-            Arc::clone(&tls.resuming),
-            800,
-        )));
+        rows[8]
+            .1
+            .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.resuming), 800)));
     }
     let m: Vec<f64> = rows.iter().map(|(_, v)| median(v.clone())).collect();
     for (i, (name, v)) in rows.iter().enumerate() {

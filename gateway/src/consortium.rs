@@ -3,10 +3,13 @@
 //! the members' cosignatures (`crate::ledger::cosignature`).
 //!
 //! - `types`: what Raft carries (a proposal of ledger entries) and its type configuration;
-//! - `raft_log`: Raft's log and vote, in their own redb file, durable before openraft hears so.
+//! - `raft_log`: Raft's log and vote, in their own redb file, durable before openraft hears so;
+//! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
+//!   cosigned before).
 //!
-//! The state machine (the ledger), the network over the Noise channel, cosigning and membership
-//! come next.
+//! The state machine (the ledger), the network over the Noise channel, gathering cosignatures and
+//! membership come next.
 
 pub mod raft_log;
 pub mod types;
+pub mod witness;
