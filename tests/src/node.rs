@@ -56,6 +56,12 @@ pub fn lift_connection_caps(dir: &Path, connections: usize) {
     );
 }
 
+/// The value of the one sample of `series` in a Prometheus text exposition, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A running `gateway serve`.
 #[derive(Debug)]
 pub struct Node {
@@ -155,6 +161,14 @@ impl Node {
             metrics,
             child: None,
         }
+    }
+
+    /// The value of the one sample of `series` (name and labels, e.g.
+    /// `ledgergate_channel_handshakes_total{outcome="ok"}`) in the node's metrics, if it has one.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (status, text) = self.monitoring("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        sample(&text, series)
     }
 
     /// `GET` on the monitoring listener (plain HTTP/1.1): status and body.

@@ -188,14 +188,7 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
     });
     // The listener's metrics: one handshake that passed, the stranger's refused.
     let (_, metrics) = node.monitoring("/metrics");
-    let sample = |series: &str| {
-        metrics.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .parse::<f64>()
-                .ok()
-        })
-    };
+    let sample = |series: &str| e2e::node::sample(&metrics, series);
     assert_eq!(
         sample(r#"ledgergate_channel_handshakes_total{outcome="ok"}"#),
         Some(1.0),

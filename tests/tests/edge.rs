@@ -71,6 +71,59 @@ fn wait_ready(edge: &Node) {
     }
 }
 
+/// Submitters running flat out through `node` until stopped, each with its own ids
+/// (`PREFIX-thread-n`); an answer other than 200, 201 or one of `tolerated` fails the test.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(node: &Node, threads: usize, prefix: &str, tolerated: &[u16]) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|t| {
+                let (client, addr, stop) = (
+                    node.client("provider-a"),
+                    node.addr,
+                    std::sync::Arc::clone(&stop),
+                );
+                let (prefix, tolerated) = (prefix.to_owned(), tolerated.to_vec());
+                std::thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let id = format!("{prefix}-{t}-{n}");
+                        n += 1;
+                        let body = loan(&id).to_string();
+                        match client.request(addr, "POST", "/v1/records", Some(body.as_bytes())) {
+                            Ok(a) if a.status == 201 || a.status == 200 => acked.push(id),
+                            Ok(a) => assert!(
+                                tolerated.contains(&a.status),
+                                "{id}: {} {}",
+                                a.status,
+                                a.text()
+                            ),
+                            Err(e) => panic!("{id}: no answer: {e}"),
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stops the submitters; the ids acknowledged.
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    }
+}
+
 fn loan(id: &str) -> Value {
     json!({ "type": "loan_application", "id": id, "fields": {
         "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
@@ -185,42 +238,11 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
 
     // The ledger node is killed mid-stream, under load through the edge: whatever the edge
     // acknowledged must be on the ledger after the restart; the rest is 503, never a hang.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load: Vec<_> = (0..4)
-        .map(|t| {
-            let (client, addr, stop) = (
-                edge.client("provider-a"),
-                edge.addr,
-                std::sync::Arc::clone(&stop),
-            );
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let id = format!("LOAD-{t}-{n}");
-                    n += 1;
-                    match client.request(
-                        addr,
-                        "POST",
-                        "/v1/records",
-                        Some(loan(&id).to_string().as_bytes()),
-                    ) {
-                        Ok(a) if a.status == 201 || a.status == 200 => acked.push(id),
-                        Ok(a) => assert_eq!(a.status, 503, "{}", a.text()),
-                        Err(e) => panic!("the edge failed to answer: {e}"),
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
+    let load = Load::start(&edge, 4, "LOAD", &[503]);
     std::thread::sleep(Duration::from_millis(700));
     ledger.crash();
     std::thread::sleep(Duration::from_millis(700));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for thread in load {
-        acknowledged.extend(thread.join().unwrap());
-    }
+    acknowledged.extend(load.stop());
     assert!(
         acknowledged.len() > 10,
         "the load made records before the kill"
@@ -349,43 +371,15 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
     let ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
     wait_ready(&edge);
-    let rekeys = |node: &Node| -> f64 {
-        let (status, text) = node.monitoring("/metrics");
-        assert_eq!(status, 200);
-        text.lines()
-            .find_map(|l| l.strip_prefix("ledgergate_channel_rekeys_total "))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
+    let rekeys = |node: &Node| {
+        node.metric("ledgergate_channel_rekeys_total")
+            .unwrap_or(0.0)
     };
     let before = rekeys(&ledger);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load: Vec<_> = (0..3)
-        .map(|t| {
-            let (client, addr, stop) = (
-                edge.client("provider-a"),
-                edge.addr,
-                std::sync::Arc::clone(&stop),
-            );
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let id = format!("REKEY-{t}-{n}");
-                    n += 1;
-                    let answer = client.submit(addr, &loan(&id));
-                    // Not one refusal, not one 503: the switch of keys is invisible to providers.
-                    assert_eq!(answer.status, 201, "{id}: {}", answer.text());
-                    acked.push(id);
-                }
-                acked
-            })
-        })
-        .collect();
+    // Not one refusal, not one 503: the switch of keys is invisible to providers.
+    let load = Load::start(&edge, 3, "REKEY", &[]);
     std::thread::sleep(Duration::from_secs(6));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut acknowledged = Vec::new();
-    for thread in load {
-        acknowledged.extend(thread.join().unwrap());
-    }
+    let acknowledged = load.stop();
     // Keys are replaced every second: several rekeys happened while records flowed.
     let done = rekeys(&ledger) - before;
     assert!(done >= 3.0, "only {done} rekeys in 6 s");
@@ -824,11 +818,9 @@ fn damaged_frames_close_the_session_and_nothing_is_appended_twice_or_wrongly() {
         assert_eq!(read.json()["sealed"]["salary"]["value"], 61000.5, "{id}");
     }
     // Every damaged session was refused by the ledger node, which the edge survived by reconnecting.
-    let (_, metrics) = ledger.monitoring("/metrics");
-    let ok = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"ledgergate_channel_handshakes_total{outcome="ok"} "#))
-        .map_or(0.0, |v| v.trim().parse::<f64>().unwrap());
+    let ok = ledger
+        .metric(r#"ledgergate_channel_handshakes_total{outcome="ok"}"#)
+        .unwrap_or(0.0);
     assert!(ok >= 4.0, "{ok} sessions for 3 faults and the clean one");
     drop(edge);
     assert_eq!(ledger.stop(), Some(0));

@@ -55,11 +55,7 @@ fn promtool_check_metrics(text: &str) {
     );
 }
 
-/// The value of the one sample of `series` in an exposition, if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use e2e::node::sample;
 
 #[test]
 fn the_node_serves_metrics_health_and_readiness_and_ids_every_request() {
