@@ -154,7 +154,7 @@ async fn forward(State(edge): State<Arc<Edge>>, req: Request) -> Response {
             } else if !split.forwards_any() {
                 return ndjson(split.merge(b"").unwrap_or_default());
             } else {
-                let forward = split.forward.clone();
+                let forward = split.forward(&lines);
                 batch = Some(split);
                 forward
             }

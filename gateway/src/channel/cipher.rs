@@ -115,13 +115,21 @@ impl TransportKeys {
         let sealed = wire
             .get_mut(at + 3..)
             .ok_or(ChannelError::Protocol("a frame outside its buffer"))?;
-        let tag = self
+        match self
             .send
             .key
             .seal_in_place_separate_tag(nonce, Aad::from(head), sealed)
-            .map_err(|_| ChannelError::Noise("sealing failed".into()))?;
-        wire.extend_from_slice(tag.as_ref());
-        Ok(())
+        {
+            Ok(tag) => {
+                wire.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(_) => {
+                // Never leave the plaintext in a buffer that may be written out.
+                wire.truncate(at);
+                Err(ChannelError::Noise("sealing failed".into()))
+            }
+        }
     }
 
     /// Opens a frame's message in place and returns its plaintext (`kind ‖ body`).

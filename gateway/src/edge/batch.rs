@@ -10,9 +10,7 @@ use crate::pipeline::PipelineError;
 /// A client's batch split by the edge's check.
 #[derive(Debug, Default)]
 pub(super) struct Split {
-    /// The lines that passed, joined by newlines: what the ledger node gets.
-    pub(super) forward: Vec<u8>,
-    /// For each forwarded line, its index in the client's batch.
+    /// For each line that passed (and is forwarded), its index in the client's batch.
     positions: Vec<usize>,
     /// The refused lines' answers, by index in the client's batch.
     refused: Vec<(usize, Value)>,
@@ -24,17 +22,24 @@ impl Split {
         let mut split = Split::default();
         for (i, line) in lines.iter().enumerate() {
             match check(line) {
-                Ok(()) => {
-                    if !split.positions.is_empty() {
-                        split.forward.push(b'\n');
-                    }
-                    split.forward.extend_from_slice(line);
-                    split.positions.push(i);
-                }
+                Ok(()) => split.positions.push(i),
                 Err(e) => split.refused.push((i, batch_refusal(i + 1, &e))),
             }
         }
         split
+    }
+
+    /// The lines that passed, joined by newlines: what the ledger node gets when some were refused
+    /// (when none was, the client's body goes as it is, not copied again).
+    pub(super) fn forward(&self, lines: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, i) in self.positions.iter().enumerate() {
+            if k > 0 {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(lines.get(*i).copied().unwrap_or_default());
+        }
+        out
     }
 
     /// Whether any line is left to forward.
@@ -95,7 +100,7 @@ mod tests {
     fn the_ledger_nodes_lines_and_the_refusals_come_back_in_the_clients_order() {
         let lines: Vec<&[u8]> = vec![b"0", b"1", b"2", b"3", b"4"];
         let split = Split::of(&lines, refuse_odd);
-        assert_eq!(split.forward, b"0\n2\n4");
+        assert_eq!(split.forward(&lines), b"0\n2\n4");
         assert!(split.forwards_any() && !split.all_passed());
         let answer = b"{\"line\":1,\"status\":201}\n{\"line\":2,\"status\":200}\n{\"line\":3,\"status\":201}\n";
         let merged = String::from_utf8(split.merge(answer).unwrap()).unwrap();
