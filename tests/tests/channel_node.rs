@@ -209,3 +209,68 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A configured peer that sends a message over the ledger node's bound (16 MiB, reassembled from
+/// fragments): the node closes the session without acting on any of it, and the peer's next session
+/// works.
+#[test]
+fn a_message_over_the_bound_closes_the_session_and_nothing_is_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let channel_addr = free_addr();
+    // This side would send up to 32 MiB; the node takes 16 MiB.
+    let edge = edge_config(13).with_max_message(32 << 20);
+    append_config(
+        &dir,
+        &format!(
+            "channel: {{ listen: \"{channel_addr}\", peers: [{{ name: big-edge, identity: \"{}\" }}] }}",
+            edge.identity()
+        ),
+    );
+    let node = Node::start(&dir);
+    let out = node.keymgr("officer", &["--json", "show", "node-identity"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ledger_identity =
+        Identity::from_hex(shown["key"]["versions"][0]["public_key"].as_str().unwrap()).unwrap();
+    let cert = CertificateDer::from_pem_file(dir.join("pki/provider-a.pem")).unwrap();
+    let provider = gateway::ingress::identity::peer_identity(&cert).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = Arc::new(edge.for_peer(ledger_identity));
+        let mut big = gateway::channel::connect(channel_addr, Arc::clone(&config))
+            .await
+            .unwrap();
+        // A well-formed request head with a body that makes the message 17 MiB.
+        let head = gateway::channel::rpc::RequestHead {
+            id: 1,
+            method: "POST".into(),
+            target: "/v1/records".into(),
+            peer: gateway::channel::rpc::Peer::from(&provider),
+        };
+        let message = gateway::channel::rpc::Message::Request(head, vec![b' '; 17 << 20])
+            .encode()
+            .unwrap();
+        big.send(message).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), big.ended())
+            .await
+            .expect("the node did not close the session");
+        assert!(
+            matches!(ended, gateway::channel::ChannelError::Io(_)),
+            "{ended:?}"
+        );
+        // The next session of the same peer works.
+        let up = Upstream::start(channel_addr, ledger_identity, &edge, Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !up.is_connected() {
+            assert!(Instant::now() < deadline, "the peer could not connect again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let record = br#"{"type":"loan_application","id":"AFTER-BIG","fields":{"applicant_id":"A-1","amount":1,"currency":"EUR"}}"#;
+        let (head, body) = up
+            .call("POST", "/v1/records", &provider, record.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&body));
+    });
+    assert_eq!(node.tree_size(), 1);
+}
