@@ -449,11 +449,7 @@ fn main() {
     // Through the edge: its TLS, HTTP and checks, then the channel, then the same node. On this
     // machine the edge shares the two cores with the node and the generator.
     let edge = e2e::node::Node::start(&edge_dir);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while edge.monitoring("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "the edge never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    edge.wait_ready();
     let via_edge = Load {
         ids: "edge",
         ..SINGLE

@@ -56,6 +56,13 @@ pub fn lift_connection_caps(dir: &Path, connections: usize) {
     );
 }
 
+/// `gateway ledger verify` on a stopped node's store; fails the test unless every check holds.
+pub fn verify_ledger(dir: &Path) {
+    let data = dir.join("data");
+    let out = gateway(&["ledger", "verify", "--data", &data.to_string_lossy()]);
+    assert!(out.status.success(), "ledger verify: {}", stderr(&out));
+}
+
 /// The value of the one sample of `series` in a Prometheus text exposition, if present.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -169,6 +176,20 @@ impl Node {
         let (status, text) = self.monitoring("/metrics");
         assert_eq!(status, 200, "GET /metrics: {text}");
         sample(&text, series)
+    }
+
+    /// Waits (up to 15 s) until `/readyz` answers 200: for an edge, until its link to the ledger
+    /// node is up.
+    pub fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.monitoring("/readyz").0 != 200 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never became ready",
+                self.dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// `GET` on the monitoring listener (plain HTTP/1.1): status and body.

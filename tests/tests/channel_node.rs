@@ -44,6 +44,19 @@ fn edge_config(seed: u8) -> Config {
     .unwrap()
 }
 
+/// The ledger node's identity, as its officers see it, and provider-a's, as an edge's TLS layer
+/// would have verified it.
+fn identities(node: &Node, dir: &std::path::Path) -> (Identity, policies::PeerIdentity) {
+    let out = node.keymgr("officer", &["--json", "show", "node-identity"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ledger =
+        Identity::from_hex(shown["key"]["versions"][0]["public_key"].as_str().unwrap()).unwrap();
+    let cert = CertificateDer::from_pem_file(dir.join("pki/provider-a.pem")).unwrap();
+    let provider = gateway::ingress::identity::peer_identity(&cert).unwrap();
+    (ledger, provider)
+}
+
 /// A relay that records every byte it forwards, both ways.
 async fn recording_relay(to: SocketAddr, seen: Arc<Mutex<Vec<u8>>>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,15 +106,7 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
         ),
     );
     let mut node = Node::start(&dir);
-    // The ledger node's identity, as its officers see it.
-    let out = node.keymgr("officer", &["--json", "show", "node-identity"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ledger_identity =
-        Identity::from_hex(shown["key"]["versions"][0]["public_key"].as_str().unwrap()).unwrap();
-    // provider-a's identity, as an edge's TLS layer would have verified it.
-    let cert = CertificateDer::from_pem_file(dir.join("pki/provider-a.pem")).unwrap();
-    let provider = gateway::ingress::identity::peer_identity(&cert).unwrap();
+    let (ledger_identity, provider) = identities(&node, &dir);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -201,13 +206,7 @@ fn records_forwarded_over_the_channel_land_on_the_ledger_and_nothing_readable_cr
     );
     drop(rt);
     assert_eq!(node.stop(), Some(0));
-    let out = e2e::gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    e2e::node::verify_ledger(&dir);
 }
 
 /// A configured peer that sends a message over the ledger node's bound (16 MiB, reassembled from
@@ -228,12 +227,7 @@ fn a_message_over_the_bound_closes_the_session_and_nothing_is_appended() {
         ),
     );
     let node = Node::start(&dir);
-    let out = node.keymgr("officer", &["--json", "show", "node-identity"]);
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ledger_identity =
-        Identity::from_hex(shown["key"]["versions"][0]["public_key"].as_str().unwrap()).unwrap();
-    let cert = CertificateDer::from_pem_file(dir.join("pki/provider-a.pem")).unwrap();
-    let provider = gateway::ingress::identity::peer_identity(&cert).unwrap();
+    let (ledger_identity, provider) = identities(&node, &dir);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = Arc::new(edge.for_peer(ledger_identity));

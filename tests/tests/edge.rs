@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::node::{Node, append_config, free_port, init_node, unlimited_rate};
+use e2e::node::{Node, append_config, free_port, init_node, unlimited_rate, verify_ledger};
 use e2e::stderr;
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -60,15 +60,6 @@ fn node_identity(dir: &Path) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// Waits until the edge's link to its ledger node is up (`/readyz` 200).
-fn wait_ready(edge: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while edge.monitoring("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "the edge never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Submitters running flat out through `node` until stopped, each with its own ids
@@ -194,7 +185,7 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
     let mut edge = Node::start(&edge_dir);
     let provider = edge.client("provider-a");
     // The edge connects to its ledger node by itself.
-    wait_ready(&edge);
+    edge.wait_ready();
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let id = format!("EDGE-{i}");
@@ -293,13 +284,7 @@ fn an_edge_forwards_to_its_ledger_node_holds_no_storage_and_survives_the_node_dy
     }
     assert_eq!(edge.stop(), Some(0));
     assert_eq!(ledger.stop(), Some(0));
-    let out = e2e::gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        ledger_dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    verify_ledger(&ledger_dir);
 }
 
 /// `gateway init --role edge --ledger DIR` makes a working pair with the development ledger node.
@@ -353,7 +338,7 @@ fn init_makes_an_edge_for_a_development_ledger_node() {
 
     let ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
-    wait_ready(&edge);
+    edge.wait_ready();
     let answer = edge
         .client("provider-a")
         .submit(edge.addr, &loan("INIT-PAIR-1"));
@@ -370,7 +355,7 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
     let (ledger_dir, edge_dir) = pair(tmp.path(), timers);
     let ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
-    wait_ready(&edge);
+    edge.wait_ready();
     let rekeys = |node: &Node| {
         node.metric("ledgergate_channel_rekeys_total")
             .unwrap_or(0.0)
@@ -396,13 +381,7 @@ fn rekeys_under_continuous_traffic_lose_and_duplicate_nothing() {
     drop(edge);
     let mut ledger = ledger;
     assert_eq!(ledger.stop(), Some(0));
-    let out = e2e::gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        ledger_dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    verify_ledger(&ledger_dir);
 }
 
 /// `keymgr revoke-peer` on the ledger node, through its admin API: the edge loses its session within
@@ -414,7 +393,7 @@ fn a_peer_revoked_with_keymgr_is_cut_off_within_a_second_and_stays_out() {
     let (ledger_dir, edge_dir) = pair(tmp.path(), "");
     let mut ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
-    wait_ready(&edge);
+    edge.wait_ready();
     let provider = edge.client("provider-a");
     assert_eq!(
         provider.submit(edge.addr, &loan("BEFORE-REVOKE")).status,
@@ -518,7 +497,7 @@ fn an_edge_refuses_bad_records_itself_with_the_ledger_nodes_own_answers() {
     let (ledger_dir, edge_dir) = pair(tmp.path(), "");
     let mut ledger = Node::start(&ledger_dir);
     let edge = Node::start(&edge_dir);
-    wait_ready(&edge);
+    edge.wait_ready();
     let provider = edge.client("provider-a");
     let direct = ledger.client("provider-a");
     let good = loan("CHECK-OK");
@@ -620,7 +599,7 @@ fn an_edge_refuses_bad_records_itself_with_the_ledger_nodes_own_answers() {
 
     // Back up: a mixed batch; the good lines are the ledger node's, renumbered to their places.
     let ledger = Node::start(&ledger_dir);
-    wait_ready(&edge);
+    edge.wait_ready();
     let mixed = [
         loan("MIX-1").to_string(),
         String::from_utf8(bad[7].1.clone()).unwrap(),
@@ -824,11 +803,5 @@ fn damaged_frames_close_the_session_and_nothing_is_appended_twice_or_wrongly() {
     assert!(ok >= 4.0, "{ok} sessions for 3 faults and the clean one");
     drop(edge);
     assert_eq!(ledger.stop(), Some(0));
-    let out = e2e::gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        ledger_dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    verify_ledger(&ledger_dir);
 }
