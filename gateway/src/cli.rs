@@ -46,8 +46,15 @@ pub(crate) enum Command {
 }
 
 pub(crate) fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let mut text = std::env::var("LEDGERGATE_LOG").unwrap_or_else(|_| "info".to_owned());
+    // openraft logs every failed RPC to an unreachable member as an error, twice a second per
+    // member: its log is off unless asked for by name. A consortium member's state is in its
+    // metrics and in our own events (docs/consortium.md).
+    if !text.contains("openraft") {
+        text.push_str(",openraft=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -43,6 +43,10 @@ pub struct Config {
     /// The node-to-node channel (docs/channel.md): where edges connect, and who they may be.
     #[serde(default)]
     pub channel: Option<ChannelSection>,
+    /// The consortium this ledger node is a member of (docs/consortium.md); absent: a ledger of its
+    /// own.
+    #[serde(default)]
+    pub consortium: Option<crate::consortium::ConsortiumSection>,
     /// The file this was read from (a reload reads it again).
     #[serde(skip)]
     pub file: PathBuf,
@@ -457,6 +461,19 @@ impl Config {
                 }
             }
         }
+        if let Some(consortium) = &c.consortium {
+            if let Some(why) = consortium.problem() {
+                return Err(err(None, "invalid_value", why));
+            }
+            if !matches!(c.chain, Chain::Local) || c.channel.is_none() {
+                return Err(err(
+                    None,
+                    "invalid_value",
+                    "consortium: a member is a ledger node (chain: local) with a `channel` listener"
+                        .into(),
+                ));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -594,7 +611,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `chain`, `ledger`, `keys`, `ingress`, `channel`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `chain`, `ledger`, `keys`, `ingress`, `channel`, `consortium`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

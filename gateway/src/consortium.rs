@@ -1,15 +1,23 @@
-//! The consortium ledger (docs/consortium.md, issue #16, in progress): every member's ledger node
-//! keeps the whole ledger, kept consistent by Raft (openraft 0.9, storage-v2) and vouched for by
-//! the members' cosignatures (`crate::ledger::cosignature`).
+//! The consortium ledger (docs/consortium.md, issue #16): every member's ledger node keeps the whole
+//! ledger, kept consistent by Raft (openraft 0.9, storage-v2) and vouched for by the members'
+//! cosignatures (`crate::ledger::cosignature`).
 //!
+//! - `config`: the `consortium` section of `gateway.yaml`;
 //! - `types`: what Raft carries (a proposal of ledger entries) and its type configuration;
 //! - `raft_log`: Raft's log and vote, in their own redb file, durable before openraft hears so;
+//! - `state`: the ledger as Raft's state machine (applied log id recorded atomically with entries);
+//! - `network`: Raft's RPCs over the Noise channel, member to member;
+//! - `node`: a running member: start, submissions as proposals, answers to other members;
 //! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
 //!   cosigned before).
-//!
-//! The state machine (the ledger), the network over the Noise channel, gathering cosignatures and
-//! membership come next.
 
+pub mod config;
+pub mod network;
+pub mod node;
 pub mod raft_log;
+pub mod state;
 pub mod types;
 pub mod witness;
+
+pub use config::ConsortiumSection;
+pub use node::Consortium;

@@ -21,6 +21,8 @@ use tower::ServiceExt as _;
 use crate::channel::rpc::{Handler, RequestHead, ResponseHead, serve_requests};
 use crate::channel::{self, AcceptLimits, Identity};
 use crate::config::ChannelSection;
+use crate::consortium::Consortium;
+use crate::consortium::network::RAFT_PREFIX;
 use crate::ingress::problem::Problem;
 use crate::init::{CHANNEL_STATIC_KEY, NODE_IDENTITY_KEY};
 
@@ -34,12 +36,19 @@ const MAX_ANSWER: usize = 64 << 20;
 pub struct Peers(Arc<RwLock<HashSet<Identity>>>);
 
 impl Peers {
-    /// Puts `section`'s peers in force.
-    pub fn set(&self, section: &ChannelSection) {
+    /// Puts `section`'s peers in force, and the consortium's members when this node is one.
+    pub fn set(
+        &self,
+        section: &ChannelSection,
+        consortium: Option<&crate::consortium::ConsortiumSection>,
+    ) {
+        let members = consortium.into_iter().flat_map(|c| c.members.iter());
         let peers = section
             .peers
             .iter()
-            .filter_map(|p| Identity::from_hex(&p.identity))
+            .map(|p| &p.identity)
+            .chain(members.map(|m| &m.identity))
+            .filter_map(|identity| Identity::from_hex(identity))
             .collect();
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = peers;
     }
@@ -82,13 +91,31 @@ pub fn channel_config(
     .map_err(|e| keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: {e}")))
 }
 
-/// Runs a forwarded request through `router` as if its client had connected here.
-fn handler(router: Router) -> Handler {
+/// Answers requests from the channel peer `peer`: a consortium member's Raft requests go to this
+/// node's Raft; anything else runs through `router` as if its client had connected here.
+fn handler(router: Router, consortium: Option<Arc<Consortium>>, peer: Identity) -> Handler {
+    let member = consortium
+        .as_ref()
+        .and_then(|c| c.member_id(&peer).map(|id| (Arc::clone(c), id)));
     Arc::new(move |head: RequestHead, body: Vec<u8>| {
         let router = router.clone();
+        let member = member.clone();
         Box::pin(async move {
             let id = head.id;
-            let answer = if head.target.starts_with("/admin/") {
+            let answer = if head.target.starts_with(RAFT_PREFIX) {
+                match member {
+                    Some((consortium, from)) => {
+                        let (status, body) = consortium.answer(from, &head.target, &body).await;
+                        (status, "application/json".to_owned(), None, body)
+                    }
+                    None => Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "only consortium members take part in its Raft",
+                    )
+                    .into_response_parts(),
+                }
+            } else if head.target.starts_with("/admin/") {
                 Problem::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
@@ -161,6 +188,7 @@ pub async fn listen(
     config: channel::Config,
     router: Router,
     metrics: crate::metrics::ChannelMetrics,
+    consortium: Option<Arc<Consortium>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     // The accept loop and every peer's loop belong to this task: when the node shuts down and aborts
@@ -174,11 +202,10 @@ pub async fn listen(
         tx,
         Some(metrics),
     ));
-    let handler = handler(router);
     while let Some(ch) = rx.recv().await {
         let peer = ch.peer();
         tracing::info!(event = "channel_peer_connected", %peer, "a peer connected over the channel");
-        let handler = Arc::clone(&handler);
+        let handler = handler(router.clone(), consortium.clone(), peer);
         tasks.spawn(async move {
             let why = serve_requests(ch, handler).await;
             tracing::info!(event = "channel_peer_gone", %peer, error = %why, "a peer's session ended");

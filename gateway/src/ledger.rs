@@ -120,6 +120,17 @@ impl LedgerConfig {
     }
 }
 
+/// Entries queued by [`Ledger::queue_recording`], not yet known to be durable.
+#[derive(Debug)]
+pub struct Queued(oneshot::Receiver<ReplyResult>);
+
+impl Queued {
+    /// Waits until the queued entries are durable (or failed).
+    pub async fn wait(self) -> Result<Vec<Receipt>, LedgerError> {
+        self.0.await.map_err(|_| LedgerError::Closed)?
+    }
+}
+
 /// Proof that an entry is durably in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -365,6 +376,7 @@ impl Ledger {
         let req = writer::Request {
             entries,
             attachments,
+            recorded: None,
             reply,
         };
         Ok((writer::Job::Append(req), rx))
@@ -397,6 +409,38 @@ impl Ledger {
         let (entries, attachments) = items.into_iter().unzip();
         let (req, rx) = self.request(entries, attachments)?;
         self.send(req, rx).await
+    }
+
+    /// Queues entries (possibly none) with their attachments (empty, or one per entry) and a value
+    /// to record under `name` in the same atomic write; [`Queued::wait`] gives the receipts once
+    /// durable. A caller that keeps its progress there (the consortium's state machine keeps the
+    /// last Raft log id it applied) finds, after any crash, either the entries and the value or
+    /// neither. Queued requests are written in queue order, several to a group commit. `name` must
+    /// not be one of the ledger's own (`format`, `origin`, `size`).
+    pub async fn queue_recording(
+        &self,
+        entries: Vec<Vec<u8>>,
+        attachments: Vec<Attachment>,
+        name: &'static str,
+        value: Vec<u8>,
+    ) -> Result<Queued, LedgerError> {
+        if matches!(name, "format" | "origin" | "size") {
+            return Err(LedgerError::Corrupt(format!(
+                "`{name}` is the ledger's own metadata"
+            )));
+        }
+        let (mut req, rx) = self.request(entries, attachments)?;
+        if let writer::Job::Append(r) = &mut req {
+            r.recorded = Some((name, value));
+        }
+        let tx = self.tx.as_ref().ok_or(LedgerError::Closed)?;
+        tx.send(req).await.map_err(|_| LedgerError::Closed)?;
+        Ok(Queued(rx))
+    }
+
+    /// The value last recorded under `name` by [`Ledger::append_recording`].
+    pub fn recorded(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.shared.store.recorded(name)
     }
 
     /// [`Ledger::append`] for callers outside an async runtime (CLI, tools, benchmarks).

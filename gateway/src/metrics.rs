@@ -46,8 +46,23 @@ pub struct Metrics {
     pub ledger: LedgerMetrics,
     /// The channel's sessions, handshakes and rekeys (a ledger node's listener, an edge's link).
     pub channel: ChannelMetrics,
+    /// A consortium member's Raft (zero on a node of its own).
+    pub consortium: ConsortiumMetrics,
     /// Read at scrape time.
     pub(crate) gauges: gauges::Gauges,
+}
+
+/// A consortium member's view of its Raft, as openraft reports it.
+#[derive(Debug, Clone)]
+pub struct ConsortiumMetrics {
+    /// This member's node id.
+    pub member: IntGauge,
+    /// The leader it knows of (0: none).
+    pub leader: IntGauge,
+    /// Its current term.
+    pub term: IntGauge,
+    /// The last Raft log index it applied to its ledger.
+    pub applied: IntGauge,
 }
 
 /// The channel's part (a ledger node's listener or an edge's link).
@@ -201,6 +216,24 @@ impl Metrics {
                         "ledgergate_channel_rekeys_total",
                         "Channel rekeys finished (fresh handshakes inside a session).",
                     ),
+                )?,
+            },
+            consortium: ConsortiumMetrics {
+                member: gauge(
+                    r,
+                    "ledgergate_consortium_member_id",
+                    "This node's member id in its consortium (0: not a member).",
+                )?,
+                leader: gauge(
+                    r,
+                    "ledgergate_consortium_leader_id",
+                    "The consortium leader this member knows of (0: none).",
+                )?,
+                term: gauge(r, "ledgergate_consortium_term", "This member's Raft term.")?,
+                applied: gauge(
+                    r,
+                    "ledgergate_consortium_applied_index",
+                    "The last Raft log index this member applied to its ledger.",
                 )?,
             },
             gauges: gauges::Gauges::new(r)?,

@@ -120,6 +120,8 @@ pub struct Pipeline {
     /// revoked key back after the revocation's own refresh.
     signing: std::sync::Mutex<()>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The consortium this node is a member of, once its Raft runs: appends then go through it.
+    consortium: std::sync::OnceLock<Arc<crate::consortium::Consortium>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -172,6 +174,7 @@ impl Pipeline {
             key_changes: tokio::sync::RwLock::new(()),
             signing: std::sync::Mutex::new(()),
             metrics,
+            consortium: std::sync::OnceLock::new(),
         };
         // After a crash the index may trail the ledger by the last unindexed entries.
         p.index_usage()?;
@@ -199,6 +202,23 @@ impl Pipeline {
     /// The key store.
     pub fn keys(&self) -> &KeyManager {
         &self.keys
+    }
+
+    /// Sends every later append through `consortium` (set once, when its Raft has started).
+    pub fn replicate_through(&self, consortium: Arc<crate::consortium::Consortium>) {
+        let _ = self.consortium.set(consortium);
+    }
+
+    /// Appends a submission's entries with their attachments: to the local ledger, or through the
+    /// consortium when this node is a member.
+    pub(crate) async fn append_with(
+        &self,
+        items: Vec<(Vec<u8>, crate::ledger::Attachment)>,
+    ) -> Result<Vec<crate::ledger::Receipt>, crate::ledger::LedgerError> {
+        match self.consortium.get() {
+            Some(c) => c.append_with(items).await,
+            None => self.ledger.append_with(items).await,
+        }
     }
 
     /// The key store, shared (for components that outlive a call, such as the channel's checks).

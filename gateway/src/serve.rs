@@ -57,6 +57,9 @@ pub enum ServeError {
     /// An edge's channel key file.
     #[error("channel keys: {0}")]
     ChannelKeyFile(String),
+    /// The consortium's Raft could not start.
+    #[error("consortium: {0}")]
+    Consortium(String),
     /// The channel's keys could not be read from the key store.
     #[error("channel keys")]
     ChannelKeys(#[source] keymgr::Error),
@@ -247,8 +250,9 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
+    let mut consortium = None;
     if let Some(section) = &config.channel {
-        peers.set(section);
+        peers.set(section, config.consortium.as_ref());
         let channel = crate::forward::channel_config(
             &pipeline.shared_keys(),
             &peers,
@@ -257,6 +261,29 @@ pub async fn serve(
         )
         .map_err(ServeError::ChannelKeys)?
         .with_timers(section.timers.timers());
+        if let (Some(members), Some(data)) = (&config.consortium, &config.data) {
+            let started = crate::consortium::Consortium::start(
+                members,
+                channel.identity(),
+                data,
+                Arc::clone(&ledger),
+                channel.clone(),
+            )
+            .await
+            .map_err(|e| ServeError::Consortium(e.to_string()))?;
+            pipeline.replicate_through(Arc::clone(&started));
+            {
+                let (c, m) = (Arc::clone(&started), metrics.consortium.clone());
+                tasks.push(tokio::spawn(async move { c.observe(m).await }));
+            }
+            tracing::info!(
+                event = "consortium_member",
+                id = started.id(),
+                members = members.members.len(),
+                "consortium member"
+            );
+            consortium = Some(started);
+        }
         let listener =
             TcpListener::bind(section.listen)
                 .await
@@ -270,6 +297,7 @@ pub async fn serve(
             channel,
             router.clone(),
             metrics.channel.clone(),
+            consortium.clone(),
         )));
     }
     let monitoring = TcpListener::bind(config.metrics_listen)
@@ -298,6 +326,10 @@ pub async fn serve(
     )
     .await;
     drop(router);
+    if let Some(c) = consortium.take() {
+        // Raft stops applying before the ledger closes; its state machine holds the ledger.
+        c.shutdown().await;
+    }
     // End the background tasks; a pass under way finishes first (abort takes effect at an await).
     for task in &tasks {
         task.abort();

@@ -6,6 +6,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
+pub mod load;
 pub mod node;
 pub mod powerfs;
 pub mod raw;

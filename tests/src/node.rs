@@ -81,6 +81,26 @@ pub struct Node {
     child: Option<Child>,
 }
 
+/// A node's identity (`node-identity`'s public key), read from its (stopped) key store as an
+/// officer would.
+pub fn node_identity(dir: &Path) -> String {
+    let pass = std::fs::read_to_string(dir.join("kek.pass")).expect("kek.pass");
+    let out = Command::new(crate::keymgr_bin())
+        .args(["--store"])
+        .arg(dir.join("data/keys"))
+        .args(["--json", "show", "node-identity"])
+        .env("LEDGERGATE_KEK_PASSPHRASE", pass.trim_end())
+        .output()
+        .expect("keymgr runs");
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    shown
+        .pointer("/key/versions/0/public_key")
+        .and_then(serde_json::Value::as_str)
+        .expect("a public key")
+        .to_owned()
+}
+
 /// A loopback port nobody listens on, and that this process has not handed out before: tests run
 /// in parallel threads, and the kernel may give two of them the same port between our probe and the
 /// node's bind (each node takes two: its listener and its metrics).
@@ -182,7 +202,9 @@ impl Node {
     /// node is up.
     pub fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while self.monitoring("/readyz").0 != 200 {
+        // Until the monitoring listener is bound (a node binds it after its stores and Raft are
+        // open), a refused connection means not ready yet.
+        while TcpStream::connect(self.metrics).is_err() || self.monitoring("/readyz").0 != 200 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{} never became ready",

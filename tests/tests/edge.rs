@@ -12,10 +12,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::node::{Node, append_config, free_port, init_node, unlimited_rate, verify_ledger};
+use e2e::load::{Load, loan};
+use e2e::node::{
+    Node, append_config, free_port, init_node, node_identity, unlimited_rate, verify_ledger,
+};
 use e2e::stderr;
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -42,82 +44,6 @@ fn every_file(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// The ledger node's identity, read from its (stopped) key store as an officer would.
-fn node_identity(dir: &Path) -> String {
-    let pass = std::fs::read_to_string(dir.join("kek.pass")).unwrap();
-    let out = Command::new(e2e::keymgr_bin())
-        .args(["--store"])
-        .arg(dir.join("data/keys"))
-        .args(["--json", "show", "node-identity"])
-        .env("LEDGERGATE_KEK_PASSPHRASE", pass.trim_end())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    shown["key"]["versions"][0]["public_key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Submitters running flat out through `node` until stopped, each with its own ids
-/// (`PREFIX-thread-n`); an answer other than 200, 201 or one of `tolerated` fails the test.
-struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(node: &Node, threads: usize, prefix: &str, tolerated: &[u16]) -> Load {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let threads = (0..threads)
-            .map(|t| {
-                let (client, addr, stop) = (
-                    node.client("provider-a"),
-                    node.addr,
-                    std::sync::Arc::clone(&stop),
-                );
-                let (prefix, tolerated) = (prefix.to_owned(), tolerated.to_vec());
-                std::thread::spawn(move || {
-                    let mut acked = Vec::new();
-                    let mut n = 0;
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        let id = format!("{prefix}-{t}-{n}");
-                        n += 1;
-                        let body = loan(&id).to_string();
-                        match client.request(addr, "POST", "/v1/records", Some(body.as_bytes())) {
-                            Ok(a) if a.status == 201 || a.status == 200 => acked.push(id),
-                            Ok(a) => assert!(
-                                tolerated.contains(&a.status),
-                                "{id}: {} {}",
-                                a.status,
-                                a.text()
-                            ),
-                            Err(e) => panic!("{id}: no answer: {e}"),
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    /// Stops the submitters; the ids acknowledged.
-    fn stop(self) -> Vec<String> {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect()
-    }
-}
-
-fn loan(id: &str) -> Value {
-    json!({ "type": "loan_application", "id": id, "fields": {
-        "applicant_id": format!("P-{id}"), "salary": 61000.5, "amount": 10, "currency": "EUR" } })
 }
 
 /// The edge's Ed25519 identity seed in [`pair`].

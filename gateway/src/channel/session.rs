@@ -71,7 +71,8 @@ impl Default for Timers {
 /// handshake, and by the transport whenever revocations may have changed.
 pub type Authorize = Arc<dyn Fn(&Identity) -> bool + Send + Sync>;
 
-/// What a node brings to its sessions.
+/// What a node brings to its sessions. Clones share the static key.
+#[derive(Clone)]
 pub struct Config {
     /// The node's X25519 static key (keymgr purpose `channel-static`).
     static_key: Arc<StaticKey>,

@@ -245,107 +245,41 @@ impl RaftLogStorage<TypeConfig> for RaftLog {
 
 #[cfg(test)]
 mod tests {
-    use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+    use openraft::EntryPayload;
     use openraft::testing::{StoreBuilder, Suite};
-    use openraft::{EntryPayload, StoredMembership};
 
+    use super::super::state::{LedgerMachine, Pending, Proposer};
     use super::*;
+    use crate::ledger::{Ed25519NoteSigner, Ledger, LedgerConfig};
 
-    /// The state machine is the ledger, which is not wired to Raft yet; these are the suite's
-    /// log-store tests, which never touch it. Any call fails the test.
-    struct NoStateMachine;
-
-    fn untouched() -> StorageError<NodeId> {
-        StorageIOError::read_state_machine(AnyError::error(
-            "the log-store tests used the state machine",
-        ))
-        .into()
-    }
-
-    impl RaftSnapshotBuilder<TypeConfig> for NoStateMachine {
-        async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-            Err(untouched())
-        }
-    }
-
-    impl RaftStateMachine<TypeConfig> for NoStateMachine {
-        type SnapshotBuilder = Self;
-
-        async fn applied_state(
-            &mut self,
-        ) -> Result<(
-            Option<LogId<NodeId>>,
-            StoredMembership<NodeId, openraft::BasicNode>,
-        )> {
-            Err(untouched())
-        }
-
-        async fn apply<I>(&mut self, _: I) -> Result<Vec<super::super::types::Applied>>
-        where
-            I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-            I::IntoIter: OptionalSend,
-        {
-            Err(untouched())
-        }
-
-        async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-            NoStateMachine
-        }
-
-        async fn begin_receiving_snapshot(&mut self) -> Result<Box<std::io::Cursor<Vec<u8>>>> {
-            Err(untouched())
-        }
-
-        async fn install_snapshot(
-            &mut self,
-            _: &SnapshotMeta<NodeId, openraft::BasicNode>,
-            _: Box<std::io::Cursor<Vec<u8>>>,
-        ) -> Result<()> {
-            Err(untouched())
-        }
-
-        async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-            Err(untouched())
-        }
-    }
-
-    /// A fresh store in a temporary directory (kept alive by the guard).
+    /// A fresh log store and a fresh ledger as the state machine, in a temporary directory (kept
+    /// alive by the guard).
     struct Fresh;
 
-    impl StoreBuilder<TypeConfig, RaftLog, NoStateMachine, tempfile::TempDir> for Fresh {
-        async fn build(&self) -> Result<(tempfile::TempDir, RaftLog, NoStateMachine)> {
+    impl StoreBuilder<TypeConfig, RaftLog, LedgerMachine, tempfile::TempDir> for Fresh {
+        async fn build(&self) -> Result<(tempfile::TempDir, RaftLog, LedgerMachine)> {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let log = RaftLog::open(&dir.path().join("raft"), true)
                 .map_err(|e| StorageIOError::write_logs(AnyError::error(e)))?;
-            Ok((dir, log, NoStateMachine))
+            let origin = "consortium.example/log";
+            let signer =
+                Arc::new(Ed25519NoteSigner::from_seed(origin, &[9; 32]).map_err(write_err)?);
+            let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger"), origin), signer)
+                .map_err(write_err)?;
+            let me = Proposer { id: 1, started: 1 };
+            let machine =
+                LedgerMachine::open(Arc::new(ledger), me, Pending::default()).map_err(write_err)?;
+            Ok((dir, log, machine))
         }
     }
 
-    type S = Suite<TypeConfig, RaftLog, NoStateMachine, Fresh, tempfile::TempDir>;
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn openrafts_log_store_suite_passes() {
-        macro_rules! run {
-            ($($test:ident),* $(,)?) => {$(
-                let (_dir, log, sm) = Fresh.build().await.unwrap();
-                S::$test(log, sm).await.unwrap_or_else(|e| panic!("{}: {e}", stringify!($test)));
-            )*};
-        }
-        run!(
-            save_vote,
-            get_log_entries,
-            limited_get_log_entries,
-            try_get_log_entry,
-            initial_logs,
-            get_log_state,
-            get_log_id,
-            purge_logs_upto_0,
-            purge_logs_upto_5,
-            purge_logs_upto_20,
-            delete_logs_since_11,
-            delete_logs_since_0,
-            append_to_log,
-        );
+    /// Every test of openraft's storage suite: the log store's, and the state machine's (applied
+    /// state and membership across blank and membership entries, snapshots built, transferred and
+    /// installed) with the ledger as the state machine.
+    #[test]
+    fn openrafts_storage_suite_passes() {
+        Suite::<TypeConfig, RaftLog, LedgerMachine, Fresh, tempfile::TempDir>::test_all(Fresh)
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -359,6 +293,9 @@ mod tests {
             .map(|i| Entry {
                 log_id: LogId::new(openraft::CommittedLeaderId::new(3, 2), i),
                 payload: EntryPayload::Normal(super::super::types::Proposal {
+                    origin: 1,
+                    tag: i,
+                    started: 0,
                     entries: vec![format!("entry {i}").into_bytes()],
                 }),
             })

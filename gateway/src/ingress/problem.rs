@@ -91,6 +91,16 @@ pub fn problem(e: &PipelineError) -> Problem {
         PipelineError::Ledger(
             LedgerError::SizeBeyondTree { .. } | LedgerError::BadProofRequest(_),
         ) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        // A consortium member without a leader or quorum: expected while one is elected; the
+        // client retries (logged once, as a warning, where it happened).
+        PipelineError::Ledger(LedgerError::NotReplicated(_)) => {
+            return Problem {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                detail: "the consortium cannot commit records now; retry shortly".into(),
+                retry_after: Some(1),
+            };
+        }
         PipelineError::Ledger(LedgerError::NoSigner) => {
             (StatusCode::SERVICE_UNAVAILABLE, "key_revoked")
         }

@@ -96,6 +96,10 @@ pub enum LedgerError {
     /// The ledger is shutting down or has shut down.
     #[error("ledger is closed")]
     Closed,
+    /// A consortium member could not get entries committed and applied: no leader, no quorum, or no
+    /// answer in time. Nothing was acknowledged; the client may retry.
+    #[error("the consortium did not commit the entries: {0}")]
+    NotReplicated(String),
     /// The durability barrier (see `Ledger::set_barrier`) failed, so the group was not written.
     #[error("what entries depend on could not be made durable: {0}")]
     Barrier(String),

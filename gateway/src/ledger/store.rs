@@ -11,7 +11,7 @@
 //! | `c` ‖ size (u64 BE)                  | signed checkpoint note (UTF-8)         |
 //! | `t` ‖ size (u64 BE)                  | when the checkpoint at that size was signed (i64 BE Unix seconds) |
 //! | `k` ‖ vkey text                      | a key that signed checkpoints: its history (JSON, see `signing`), or empty when none was given |
-//! | `m` ‖ name                           | metadata: `format`, `origin`, `size`   |
+//! | `m` ‖ name                           | metadata: `format`, `origin`, `size`; `raft` (the consortium's applied state, see `consortium::state`) |
 //! | `x` ‖ caller's key                   | an attachment (see `attachments`): never read by proofs or `verify` |
 //!
 //! Durability: [`Store::commit`] returns only after redb's commit has `fdatasync`ed the file, in two
@@ -171,6 +171,11 @@ impl Batch {
 
     pub(crate) fn set_origin(&mut self, origin: &str) {
         self.insert(meta_key("origin"), origin.as_bytes());
+    }
+
+    /// Records a caller's state value (see [`super::Ledger::append_recording`]).
+    pub(crate) fn put_recorded(&mut self, name: &str, value: &[u8]) {
+        self.insert(meta_key(name), value);
     }
 
     pub(crate) fn put_attachment(&mut self, key: &[u8], value: &[u8]) {
@@ -368,6 +373,11 @@ impl Store {
             }
             None => Err(LedgerError::Corrupt("tree size is missing".into())),
         }
+    }
+
+    /// A caller's state value recorded under `name`.
+    pub(crate) fn recorded(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.get(&meta_key(name))?.map(|v| v.as_ref().to_vec()))
     }
 
     pub(crate) fn origin(&self) -> Result<Option<String>, LedgerError> {

@@ -22,6 +22,8 @@ pub(crate) struct Request {
     pub(crate) entries: Vec<Vec<u8>>,
     /// Empty, or one per entry: what to keep beside it, in the same atomic write.
     pub(crate) attachments: Vec<Attachment>,
+    /// A caller's state value to record in the same atomic write (see `Ledger::append_recording`).
+    pub(crate) recorded: Option<(&'static str, Vec<u8>)>,
     pub(crate) reply: oneshot::Sender<Result<Vec<Receipt>, LedgerError>>,
 }
 
@@ -183,6 +185,15 @@ impl Writer {
             });
             leaves.push((index, leaf));
             records.push((leaf, entry.as_slice()));
+        }
+        for (name, value) in group.iter().filter_map(|r| r.recorded.as_ref()) {
+            // In queue order: a later request's value replaces an earlier one's.
+            batch.put_recorded(name, value);
+        }
+        if records.is_empty() {
+            // Only recorded state: no new tree, so no new checkpoint to sign.
+            self.shared.store.commit(batch)?;
+            return Ok((leaves, self.shared.latest()));
         }
         batch.put_entries(first, &records);
         let size = range.size();

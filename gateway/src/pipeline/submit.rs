@@ -213,7 +213,7 @@ impl Pipeline {
         }
         // New subject keys reach the disk before this group does: the ledger's barrier (set in
         // `Pipeline::new`) flushes the key store before every group commit.
-        let appended = self.ledger.append_with(items).await;
+        let appended = self.append_with(items).await;
         match appended {
             Ok(receipts) => {
                 for ((i, (record_type, sealed)), r) in lines.into_iter().zip(receipts) {
@@ -236,6 +236,15 @@ impl Pipeline {
             Err(crate::ledger::LedgerError::NoSigner) => {
                 for (i, _) in lines {
                     out.push((i, Err(crate::ledger::LedgerError::NoSigner.into())));
+                }
+            }
+            // No leader, no quorum, or no answer in time: an expected state of a consortium
+            // member, answered 503 and retried by the client, not a failure of this node.
+            Err(crate::ledger::LedgerError::NotReplicated(why)) => {
+                tracing::warn!(event = "not_replicated", error = %why, records = lines.len(), "append not committed");
+                for (i, _) in lines {
+                    let e = crate::ledger::LedgerError::NotReplicated(why.clone());
+                    out.push((i, Err(e.into())));
                 }
             }
             Err(e) => {

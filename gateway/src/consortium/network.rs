@@ -1,0 +1,206 @@
+//! Raft's RPCs over the Noise channel: each member keeps one [`Upstream`] link to every other member
+//! (which must prove the identity the consortium's config gives it), and sends Raft's requests as
+//! channel requests to `/raft/v1/…` with JSON bodies. The receiving member's channel handler gives
+//! them to [`serve`] only when the channel authenticated a *member* (an edge gets 403).
+//!
+//! The same links carry proposals forwarded to the leader (`/raft/v1/propose`) and cosignature
+//! requests.
+
+// openraft's error types are large; they are what its traits return.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::{Member, NodeId, TypeConfig};
+use crate::channel::{self, Identity, Upstream, UpstreamError};
+
+/// Where Raft's requests go on the channel.
+pub const RAFT_PREFIX: &str = "/raft/v1/";
+/// Append-entries (and heartbeats).
+pub const APPEND: &str = "/raft/v1/append";
+/// Request-vote.
+pub const VOTE: &str = "/raft/v1/vote";
+/// A snapshot chunk.
+pub const SNAPSHOT: &str = "/raft/v1/snapshot";
+/// A proposal forwarded to the leader.
+pub const PROPOSE: &str = "/raft/v1/propose";
+/// A request to cosign a checkpoint.
+pub const COSIGN: &str = "/raft/v1/cosign";
+
+/// The longest any one call waits, whatever Raft asks.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Links to the other members, one per member, made on first use and kept.
+#[derive(Clone)]
+pub struct Links {
+    config: Arc<channel::Config>,
+    links: Arc<Mutex<HashMap<NodeId, Arc<Upstream>>>>,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Links").finish_non_exhaustive()
+    }
+}
+
+/// Why a call to another member failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The member's config entry is unusable (address or identity).
+    #[error("member {0}: {1}")]
+    BadMember(NodeId, String),
+    /// The link is down or broke.
+    #[error("member {0}: {1}")]
+    Link(NodeId, UpstreamError),
+    /// No answer in time.
+    #[error("member {0} did not answer in time")]
+    Timeout(NodeId),
+    /// An answer that is not what was asked for.
+    #[error("member {0} answered {1}")]
+    Answer(NodeId, String),
+}
+
+impl Links {
+    /// Links made with this node's channel `config` (identity and static key).
+    pub fn new(config: channel::Config) -> Links {
+        Links {
+            config: Arc::new(config),
+            links: Arc::default(),
+        }
+    }
+
+    fn link(&self, target: NodeId, member: &Member) -> Result<Arc<Upstream>, CallError> {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = links.get(&target) {
+            return Ok(Arc::clone(l));
+        }
+        let addr: SocketAddr = member
+            .address
+            .parse()
+            .map_err(|_| CallError::BadMember(target, "address is not host:port".into()))?;
+        let identity = Identity::from_hex(&member.identity)
+            .ok_or_else(|| CallError::BadMember(target, "identity is not 64 hex digits".into()))?;
+        let link = Arc::new(Upstream::start(addr, identity, &self.config, CALL_TIMEOUT));
+        links.insert(target, Arc::clone(&link));
+        Ok(link)
+    }
+
+    /// Sends `request` to `target` at `path` and reads its JSON answer.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        member: &Member,
+        path: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<A, CallError> {
+        let link = self.link(target, member)?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| CallError::Answer(target, format!("an unwritable request: {e}")))?;
+        let nobody = policies::PeerIdentity::default();
+        let call = link.call("POST", path, &nobody, body);
+        let (head, body) = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| CallError::Timeout(target))?
+            .map_err(|e| match e {
+                UpstreamError::Timeout => CallError::Timeout(target),
+                other => CallError::Link(target, other),
+            })?;
+        if head.status != 200 {
+            return Err(CallError::Answer(target, format!("HTTP {}", head.status)));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| CallError::Answer(target, format!("an unreadable answer: {e}")))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Links {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        Peer {
+            links: self.clone(),
+            target,
+            member: node.clone(),
+        }
+    }
+}
+
+/// Raft's view of one other member.
+#[derive(Debug)]
+pub struct Peer {
+    links: Links,
+    target: NodeId,
+    member: Member,
+}
+
+type Rpc<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn rpc<Q: Serialize, T: DeserializeOwned, E>(
+        &self,
+        path: &str,
+        request: &Q,
+        option: &RPCOption,
+    ) -> Rpc<T, E>
+    where
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<T, RaftError<NodeId, E>> = self
+            .links
+            .call(
+                self.target,
+                &self.member,
+                path,
+                request,
+                option.hard_ttl().min(CALL_TIMEOUT),
+            )
+            .await
+            .map_err(|e| match e {
+                CallError::Answer(..) => RPCError::Network(NetworkError::new(&e)),
+                _ => RPCError::Unreachable(Unreachable::new(&e)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        self.rpc(APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.rpc(SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        self.rpc(VOTE, &rpc, &option).await
+    }
+}

@@ -1,0 +1,311 @@
+//! A member's consortium node: its Raft (log store, the ledger as state machine, the channel as
+//! network), how its submissions become proposals, and how it answers other members' requests.
+
+// openraft's error types are large; they are what its calls return.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Raft, SnapshotPolicy};
+use tokio::sync::oneshot;
+
+use super::config::ConsortiumSection;
+use super::network::{APPEND, Links, PROPOSE, SNAPSHOT, VOTE};
+use super::raft_log::RaftLog;
+use super::state::{LedgerMachine, Pending, PendingWrite, Proposer};
+use super::types::{Applied, Member, NodeId, Proposal, TypeConfig};
+use crate::channel::{self, Identity};
+use crate::ledger::{Attachment, Ledger, LedgerError, Receipt};
+
+/// Why a member's consortium node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// This node's identity is not among the configured members.
+    #[error("this node's identity {0} is not one of consortium.members")]
+    NotAMember(Identity),
+    /// Raft's log store.
+    #[error("raft log: {0}")]
+    Log(String),
+    /// The ledger's recorded Raft state.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// openraft refused to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running member.
+pub struct Consortium {
+    raft: Raft<TypeConfig>,
+    me: Proposer,
+    members: BTreeMap<NodeId, Member>,
+    pending: Pending,
+    next_tag: AtomicU64,
+    links: Links,
+    write_timeout: Duration,
+}
+
+impl std::fmt::Debug for Consortium {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consortium")
+            .field("id", &self.me.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer to another member: HTTP status and JSON body.
+pub type Answer = (u16, Vec<u8>);
+
+fn json<T: serde::Serialize>(value: &T) -> Answer {
+    match serde_json::to_vec(value) {
+        Ok(body) => (200, body),
+        Err(_) => (500, b"\"an answer that cannot be written\"".to_vec()),
+    }
+}
+
+fn bad_request(why: &str) -> Answer {
+    (400, serde_json::to_vec(why).unwrap_or_default())
+}
+
+impl Consortium {
+    /// Starts this member: opens Raft's log in `data`, resumes the state machine from `ledger`,
+    /// and, when Raft has never run here, initializes it with the configured members (every
+    /// founding member does the same with the same list, which openraft allows).
+    pub async fn start(
+        section: &ConsortiumSection,
+        own: Identity,
+        data: &Path,
+        ledger: Arc<Ledger>,
+        channel: channel::Config,
+    ) -> Result<Arc<Consortium>, StartError> {
+        let me = section
+            .member_with(&own)
+            .ok_or(StartError::NotAMember(own))?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let me = Proposer { id: me.id, started };
+        let log = RaftLog::open(&data.join("raft"), true).map_err(StartError::Log)?;
+        let pending = Pending::default();
+        let machine = LedgerMachine::open(ledger, me, pending.clone())?;
+        let config = openraft::Config {
+            cluster_name: "ledgergate".into(),
+            heartbeat_interval: section.heartbeat_ms,
+            election_timeout_min: section.election_timeout_ms,
+            election_timeout_max: section.election_timeout_ms * 2,
+            // The Raft log is kept whole: a member that joins catches up from it, applying (and so
+            // re-hashing) every entry itself. See docs/consortium.md.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_payload_entries: 256,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let links = Links::new(channel);
+        let raft = Raft::new(me.id, Arc::new(config), links.clone(), log, machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let members = section.membership();
+        let fresh = !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if fresh {
+            match raft.initialize(members.clone()).await {
+                Ok(()) => tracing::info!(
+                    event = "consortium_initialized",
+                    members = members.len(),
+                    "consortium initialized"
+                ),
+                // Another founding member's membership reached this one first.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StartError::Raft(e.to_string())),
+            }
+        }
+        Ok(Arc::new(Consortium {
+            raft,
+            me,
+            members,
+            pending,
+            next_tag: AtomicU64::new(1),
+            links,
+            write_timeout: section.write_timeout(),
+        }))
+    }
+
+    /// This member's node id.
+    pub fn id(&self) -> NodeId {
+        self.me.id
+    }
+
+    /// The member whose channel proved `identity`, if it is one.
+    pub fn member_id(&self, identity: &Identity) -> Option<NodeId> {
+        let hex = identity.to_string();
+        self.members
+            .iter()
+            .find(|(_, m)| m.identity.eq_ignore_ascii_case(&hex))
+            .map(|(id, _)| *id)
+    }
+
+    /// The leader this member knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Raft's view of this member, for metrics and readiness.
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, Member> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Appends a submission's entries through the consortium: proposed (to the leader, over the
+    /// channel when that is another member), committed on a majority, and applied here, where the
+    /// attachments join them in the same write. Answers only then, or fails within the write
+    /// timeout with nothing acknowledged.
+    pub async fn append_with(
+        &self,
+        items: Vec<(Vec<u8>, Attachment)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (entries, attachments): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+        let (reply, applied) = oneshot::channel();
+        self.pending
+            .insert(tag, PendingWrite { attachments, reply });
+        let proposal = Proposal {
+            origin: self.me.id,
+            tag,
+            started: self.me.started,
+            entries,
+        };
+        let outcome = tokio::time::timeout(self.write_timeout, async {
+            self.propose(proposal).await?;
+            applied
+                .await
+                .map_err(|_| LedgerError::NotReplicated("this member stopped applying".into()))?
+        })
+        .await;
+        match outcome {
+            Ok(Ok(receipts)) => Ok(receipts),
+            Ok(Err(e)) => {
+                self.pending.take(tag);
+                Err(e)
+            }
+            Err(_) => {
+                // It may still be committed and applied later, without its attachments here; the
+                // client was not answered 2xx, and a retry makes it anew (docs/consortium.md).
+                self.pending.take(tag);
+                Err(LedgerError::NotReplicated(format!(
+                    "not committed and applied within {} s",
+                    self.write_timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Hands a proposal to the leader.
+    async fn propose(&self, proposal: Proposal) -> Result<(), LedgerError> {
+        let unavailable = |why: String| LedgerError::NotReplicated(why);
+        let leader = self
+            .leader()
+            .ok_or_else(|| unavailable("no leader".into()))?;
+        if leader == self.me.id {
+            return match self.raft.client_write(proposal).await {
+                Ok(_) => Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Err(unavailable("leadership moved".into()))
+                }
+                Err(e) => Err(unavailable(e.to_string())),
+            };
+        }
+        let member = self
+            .leader_member(leader)
+            .ok_or_else(|| unavailable(format!("the leader {leader} is not a known member")))?;
+        let answer: Result<Applied, String> = self
+            .links
+            .call(leader, &member, PROPOSE, &proposal, self.write_timeout)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        answer.map(|_| ()).map_err(unavailable)
+    }
+
+    fn leader_member(&self, leader: NodeId) -> Option<Member> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .or_else(|| self.members.get(&leader).cloned())
+    }
+
+    /// Answers another member's request at `target` (one of `network`'s paths). `from` is the member
+    /// the channel authenticated.
+    pub async fn answer(&self, from: NodeId, target: &str, body: &[u8]) -> Answer {
+        macro_rules! parse {
+            () => {
+                match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(_) => return bad_request("a malformed request"),
+                }
+            };
+        }
+        match target {
+            APPEND => json(&self.raft.append_entries(parse!()).await),
+            VOTE => json(&self.raft.vote(parse!()).await),
+            SNAPSHOT => json(&self.raft.install_snapshot(parse!()).await),
+            PROPOSE => {
+                let proposal: Proposal = parse!();
+                if proposal.origin != from {
+                    return bad_request("a proposal in another member's name");
+                }
+                let written =
+                    tokio::time::timeout(self.write_timeout, self.raft.client_write(proposal))
+                        .await;
+                let answer: Result<Applied, String> = match written {
+                    Ok(Ok(r)) => Ok(r.data),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("not committed in time".into()),
+                };
+                json(&answer)
+            }
+            _ => (
+                404,
+                serde_json::to_vec("no such consortium request").unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Keeps `metrics` at Raft's view of this member until Raft stops.
+    pub async fn observe(&self, metrics: crate::metrics::ConsortiumMetrics) {
+        let mut watch = self.raft.metrics();
+        let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        metrics.member.set(as_gauge(self.me.id));
+        loop {
+            {
+                let m = watch.borrow_and_update();
+                metrics.leader.set(as_gauge(m.current_leader.unwrap_or(0)));
+                metrics.term.set(as_gauge(m.current_term));
+                metrics
+                    .applied
+                    .set(as_gauge(m.last_applied.map_or(0, |l| l.index)));
+            }
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops Raft (the ledger stays open for the caller to close).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
+}

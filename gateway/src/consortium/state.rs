@@ -1,0 +1,372 @@
+//! Raft's state machine is the ledger itself: applying a committed proposal appends its entries
+//! through the ledger's writer, and the Raft log id applied (with the membership in force) is
+//! recorded in the same atomic write (`Ledger::queue_recording`). So after any crash the ledger
+//! holds a proposal's entries exactly when it holds the record of having applied it: a restart
+//! resumes right after the last applied entry, with no double append and no gap.
+//!
+//! The member that accepted a proposal adds its off-ledger half (the vault's attachments) when it
+//! applies it, matched by `origin`, `started` and `tag` ([`Pending`]); no other member ever sees it.
+//!
+//! Snapshots are the ledger's entries. A member installing one checks that its own copy is a prefix
+//! of it (a member never lets a snapshot rewrite what it holds) and appends the rest.
+
+// openraft's trait methods return its `StorageError` (224 bytes).
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::types::{Applied, Member, NodeId, TypeConfig};
+use crate::ledger::{Attachment, Ledger, LedgerError, Queued, Receipt};
+
+/// Where the applied state is recorded in the ledger store.
+const RECORDED: &str = "raft";
+
+type Result<T> = std::result::Result<T, StorageError<NodeId>>;
+
+/// What the state machine records beside the entries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Member>,
+}
+
+/// A proposal this member made, waiting to be applied here: its attachments go into the same
+/// write, and its receipts go back to the submission.
+#[derive(Debug)]
+pub struct PendingWrite {
+    /// One per entry, or none.
+    pub attachments: Vec<Attachment>,
+    /// Where the receipts go.
+    pub reply: oneshot::Sender<std::result::Result<Vec<Receipt>, LedgerError>>,
+}
+
+/// This member's proposals not applied yet, by tag.
+#[derive(Debug, Clone, Default)]
+pub struct Pending(Arc<Mutex<HashMap<u64, PendingWrite>>>);
+
+impl Pending {
+    /// Registers a proposal before it is proposed (so its apply can never come first).
+    pub fn insert(&self, tag: u64, write: PendingWrite) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tag, write);
+    }
+
+    /// Takes a proposal's pending write away (applied, or given up on).
+    pub fn take(&self, tag: u64) -> Option<PendingWrite> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tag)
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read_state_machine(AnyError::error(e.to_string())).into()
+}
+
+/// This member's identity in proposals: its node id and when its process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposer {
+    /// Its node id.
+    pub id: NodeId,
+    /// When its process started (Unix nanoseconds).
+    pub started: u64,
+}
+
+/// The current snapshot (the last built or installed): its description and bytes, shared by the
+/// machine and its builders.
+type Current = Arc<Mutex<Option<Arc<(SnapshotMeta<NodeId, Member>, Vec<u8>)>>>>;
+
+/// The ledger as Raft's state machine.
+#[derive(Debug)]
+pub struct LedgerMachine {
+    ledger: Arc<Ledger>,
+    me: Proposer,
+    pending: Pending,
+    state: AppliedState,
+    snapshot: Current,
+}
+
+impl LedgerMachine {
+    /// The state machine over `ledger`, resuming from the state recorded in it.
+    pub fn open(
+        ledger: Arc<Ledger>,
+        me: Proposer,
+        pending: Pending,
+    ) -> std::result::Result<LedgerMachine, LedgerError> {
+        let state = match ledger.recorded(RECORDED)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                LedgerError::Corrupt(format!("the consortium's applied state is unreadable: {e}"))
+            })?,
+            None => AppliedState::default(),
+        };
+        Ok(LedgerMachine {
+            ledger,
+            me,
+            pending,
+            state,
+            snapshot: Current::default(),
+        })
+    }
+
+    fn recorded(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&self.state).map_err(io_err)
+    }
+
+    /// Queues one write of `entries` recording the state as it is now.
+    async fn queue(&self, entries: Vec<Vec<u8>>, attachments: Vec<Attachment>) -> Result<Queued> {
+        self.ledger
+            .queue_recording(entries, attachments, RECORDED, self.recorded()?)
+            .await
+            .map_err(io_err)
+    }
+}
+
+/// One proposal's write, queued, with whoever waits for its receipts here.
+struct InFlight {
+    queued: Queued,
+    reply: Option<oneshot::Sender<std::result::Result<Vec<Receipt>, LedgerError>>>,
+    count: u64,
+}
+
+impl RaftStateMachine<TypeConfig> for LedgerMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
+        Ok((self.state.last_applied, self.state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // Every write is queued before any is awaited, so the writer commits them in few groups.
+        let mut flights: Vec<Option<InFlight>> = Vec::new();
+        let mut unrecorded = false;
+        for entry in entries {
+            self.state.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Normal(p) => {
+                    let mine = (p.origin == self.me.id && p.started == self.me.started)
+                        .then(|| self.pending.take(p.tag))
+                        .flatten();
+                    let (attachments, reply) = match mine {
+                        Some(w)
+                            if w.attachments.is_empty()
+                                || w.attachments.len() == p.entries.len() =>
+                        {
+                            (w.attachments, Some(w.reply))
+                        }
+                        Some(w) => (Vec::new(), Some(w.reply)),
+                        None => (Vec::new(), None),
+                    };
+                    let count = p.entries.len() as u64;
+                    let queued = self.queue(p.entries, attachments).await?;
+                    flights.push(Some(InFlight {
+                        queued,
+                        reply,
+                        count,
+                    }));
+                    unrecorded = false;
+                }
+                EntryPayload::Membership(m) => {
+                    self.state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    flights.push(None);
+                    unrecorded = true;
+                }
+                EntryPayload::Blank => {
+                    flights.push(None);
+                    unrecorded = true;
+                }
+            }
+        }
+        if unrecorded {
+            // Blank and membership entries change no entry; they are recorded once, after the
+            // rest (applying one again after a crash changes nothing).
+            self.queue(Vec::new(), Vec::new())
+                .await?
+                .wait()
+                .await
+                .map_err(io_err)?;
+        }
+        let mut out = Vec::with_capacity(flights.len());
+        for flight in flights {
+            let Some(f) = flight else {
+                let size = self.ledger.size();
+                out.push(Applied {
+                    first_index: size,
+                    tree_size: size,
+                });
+                continue;
+            };
+            match f.queued.wait().await {
+                Ok(receipts) => {
+                    let applied = match receipts.first() {
+                        Some(r) => Applied {
+                            first_index: r.index,
+                            tree_size: r.tree_size,
+                        },
+                        None => {
+                            let size = self.ledger.size();
+                            Applied {
+                                first_index: size - f.count.min(size),
+                                tree_size: size,
+                            }
+                        }
+                    };
+                    if let Some(reply) = f.reply {
+                        let _ = reply.send(Ok(receipts));
+                    }
+                    out.push(applied);
+                }
+                Err(e) => {
+                    // The ledger stopped taking writes: Raft must stop applying, or this copy would
+                    // skip a committed entry. openraft shuts the node down on a storage error.
+                    tracing::error!(event = "consortium_apply_failed", error = %e, "applying committed entries failed");
+                    if let Some(reply) = f.reply {
+                        let _ = reply.send(Err(LedgerError::NotReplicated(e.to_string())));
+                    }
+                    return Err(io_err(e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            ledger: Arc::clone(&self.ledger),
+            state: self.state.clone(),
+            size: self.ledger.size(),
+            current: Arc::clone(&self.snapshot),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<()> {
+        let data = snapshot.into_inner();
+        let image: Image = serde_json::from_slice(&data).map_err(read_err)?;
+        let have = self.ledger.size();
+        let theirs = image.entries.len() as u64;
+        // What this member holds must be a prefix of the snapshot: a snapshot never rewrites it.
+        let mine = self.ledger.entries(0, have.min(theirs)).map_err(read_err)?;
+        for (index, entry) in mine {
+            let same = usize::try_from(index)
+                .ok()
+                .and_then(|i| image.entries.get(i))
+                .is_some_and(|e| *e == entry);
+            if !same {
+                tracing::error!(
+                    event = "consortium_history_disagrees",
+                    index,
+                    "a snapshot disagrees with this member's copy; not installed"
+                );
+                return Err(io_err(format!(
+                    "the snapshot's entry {index} differs from this member's copy"
+                )));
+            }
+        }
+        if theirs < have {
+            return Err(io_err(format!(
+                "the snapshot holds {theirs} entries, fewer than this member's {have}"
+            )));
+        }
+        self.state.last_applied = meta.last_log_id;
+        self.state.membership = meta.last_membership.clone();
+        let rest = image
+            .entries
+            .into_iter()
+            .skip(usize::try_from(have).map_err(io_err)?)
+            .collect();
+        self.queue(rest, Vec::new())
+            .await?
+            .wait()
+            .await
+            .map_err(io_err)?;
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new((meta.clone(), data)));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
+        let current = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(current.map(|s| Snapshot {
+            meta: s.0.clone(),
+            snapshot: Box::new(Cursor::new(s.1.clone())),
+        }))
+    }
+}
+
+/// A snapshot's bytes: every entry of the ledger up to the applied state.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    #[serde(with = "super::types::base64_entries")]
+    entries: Vec<Vec<u8>>,
+}
+
+/// Builds a snapshot of the ledger as it was when the builder was made.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    ledger: Arc<Ledger>,
+    state: AppliedState,
+    size: u64,
+    current: Current,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
+        let entries = self
+            .ledger
+            .entries(0, self.size)
+            .map_err(read_err)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let data = serde_json::to_vec(&Image { entries }).map_err(read_err)?;
+        let meta = SnapshotMeta {
+            last_log_id: self.state.last_applied,
+            last_membership: self.state.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                self.state.last_applied.map_or(0, |l| l.index),
+                self.size
+            ),
+        };
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new((meta.clone(), data.clone())));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

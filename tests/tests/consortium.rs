@@ -1,0 +1,192 @@
+//! A consortium of real member processes on loopback (docs/consortium.md): every member keeps the
+//! whole ledger through Raft over the Noise channel; submissions at any member are committed on a
+//! majority and applied everywhere; the leader's death elects another and loses nothing
+//! acknowledged; the dead member rejoins and catches up; every member's store verifies and all
+//! hold the same entries in the same order.
+
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e::eventually;
+use e2e::load::{Load, loan};
+use e2e::node::{
+    Node, append_config, free_port, init_node, node_identity, unlimited_rate, verify_ledger,
+};
+use serde_json::Value;
+
+/// A consortium's member directories, made as operators would: each its own `gateway init`, and
+/// a `channel` and `consortium` section naming every member. Short Raft timers keep the test fast.
+fn consortium(tmp: &Path, n: usize) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let d = init_node(&tmp.join(format!("m{i}")));
+            // The loads below run flat out: the development policy's rate would refuse them.
+            unlimited_rate(&d);
+            d
+        })
+        .collect();
+    let channels: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+    let members: Vec<String> = dirs
+        .iter()
+        .zip(&channels)
+        .enumerate()
+        .map(|(i, (d, c))| {
+            format!(
+                "{{ id: {}, name: m{i}, identity: \"{}\", address: \"{c}\" }}",
+                i + 1,
+                node_identity(d)
+            )
+        })
+        .collect();
+    for (d, c) in dirs.iter().zip(&channels) {
+        append_config(
+            d,
+            &format!(
+                "channel: {{ listen: \"{c}\" }}\nconsortium: {{ members: [{}], heartbeat_ms: 100, election_timeout_ms: 600 }}",
+                members.join(", ")
+            ),
+        );
+    }
+    dirs
+}
+
+/// The leader every running member agrees on (member id, 1-based), once they do.
+fn agreed_leader(nodes: &[&Node]) -> u64 {
+    eventually("the members to agree on a leader", || {
+        let leaders: Vec<f64> = nodes
+            .iter()
+            .map(|n| n.metric("ledgergate_consortium_leader_id").unwrap_or(0.0))
+            .collect();
+        let first = leaders[0];
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (first > 0.0 && leaders.iter().all(|l| *l == first)).then_some(first as u64)
+    })
+}
+
+/// The checker every scenario ends with: the members converge on one history of at least
+/// `acknowledged` records (each with the position in `nodes` of the member that accepted it), the
+/// same entries at the same indices on every member, and each acknowledged record in it exactly
+/// once: its accepting member finds it (its vault knows where it landed), and the record reference
+/// at that index appears nowhere else.
+fn converged(nodes: &[&Node], acknowledged: &[(usize, String)]) -> u64 {
+    let size = eventually("the members to reach the same size", || {
+        let sizes: Vec<u64> = nodes.iter().map(|n| n.tree_size()).collect();
+        (sizes.iter().all(|s| *s == sizes[0]) && sizes[0] >= acknowledged.len() as u64)
+            .then_some(sizes[0])
+    });
+    let first = nodes[0].entries();
+    assert_eq!(first.len() as u64, size);
+    for other in &nodes[1..] {
+        assert!(
+            other.entries() == first,
+            "two members hold different entries"
+        );
+    }
+    // A record's reference: its id, or the keyed reference that stands for it.
+    let reference = |e: &Value| e.get("id").or_else(|| e.get("ref")).cloned();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, e) in &first {
+        if let Some(r) = reference(e) {
+            *seen.entry(r.to_string()).or_default() += 1;
+        }
+    }
+    for (at, id) in acknowledged {
+        let n = nodes[*at];
+        let read = n
+            .client("provider-a")
+            .request(n.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap();
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+        let index = usize::try_from(read.json()["proof"]["leaf_index"].as_u64().unwrap()).unwrap();
+        let r = reference(&first[index].1).unwrap().to_string();
+        assert_eq!(seen.get(&r), Some(&1), "{id}: not exactly once");
+    }
+    size
+}
+
+#[test]
+fn three_members_keep_one_history_through_the_leaders_death() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = consortium(tmp.path(), 3);
+    let mut nodes: Vec<Node> = dirs.iter().map(|d| Node::start(d)).collect();
+    for n in &nodes {
+        n.wait_ready();
+    }
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    // A record at each member: the leader appends it itself, the others forward it.
+    let mut acknowledged = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let id = format!("FIRST-{i}");
+        let answer = n.client("provider-a").submit(n.addr, &loan(&id));
+        assert_eq!(answer.status, 201, "member {i}: {}", answer.text());
+        acknowledged.push((i, id));
+    }
+    converged(&nodes.iter().collect::<Vec<_>>(), &acknowledged);
+
+    // Load at both followers; then the leader dies (SIGKILL).
+    let leader_at = usize::try_from(leader - 1).unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader_at).collect();
+    // While there is no leader, submissions are refused with 503 `unavailable`, never hang.
+    let loads: Vec<Load> = followers
+        .iter()
+        .map(|f| Load::start(&nodes[*f], 2, &format!("LOAD{f}"), &[503]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    nodes[leader_at].crash();
+    let survivors: Vec<&Node> = followers.iter().map(|f| &nodes[*f]).collect();
+    let new_leader = eventually("a new leader", || {
+        let l = agreed_leader(&survivors);
+        (l != leader).then_some(l)
+    });
+    let elected = killed.elapsed();
+    // Progress under the new leader: every follower's load gets records acknowledged again.
+    let before: Vec<u64> = survivors.iter().map(|n| n.tree_size()).collect();
+    eventually("appends under the new leader", || {
+        survivors
+            .iter()
+            .zip(&before)
+            .all(|(n, b)| n.tree_size() > *b + 10)
+            .then_some(())
+    });
+    for (load, f) in loads.into_iter().zip(&followers) {
+        acknowledged.extend(load.stop().into_iter().map(|id| (*f, id)));
+    }
+    assert!(
+        elected < Duration::from_secs(10),
+        "a new leader ({new_leader}) took {elected:?}"
+    );
+    // At the survivors, the records they accepted (the dead leader's vault is not readable now;
+    // its record is checked once it is back).
+    let at_survivors: Vec<(usize, String)> = acknowledged
+        .iter()
+        .filter_map(|(at, id)| {
+            let p = followers.iter().position(|f| f == at)?;
+            Some((p, id.clone()))
+        })
+        .collect();
+    converged(&survivors, &at_survivors);
+
+    // The old leader comes back as a follower and catches up.
+    nodes[leader_at] = Node::start(&dirs[leader_at]);
+    nodes[leader_at].wait_ready();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let size = converged(&all, &acknowledged);
+    assert!(size >= acknowledged.len() as u64);
+    for n in &mut nodes {
+        n.stop();
+    }
+    for d in &dirs {
+        verify_ledger(d);
+    }
+}
