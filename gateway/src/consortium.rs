@@ -7,11 +7,13 @@
 //! - `raft_log`: Raft's log and vote, in their own redb file, durable before openraft hears so;
 //! - `state`: the ledger as Raft's state machine (applied log id recorded atomically with entries);
 //! - `network`: Raft's RPCs over the Noise channel, member to member;
+//! - `cosigning`: cosignatures asked for, given and gathered; the checkpoint served;
 //! - `node`: a running member: start, submissions as proposals, answers to other members;
 //! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
 //!   cosigned before).
 
 pub mod config;
+pub mod cosigning;
 pub mod network;
 pub mod node;
 pub mod raft_log;

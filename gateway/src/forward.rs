@@ -61,6 +61,16 @@ impl Peers {
     }
 }
 
+/// The node's identity key (`node-identity`, primary version): it proves the node on the channel
+/// and signs its cosignatures.
+pub fn node_identity_key(keys: &KeyManager, now: i64) -> Result<SigningKey, keymgr::Error> {
+    let identity = keys.primary(NODE_IDENTITY_KEY, now)?;
+    let seed = zeroize::Zeroizing::new(<[u8; 32]>::try_from(identity.material.expose()).map_err(
+        |_| keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: not a 32-byte seed")),
+    )?);
+    Ok(SigningKey::from_bytes(&seed))
+}
+
 /// The node's channel configuration: its identity and static key from the key store (primary
 /// versions); `peers` as the only identities allowed, less those revoked in the key store
 /// (`keymgr revoke-peer`), checked at every handshake and session tick.
@@ -70,10 +80,7 @@ pub fn channel_config(
     origin: &str,
     now: i64,
 ) -> Result<channel::Config, keymgr::Error> {
-    let identity = keys.primary(NODE_IDENTITY_KEY, now)?;
-    let seed: [u8; 32] = identity.material.expose().try_into().map_err(|_| {
-        keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: not a 32-byte seed"))
-    })?;
+    let identity = node_identity_key(keys, now)?;
     let static_key = keys.primary(CHANNEL_STATIC_KEY, now)?;
     let static_private: [u8; 32] = static_key.material.expose().try_into().map_err(|_| {
         keymgr::Error::StoreCorrupt(format!("{CHANNEL_STATIC_KEY}: not a 32-byte key"))
@@ -84,7 +91,7 @@ pub fn channel_config(
         Arc::new(move |p: &Identity| peers.contains(p) && !revocations.is_peer_revoked(&p.0));
     channel::Config::new(
         zeroize::Zeroizing::new(static_private),
-        &SigningKey::from_bytes(&seed),
+        &identity,
         origin,
         authorize,
     )

@@ -221,6 +221,20 @@ impl Pipeline {
         }
     }
 
+    /// The checkpoint to serve: the ledger's own, or, on a consortium member, the newest one with
+    /// the cosignatures the consortium requires (none yet, or none when this member diverged).
+    pub fn served_checkpoint(&self) -> Option<String> {
+        match self.consortium.get() {
+            Some(c) => c.checkpoint().map(|n| n.to_string()),
+            None => Some(self.ledger.checkpoint().note.clone()),
+        }
+    }
+
+    /// Whether this node is a consortium member whose copy disagreed with the consortium.
+    pub fn diverged(&self) -> bool {
+        self.consortium.get().is_some_and(|c| c.diverged())
+    }
+
     /// The key store, shared (for components that outlive a call, such as the channel's checks).
     pub fn shared_keys(&self) -> Arc<KeyManager> {
         Arc::clone(&self.keys)

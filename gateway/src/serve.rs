@@ -268,6 +268,9 @@ pub async fn serve(
                 data,
                 Arc::clone(&ledger),
                 channel.clone(),
+                crate::forward::node_identity_key(&pipeline.shared_keys(), crate::keys::unix_now())
+                    .map_err(ServeError::ChannelKeys)?,
+                metrics.alarms.clone(),
             )
             .await
             .map_err(|e| ServeError::Consortium(e.to_string()))?;
@@ -275,6 +278,8 @@ pub async fn serve(
             {
                 let (c, m) = (Arc::clone(&started), metrics.consortium.clone());
                 tasks.push(tokio::spawn(async move { c.observe(m).await }));
+                let c = Arc::clone(&started);
+                tasks.push(tokio::spawn(async move { c.cosign_checkpoints().await }));
             }
             tracing::info!(
                 event = "consortium_member",

@@ -22,11 +22,14 @@ use e2e::load::{Load, loan};
 use e2e::node::{
     Node, append_config, free_port, init_node, node_identity, unlimited_rate, verify_ledger,
 };
+use ed25519_dalek::VerifyingKey;
+use gateway::ledger::{Cosigner, NoteVerifier, verify_quorum};
 use serde_json::Value;
 
 /// A consortium's member directories, made as operators would: each its own `gateway init`, and
 /// a `channel` and `consortium` section naming every member. Short Raft timers keep the test fast.
-fn consortium(tmp: &Path, n: usize) -> Vec<PathBuf> {
+/// Returns the directories and the members as clients know them: (name, identity).
+fn consortium(tmp: &Path, n: usize) -> (Vec<PathBuf>, Vec<(String, String)>) {
     let dirs: Vec<PathBuf> = (0..n)
         .map(|i| {
             let d = init_node(&tmp.join(format!("m{i}")));
@@ -36,15 +39,19 @@ fn consortium(tmp: &Path, n: usize) -> Vec<PathBuf> {
         })
         .collect();
     let channels: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
-    let members: Vec<String> = dirs
+    let known: Vec<(String, String)> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("m{i}"), node_identity(d)))
+        .collect();
+    let members: Vec<String> = known
         .iter()
         .zip(&channels)
         .enumerate()
-        .map(|(i, (d, c))| {
+        .map(|(i, ((name, identity), c))| {
             format!(
-                "{{ id: {}, name: m{i}, identity: \"{}\", address: \"{c}\" }}",
-                i + 1,
-                node_identity(d)
+                "{{ id: {}, name: {name}, identity: \"{identity}\", address: \"{c}\" }}",
+                i + 1
             )
         })
         .collect();
@@ -57,7 +64,18 @@ fn consortium(tmp: &Path, n: usize) -> Vec<PathBuf> {
             ),
         );
     }
-    dirs
+    (dirs, known)
+}
+
+/// Starts a member, logging only errors (a member without a leader warns once per refused request).
+fn start(dir: &Path) -> Node {
+    Node::start_logging(
+        dir,
+        &[],
+        std::process::Stdio::inherit(),
+        &["--log-format", "text"],
+        "error",
+    )
 }
 
 /// The leader every running member agrees on (member id, 1-based), once they do.
@@ -73,17 +91,66 @@ fn agreed_leader(nodes: &[&Node]) -> u64 {
     })
 }
 
+/// The size of the checkpoint `node` serves with the consortium's cosignatures, once it has one.
+fn cosigned_size(node: &Node) -> Option<u64> {
+    let a = node
+        .client("provider-a")
+        .request(node.addr, "GET", "/v1/checkpoint", None)
+        .ok()?;
+    if a.status != 200 {
+        return None;
+    }
+    a.text().lines().nth(1)?.parse().ok()
+}
+
+/// Checks the checkpoint `node` serves as a client of the consortium would: signed by that member's
+/// checkpoint key and cosigned by at least `k` of the `members` (name, identity).
+fn check_cosigned(node: &Node, members: &[(String, String)], k: usize) -> u64 {
+    let client = node.client("provider-a");
+    let note = client
+        .request(node.addr, "GET", "/v1/checkpoint", None)
+        .unwrap()
+        .text();
+    let vkey = client
+        .request(node.addr, "GET", "/v1/checkpoint/key", None)
+        .unwrap()
+        .text();
+    let log = NoteVerifier::from_vkey(vkey.trim_end()).unwrap();
+    let cosigners: Vec<Cosigner> = members
+        .iter()
+        .map(|(name, identity)| {
+            let key: [u8; 32] = hex::decode(identity).unwrap().try_into().unwrap();
+            Cosigner::new(name, VerifyingKey::from_bytes(&key).unwrap()).unwrap()
+        })
+        .collect();
+    let quorum =
+        verify_quorum(&note, &log, &cosigners, k).unwrap_or_else(|e| panic!("{e}: {note}"));
+    // Every cosignature line is a member's: a checkpoint a member serves, every member has.
+    assert!(quorum.cosigned_by.len() >= k, "{note}");
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
 /// The checker every scenario ends with: the members converge on one history of at least
 /// `acknowledged` records (each with the position in `nodes` of the member that accepted it), the
 /// same entries at the same indices on every member, and each acknowledged record in it exactly
 /// once: its accepting member finds it (its vault knows where it landed), and the record reference
 /// at that index appears nowhere else.
-fn converged(nodes: &[&Node], acknowledged: &[(usize, String)]) -> u64 {
-    let size = eventually("the members to reach the same size", || {
-        let sizes: Vec<u64> = nodes.iter().map(|n| n.tree_size()).collect();
-        (sizes.iter().all(|s| *s == sizes[0]) && sizes[0] >= acknowledged.len() as u64)
+/// Every member's served checkpoint carries a majority of the members' valid cosignatures.
+fn converged(
+    nodes: &[&Node],
+    acknowledged: &[(usize, String)],
+    members: &[(String, String)],
+) -> u64 {
+    let size = eventually("the members to reach the same cosigned size", || {
+        let sizes: Vec<u64> = nodes.iter().filter_map(|n| cosigned_size(n)).collect();
+        (sizes.len() == nodes.len()
+            && sizes.iter().all(|s| *s == sizes[0])
+            && sizes[0] >= acknowledged.len() as u64)
             .then_some(sizes[0])
     });
+    for n in nodes {
+        assert_eq!(check_cosigned(n, members, members.len() / 2 + 1), size);
+    }
     let first = nodes[0].entries();
     assert_eq!(first.len() as u64, size);
     for other in &nodes[1..] {
@@ -117,8 +184,8 @@ fn converged(nodes: &[&Node], acknowledged: &[(usize, String)]) -> u64 {
 #[test]
 fn three_members_keep_one_history_through_the_leaders_death() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs = consortium(tmp.path(), 3);
-    let mut nodes: Vec<Node> = dirs.iter().map(|d| Node::start(d)).collect();
+    let (dirs, members) = consortium(tmp.path(), 3);
+    let mut nodes: Vec<Node> = dirs.iter().map(|d| start(d)).collect();
     for n in &nodes {
         n.wait_ready();
     }
@@ -131,7 +198,7 @@ fn three_members_keep_one_history_through_the_leaders_death() {
         assert_eq!(answer.status, 201, "member {i}: {}", answer.text());
         acknowledged.push((i, id));
     }
-    converged(&nodes.iter().collect::<Vec<_>>(), &acknowledged);
+    converged(&nodes.iter().collect::<Vec<_>>(), &acknowledged, &members);
 
     // Load at both followers; then the leader dies (SIGKILL).
     let leader_at = usize::try_from(leader - 1).unwrap();
@@ -175,13 +242,13 @@ fn three_members_keep_one_history_through_the_leaders_death() {
             Some((p, id.clone()))
         })
         .collect();
-    converged(&survivors, &at_survivors);
+    converged(&survivors, &at_survivors, &members);
 
     // The old leader comes back as a follower and catches up.
-    nodes[leader_at] = Node::start(&dirs[leader_at]);
+    nodes[leader_at] = start(&dirs[leader_at]);
     nodes[leader_at].wait_ready();
     let all: Vec<&Node> = nodes.iter().collect();
-    let size = converged(&all, &acknowledged);
+    let size = converged(&all, &acknowledged, &members);
     assert!(size >= acknowledged.len() as u64);
     for n in &mut nodes {
         n.stop();

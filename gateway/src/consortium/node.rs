@@ -15,7 +15,8 @@ use openraft::{Raft, SnapshotPolicy};
 use tokio::sync::oneshot;
 
 use super::config::ConsortiumSection;
-use super::network::{APPEND, Links, PROPOSE, SNAPSHOT, VOTE};
+use super::cosigning::{CosignRequest, Cosigning};
+use super::network::{APPEND, COSIGN, Links, PROPOSE, SNAPSHOT, VOTE};
 use super::raft_log::RaftLog;
 use super::state::{LedgerMachine, Pending, PendingWrite, Proposer};
 use super::types::{Applied, Member, NodeId, Proposal, TypeConfig};
@@ -48,6 +49,7 @@ pub struct Consortium {
     next_tag: AtomicU64,
     links: Links,
     write_timeout: Duration,
+    cosigning: Arc<Cosigning>,
 }
 
 impl std::fmt::Debug for Consortium {
@@ -82,6 +84,8 @@ impl Consortium {
         data: &Path,
         ledger: Arc<Ledger>,
         channel: channel::Config,
+        identity: ed25519_dalek::SigningKey,
+        alarms: prometheus::IntCounterVec,
     ) -> Result<Arc<Consortium>, StartError> {
         let me = section
             .member_with(&own)
@@ -92,6 +96,15 @@ impl Consortium {
         let me = Proposer { id: me.id, started };
         let log = RaftLog::open(&data.join("raft"), true).map_err(StartError::Log)?;
         let pending = Pending::default();
+        let members = section.membership();
+        let cosigning = Arc::new(Cosigning::new(
+            Arc::clone(&ledger),
+            me.id,
+            &members,
+            identity,
+            section.quorum(),
+            alarms,
+        )?);
         let machine = LedgerMachine::open(ledger, me, pending.clone())?;
         let config = openraft::Config {
             cluster_name: "ledgergate".into(),
@@ -110,7 +123,6 @@ impl Consortium {
         let raft = Raft::new(me.id, Arc::new(config), links.clone(), log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let members = section.membership();
         let fresh = !raft
             .is_initialized()
             .await
@@ -135,6 +147,7 @@ impl Consortium {
             next_tag: AtomicU64::new(1),
             links,
             write_timeout: section.write_timeout(),
+            cosigning,
         }))
     }
 
@@ -275,11 +288,31 @@ impl Consortium {
                 };
                 json(&answer)
             }
+            COSIGN => {
+                let request: CosignRequest = parse!();
+                json(&self.cosigning.cosign(&request.body).await)
+            }
             _ => (
                 404,
                 serde_json::to_vec("no such consortium request").unwrap_or_default(),
             ),
         }
+    }
+
+    /// Gathers cosignatures for this member's checkpoints until aborted (see `cosigning`).
+    pub async fn cosign_checkpoints(&self) {
+        Arc::clone(&self.cosigning).run(self.links.clone()).await;
+    }
+
+    /// The newest checkpoint with the consortium's required cosignatures; none while there is not
+    /// one yet, or when this member's copy disagreed with the consortium (it no longer vouches).
+    pub fn checkpoint(&self) -> Option<Arc<str>> {
+        self.cosigning.checkpoint()
+    }
+
+    /// Whether this member's copy disagreed with a checkpoint of the consortium.
+    pub fn diverged(&self) -> bool {
+        self.cosigning.diverged()
     }
 
     /// Keeps `metrics` at Raft's view of this member until Raft stops.

@@ -35,14 +35,6 @@ pub enum Refusal {
         /// The size.
         size: u64,
     },
-    /// Smaller than what this member already cosigned: an old or forked view.
-    #[error("size {size} is smaller than the {cosigned} this member already cosigned")]
-    Shrinks {
-        /// The checkpoint's size.
-        size: u64,
-        /// The size this member cosigned last.
-        cosigned: u64,
-    },
     /// Not consistent with the last checkpoint this member cosigned.
     #[error("not consistent with the checkpoint this member cosigned at size {cosigned}")]
     Inconsistent {
@@ -91,7 +83,8 @@ impl Witness {
 
     /// Cosigns `body` (a checkpoint) at `now`, if the rules allow; `own_root` is the root of this
     /// member's copy at the checkpoint's size, and `proof` a consistency proof from the last
-    /// cosigned size to it (empty when the sizes are equal or nothing was cosigned yet).
+    /// cosigned size and this one, from the smaller to the larger (empty when the sizes are equal
+    /// or nothing was cosigned yet). `last` only grows.
     pub fn cosign(
         &mut self,
         body: &str,
@@ -107,16 +100,17 @@ impl Witness {
             return Err(Refusal::NotOurRoot { size: cp.size });
         }
         if let Some(last) = self.last {
-            if cp.size < last.size {
-                return Err(Refusal::Shrinks {
-                    size: cp.size,
-                    cosigned: last.size,
-                });
-            }
-            let consistent = if cp.size == last.size {
-                cp.root == last.root
-            } else {
-                verify_consistency(last.size, cp.size, proof, &last.root, &cp.root).is_ok()
+            // Members ask each other to cosign checkpoints of whatever size their own group
+            // commits made, so a smaller one than the last cosigned is normal; it must still be a
+            // prefix of the same history.
+            let consistent = match cp.size.cmp(&last.size) {
+                std::cmp::Ordering::Equal => cp.root == last.root,
+                std::cmp::Ordering::Greater => {
+                    verify_consistency(last.size, cp.size, proof, &last.root, &cp.root).is_ok()
+                }
+                std::cmp::Ordering::Less => {
+                    verify_consistency(cp.size, last.size, proof, &cp.root, &last.root).is_ok()
+                }
             };
             if !consistent {
                 return Err(Refusal::Inconsistent {
@@ -126,10 +120,12 @@ impl Witness {
         }
         let line = cosign(body, &self.name, &self.key, now)
             .map_err(|e| Refusal::Signing(e.to_string()))?;
-        self.last = Some(Cosigned {
-            size: cp.size,
-            root: cp.root,
-        });
+        if self.last.is_none_or(|l| cp.size > l.size) {
+            self.last = Some(Cosigned {
+                size: cp.size,
+                root: cp.root,
+            });
+        }
         Ok(line)
     }
 }
@@ -194,14 +190,17 @@ mod tests {
         let root8 = honest.root_at(8).unwrap();
         let proof = honest.consistency_proof(4, 8).unwrap();
         assert!(w.cosign(&body(8, root8), &root8, &proof, 101).is_ok());
-        // The same again: fine. Smaller: refused.
+        // The same again: fine. Smaller, a prefix of what it cosigned: fine, and `last` stays.
         assert!(w.cosign(&body(8, root8), &root8, &[], 102).is_ok());
+        let proof48 = honest.consistency_proof(4, 8).unwrap();
+        assert!(w.cosign(&body(4, root4), &root4, &proof48, 103).is_ok());
+        assert_eq!(w.last().map(|l| l.size), Some(8));
+        // Smaller but of another history: refused.
+        let other = ledger(dir.path(), 8, "c");
+        let other4 = other.root_at(4).unwrap();
         assert_eq!(
-            w.cosign(&body(4, root4), &root4, &[], 103),
-            Err(Refusal::Shrinks {
-                size: 4,
-                cosigned: 8
-            })
+            w.cosign(&body(4, other4), &other4, &proof48, 103),
+            Err(Refusal::Inconsistent { cosigned: 8 })
         );
 
         // A forked history (another entry 9) with a root the member's own copy also has (a

@@ -22,12 +22,23 @@ use crate::pipeline::Pipeline;
 /// The routes, over a pipeline, with request bodies read within `budget` and every request observed
 /// in `metrics`. Each connection adds its peer's identity as an extension.
 pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/v1/records", post(submit))
-        .route("/v1/records:batch", post(batch))
+    // Reads of the ledger: a consortium member whose copy disagreed with the consortium no longer
+    // vouches for them.
+    let reads = Router::new()
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/entries", get(entries))
+        .route("/v1/records/{id}", get(read))
+        .route("/v1/records/{id}/openings/{path}", get(opening))
+        .route("/v1/checkpoint", get(checkpoint))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&pipeline),
+            vouching,
+        ));
+    Router::new()
+        .merge(reads)
+        .route("/v1/records", post(submit))
+        .route("/v1/records:batch", post(batch))
         .route(
             "/admin/v1/keys",
             post(admin_command).get(admin_list).fallback(admin_unknown),
@@ -38,9 +49,6 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>
             post(admin_reload).fallback(admin_unknown),
         )
         .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
-        .route("/v1/records/{id}", get(read))
-        .route("/v1/records/{id}/openings/{path}", get(opening))
-        .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoint/key", get(checkpoint_key))
         .route("/v1/checkpoint/keys", get(checkpoint_keys))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -163,15 +171,39 @@ async fn blocking_json(
     }
 }
 
+/// Refuses reads at a consortium member whose copy disagreed with the consortium.
+async fn vouching(
+    State(p): State<Arc<Pipeline>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if p.diverged() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this member's copy of the ledger disagrees with the consortium; it serves no reads \
+             until an operator has looked at it (ask another member)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The newest checkpoint: a node's own; a consortium member's, with the cosignatures the
+/// consortium requires (503 until it has them).
 async fn checkpoint(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     if let Err(e) = peer(&req) {
         return e.into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        p.ledger().checkpoint().note.clone(),
-    )
-        .into_response()
+    match p.served_checkpoint() {
+        Some(note) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response(),
+        None => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no checkpoint has the consortium's cosignatures yet",
+        )
+        .into_response(),
+    }
 }
 
 async fn checkpoint_key(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
