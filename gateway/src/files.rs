@@ -43,3 +43,20 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 pub fn private_dir(path: &Path) -> Result<(), FileError> {
     Ok(durable::create_private_dir(path)?)
 }
+
+/// Replaces a non-secret file whole, durably: the new content is written and synced beside the old
+/// (`NAME.new`), renamed over it, and the directory synced; a crash leaves the old file or the new.
+pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(".new");
+    let fresh = std::path::PathBuf::from(fresh);
+    write_public(&fresh, bytes)?;
+    std::fs::rename(&fresh, path).map_err(|e| FileError {
+        path: path.to_owned(),
+        why: format!("cannot replace it: {e}"),
+    })?;
+    if let Some(dir) = path.parent() {
+        durable::sync_dir(dir)?;
+    }
+    Ok(())
+}

@@ -101,6 +101,21 @@ pub fn dev_kek(dir: &Path) -> Result<KekSource, InitError> {
     )))
 }
 
+/// The identity (`node-identity`'s public key) of the stopped development node at `dir`, read from
+/// its key store with its development KEK.
+pub fn read_node_identity(dir: &Path) -> Result<crate::channel::Identity, InitError> {
+    let keys = KeyManager::open(&dir.join("data/keys"), &dev_kek(dir)?)?;
+    let record = keys.show(NODE_IDENTITY_KEY)?;
+    Ok(record
+        .primary
+        .and_then(|p| record.version(p))
+        .and_then(|v| v.public_key.as_deref())
+        .and_then(crate::channel::Identity::from_hex)
+        .ok_or_else(|| {
+            keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: no public key"))
+        })?)
+}
+
 /// Makes the node directory at `dir`, or finds the complete one already there.
 pub fn init(dir: &Path, now: time::OffsetDateTime, actor: &str) -> Result<NodeDir, InitError> {
     let config = dir.join("gateway.yaml");

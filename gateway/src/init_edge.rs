@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use keymgr::{KeyManager, Secret};
+use keymgr::Secret;
 
 use crate::channel::Identity;
 use crate::files::{FileError, private_dir, write_private, write_public};
-use crate::init::{InitError, NODE_IDENTITY_KEY, dev_kek};
+use crate::init::InitError;
 
 /// Where the development pair talks: the ledger node's channel listener.
 pub const DEV_CHANNEL: &str = "127.0.0.1:7443";
@@ -70,18 +70,7 @@ pub fn init_edge(dir: &Path, ledger: &Path) -> Result<EdgeDir, InitError> {
     if dir.exists() {
         return Err(InitError::Partial(dir.to_owned()));
     }
-    let ledger_identity = {
-        let keys = KeyManager::open(&ledger.join("data/keys"), &dev_kek(ledger)?)?;
-        let record = keys.show(NODE_IDENTITY_KEY)?;
-        record
-            .primary
-            .and_then(|p| record.version(p))
-            .and_then(|v| v.public_key.as_deref())
-            .and_then(Identity::from_hex)
-            .ok_or_else(|| {
-                keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: no public key"))
-            })?
-    };
+    let ledger_identity = crate::init::read_node_identity(ledger)?;
     private_dir(dir)?;
     copy_dir(&ledger.join("pki"), &dir.join("pki"))?;
     copy_dir(&ledger.join("policies"), &dir.join("policies"))?;
@@ -117,14 +106,7 @@ pub fn init_edge(dir: &Path, ledger: &Path) -> Result<EdgeDir, InitError> {
         "\n# The channel for its edge (added by gateway init --role edge).\n\
          channel:\n  listen: \"{DEV_CHANNEL}\"\n  peers:\n    - {{ name: edge, identity: \"{identity}\" }}\n"
     ));
-    // Replaced whole, durably: the new file is written and synced beside the old, then renamed over it.
-    let fresh = ledger.join("gateway.yaml.new");
-    write_public(&fresh, ledger_text.as_bytes())?;
-    std::fs::rename(&fresh, &ledger_config).map_err(|e| FileError {
-        path: ledger_config.clone(),
-        why: format!("cannot replace it: {e}"),
-    })?;
-    keymgr::durable::sync_dir(ledger).map_err(FileError::from)?;
+    crate::files::replace_public(&ledger_config, ledger_text.as_bytes())?;
     Ok(EdgeDir {
         dir: dir.to_owned(),
         identity,

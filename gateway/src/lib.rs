@@ -19,6 +19,7 @@ pub mod forward;
 pub mod fuzzing;
 pub mod ingress;
 pub mod init;
+pub mod init_consortium;
 pub mod init_edge;
 pub mod keys;
 pub mod ledger;

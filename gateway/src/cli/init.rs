@@ -20,6 +20,9 @@ pub(crate) struct InitArgs {
     /// With `--role edge`: the ledger node's directory (made by `gateway init`).
     #[arg(long, value_name = "DIR", required_if_eq("role", "edge"))]
     ledger: Option<PathBuf>,
+    /// With `--role consortium`: how many members (1 to 7), each a node directory under `--dir`.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -29,6 +32,8 @@ pub(crate) struct InitArgs {
 enum Role {
     Ledger,
     Edge,
+    /// A development consortium of `--members` ledger nodes on loopback.
+    Consortium,
 }
 
 #[allow(clippy::print_stdout)] // the command's output is its job
@@ -61,6 +66,43 @@ pub(crate) fn run(args: &InitArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let actor = std::env::var("USER").unwrap_or_else(|_| "gateway-init".to_owned());
+    if args.role == Role::Consortium {
+        let members = gateway::init_consortium::init_consortium(
+            &args.dir,
+            args.members,
+            time::OffsetDateTime::now_utc(),
+            &actor,
+        )
+        .map_err(|e| CliError::new("init consortium", e))?;
+        if args.json {
+            let list: Vec<_> = members
+                .iter()
+                .map(|m| json!({ "name": m.name, "dir": m.dir, "identity": m.identity.to_hex(), "listen": m.listen.to_string(), "metrics": m.metrics.to_string(), "channel": m.channel.to_string() }))
+                .collect();
+            println!("{}", json!({ "dir": args.dir, "members": list }));
+        } else {
+            println!(
+                "created a development consortium of {} members in {}",
+                members.len(),
+                args.dir.display()
+            );
+            for m in &members {
+                println!(
+                    "  {:<8} {} (providers: https://{}, channel {}, identity {})",
+                    m.name,
+                    m.dir.display(),
+                    m.listen,
+                    m.channel,
+                    m.identity
+                );
+            }
+            println!(
+                "start each: gateway serve --config {}/<name>/gateway.yaml",
+                args.dir.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let node = gateway::init::init(&args.dir, time::OffsetDateTime::now_utc(), &actor)
         .map_err(|e| CliError::new("init", e))?;
     if args.json {
