@@ -7,9 +7,11 @@
 
 pub mod client;
 pub mod load;
+pub mod netns;
 pub mod node;
 pub mod powerfs;
 pub mod raw;
+pub mod relay;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -141,6 +141,20 @@ impl Node {
         filter: &str,
     ) -> Node {
         let (addr, metrics) = (free_port(), free_port());
+        Node::start_listening(dir, prefix, stderr, log_args, filter, addr, metrics)
+    }
+
+    /// [`Node::start_logging`] with the node's listener and metrics listener given (a node on a
+    /// host of `netns::Hosts` listens on that host's address).
+    pub fn start_listening(
+        dir: &Path,
+        prefix: &[&str],
+        stderr: Stdio,
+        log_args: &[&str],
+        filter: &str,
+        addr: SocketAddr,
+        metrics: SocketAddr,
+    ) -> Node {
         let mut command = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 
 use e2e::eventually;
 use e2e::load::{Load, loan};
+use e2e::netns::Hosts;
 use e2e::node::{
     Node, append_config, free_port, init_node, node_identity, unlimited_rate, verify_ledger,
 };
+use e2e::relay::DelayRelays;
 use ed25519_dalek::VerifyingKey;
 use gateway::ledger::{Cosigner, NoteVerifier, verify_quorum};
 use serde_json::Value;
@@ -30,6 +32,23 @@ use serde_json::Value;
 /// a `channel` and `consortium` section naming every member. Short Raft timers keep the test fast.
 /// Returns the directories and the members as clients know them: (name, identity).
 fn consortium(tmp: &Path, n: usize) -> (Vec<PathBuf>, Vec<(String, String)>) {
+    let channels: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+    consortium_on(tmp, &channels, &channels, FAST)
+}
+
+/// Raft's timing for tests on loopback: a new leader well within a second of the old one's death.
+const FAST: &str = "heartbeat_ms: 100, election_timeout_ms: 600";
+
+/// [`consortium`] with member `i`'s channel listening on `listens[i]` and known to the others at
+/// `addresses[i]` (the same, or a relay in front of it), and `settings` (YAML: Raft's timing, the
+/// write timeout) in the `consortium` section.
+fn consortium_on(
+    tmp: &Path,
+    listens: &[SocketAddr],
+    addresses: &[SocketAddr],
+    settings: &str,
+) -> (Vec<PathBuf>, Vec<(String, String)>) {
+    let n = listens.len();
     let dirs: Vec<PathBuf> = (0..n)
         .map(|i| {
             let d = init_node(&tmp.join(format!("m{i}")));
@@ -38,7 +57,6 @@ fn consortium(tmp: &Path, n: usize) -> (Vec<PathBuf>, Vec<(String, String)>) {
             d
         })
         .collect();
-    let channels: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
     let known: Vec<(String, String)> = dirs
         .iter()
         .enumerate()
@@ -46,7 +64,7 @@ fn consortium(tmp: &Path, n: usize) -> (Vec<PathBuf>, Vec<(String, String)>) {
         .collect();
     let members: Vec<String> = known
         .iter()
-        .zip(&channels)
+        .zip(addresses)
         .enumerate()
         .map(|(i, ((name, identity), c))| {
             format!(
@@ -55,11 +73,11 @@ fn consortium(tmp: &Path, n: usize) -> (Vec<PathBuf>, Vec<(String, String)>) {
             )
         })
         .collect();
-    for (d, c) in dirs.iter().zip(&channels) {
+    for (d, c) in dirs.iter().zip(listens) {
         append_config(
             d,
             &format!(
-                "channel: {{ listen: \"{c}\" }}\nconsortium: {{ members: [{}], heartbeat_ms: 100, election_timeout_ms: 600 }}",
+                "channel: {{ listen: \"{c}\" }}\nconsortium: {{ members: [{}], {settings} }}",
                 members.join(", ")
             ),
         );
@@ -76,6 +94,38 @@ fn start(dir: &Path) -> Node {
         &["--log-format", "text"],
         "error",
     )
+}
+
+/// Starts the member of `dir` on host `i` of `hosts`, listening on the host's address.
+fn start_on(hosts: &Hosts, i: usize, dir: &Path) -> Node {
+    let prefix = hosts.prefix(i);
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let ip = std::net::IpAddr::V4(hosts.ip(i));
+    Node::start_listening(
+        dir,
+        &prefix,
+        std::process::Stdio::inherit(),
+        &["--log-format", "text"],
+        "error",
+        SocketAddr::new(ip, 8443),
+        SocketAddr::new(ip, 9464),
+    )
+}
+
+/// Submits `id` at `node` until it is acknowledged (a member answers 503 while there is no leader).
+fn submit_until_acknowledged(node: &Node, id: &str) {
+    let client = node.client("provider-a");
+    eventually(&format!("{id} acknowledged"), || {
+        let a = client.submit(node.addr, &loan(id));
+        match a.status {
+            201 => Some(()),
+            503 => {
+                std::thread::sleep(Duration::from_millis(100));
+                None
+            }
+            other => panic!("{id}: {other} {}", a.text()),
+        }
+    });
 }
 
 /// The leader every running member agrees on (member id, 1-based), once they do.
@@ -312,5 +362,129 @@ fn one_command_makes_a_development_consortium_that_works() {
     converged(&all, &[(1, "BOOT-1".to_owned())], &members);
     for node in &mut nodes {
         node.stop();
+    }
+}
+
+/// A leader cut off from the other members (nftables rules in its network namespace): it stops
+/// acknowledging (503 `unavailable` within the write timeout, no hang), the majority elects a new
+/// leader and goes on; once healed, one history everywhere, the minority's unacknowledged record
+/// at most once.
+#[test]
+fn a_leader_partitioned_into_a_minority_stops_acknowledging_and_the_majority_goes_on() {
+    let hosts =
+        Hosts::new(3).unwrap_or_else(|why| panic!("network namespaces (run as root): {why}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let channels: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::new(std::net::IpAddr::V4(hosts.ip(i)), 7000))
+        .collect();
+    let (dirs, members) = consortium_on(
+        tmp.path(),
+        &channels,
+        &channels,
+        &format!("{FAST}, write_timeout_seconds: 3"),
+    );
+    let mut nodes: Vec<Node> = (0..3).map(|i| start_on(&hosts, i, &dirs[i])).collect();
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    let l = usize::try_from(leader - 1).unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    let mut acknowledged = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let id = format!("BEFORE-{i}");
+        submit_until_acknowledged(n, &id);
+        acknowledged.push((i, id));
+    }
+
+    hosts.partition(l, &others).unwrap();
+    // The minority: refused, within the write timeout, never acknowledged.
+    let asked = Instant::now();
+    let a = nodes[l]
+        .client("provider-a")
+        .submit(nodes[l].addr, &loan("MINORITY-1"));
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert_eq!(a.json()["code"], "unavailable");
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The majority elects one of its own and goes on.
+    let majority: Vec<&Node> = others.iter().map(|o| &nodes[*o]).collect();
+    eventually("the majority to elect a new leader", || {
+        (agreed_leader(&majority) != leader).then_some(())
+    });
+    for o in &others {
+        let id = format!("MAJORITY-{o}");
+        submit_until_acknowledged(&nodes[*o], &id);
+        acknowledged.push((*o, id));
+    }
+
+    hosts.heal(l).unwrap();
+    let all: Vec<&Node> = nodes.iter().collect();
+    converged(&all, &acknowledged, &members);
+    // The refused record: absent (its proposal was never committed) or, had it been, once.
+    let minority_refs = nodes[0]
+        .entries()
+        .iter()
+        .filter(|(_, e)| e["id"] == "MINORITY-1")
+        .count();
+    assert!(minority_refs <= 1);
+    for n in &mut nodes {
+        n.stop();
+    }
+    for d in &dirs {
+        verify_ledger(d);
+    }
+}
+
+/// 50 ms of delay (a relay in front of every member's channel) and 10 % packet loss (nftables, on
+/// every member's channel traffic) between all members: elections settle, records are acknowledged
+/// at every member, and the members end with one history.
+#[test]
+fn progress_continues_through_delay_and_loss() {
+    let hosts =
+        Hosts::new(3).unwrap_or_else(|why| panic!("network namespaces (run as root): {why}"));
+    let relays = DelayRelays::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let listens: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::new(std::net::IpAddr::V4(hosts.ip(i)), 7000))
+        .collect();
+    let gateway = std::net::IpAddr::V4(hosts.gateway());
+    let addresses: Vec<SocketAddr> = listens
+        .iter()
+        .map(|l| relays.start(SocketAddr::new(gateway, 0), *l, Duration::from_millis(50)))
+        .collect();
+    let mut ports: Vec<u16> = addresses.iter().map(SocketAddr::port).collect();
+    ports.push(7000);
+    for i in 0..3 {
+        hosts.lossy(i, 10, &ports).unwrap();
+    }
+    // Timing for a slow network: heartbeats well under the election timeout's round trips.
+    let (dirs, members) = consortium_on(
+        tmp.path(),
+        &listens,
+        &addresses,
+        "heartbeat_ms: 250, election_timeout_ms: 2000, write_timeout_seconds: 10",
+    );
+    let mut nodes: Vec<Node> = (0..3).map(|i| start_on(&hosts, i, &dirs[i])).collect();
+    agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    let loads: Vec<Load> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Load::start(n, 2, &format!("SLOW{i}"), &[503]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(10));
+    let mut acknowledged = Vec::new();
+    for (i, load) in loads.into_iter().enumerate() {
+        let acked = load.stop();
+        assert!(!acked.is_empty(), "member {i} acknowledged nothing");
+        acknowledged.extend(acked.into_iter().map(|id| (i, id)));
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    converged(&all, &acknowledged, &members);
+    for n in &mut nodes {
+        n.stop();
+    }
+    for d in &dirs {
+        verify_ledger(d);
     }
 }
