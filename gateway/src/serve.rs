@@ -57,6 +57,9 @@ pub enum ServeError {
     /// An edge's channel key file.
     #[error("channel keys: {0}")]
     ChannelKeyFile(String),
+    /// A consortium member's copy of the ledger does not verify.
+    #[error("this member's copy of the ledger does not verify, so it does not take part: {0}")]
+    Tampered(String),
     /// The consortium's Raft could not start.
     #[error("consortium: {0}")]
     Consortium(String),
@@ -126,6 +129,9 @@ pub fn open_pipeline(
              officer rotates it"
         );
     }
+    if config.consortium.is_some() {
+        verify_member_store(&ledger::store_dir(data))?;
+    }
     let mut ledger_config = LedgerConfig::new(ledger::store_dir(data), &config.ledger.origin);
     ledger_config.metrics = Some(metrics.ledger.clone());
     let ledger = Arc::new(Ledger::open_with(ledger_config, signing)?);
@@ -140,6 +146,32 @@ pub fn open_pipeline(
     }
     let pipeline = Arc::new(Pipeline::new(policy, keys, Arc::clone(&ledger), metrics)?);
     Ok((pipeline, ledger))
+}
+
+/// A consortium member checks its whole copy before it takes part: every entry against its leaf
+/// hash, the tree, every checkpoint. A member whose store was altered on disk refuses to start (its
+/// cosignature would vouch for what it can no longer show), with one line naming what is wrong;
+/// the others go on without it, and it is repaired by removing its store and letting it catch up
+/// (docs/consortium.md).
+fn verify_member_store(store: &std::path::Path) -> Result<(), ServeError> {
+    if !store.exists() {
+        return Ok(());
+    }
+    match crate::ledger::verify_store(store, &crate::ledger::VerifyOptions::default()) {
+        Ok(report) => {
+            tracing::info!(
+                event = "consortium_store_verified",
+                size = report.size,
+                seconds = report.elapsed.as_secs_f64(),
+                "this member's copy of the ledger verifies"
+            );
+            Ok(())
+        }
+        Err(failure) => {
+            tracing::error!(event = "consortium_store_tampered", error = %failure, "this member's copy of the ledger does not verify: not taking part");
+            Err(ServeError::Tampered(failure.to_string()))
+        }
+    }
 }
 
 /// Refuses a data directory in which anything (down to the stores' files) lets anyone but the node's

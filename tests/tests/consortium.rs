@@ -194,12 +194,21 @@ fn converged(
     acknowledged: &[(usize, String)],
     members: &[(String, String)],
 ) -> u64 {
+    // Quiet: every member's cosigned checkpoint covers all it holds, and all hold the same size.
     let size = eventually("the members to reach the same cosigned size", || {
-        let sizes: Vec<u64> = nodes.iter().filter_map(|n| cosigned_size(n)).collect();
+        let sizes: Vec<u64> = nodes
+            .iter()
+            .filter_map(|n| {
+                let cosigned = cosigned_size(n)?;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let held = n.metric("ledgergate_ledger_entries")? as u64;
+                (cosigned == held).then_some(cosigned)
+            })
+            .collect();
         (sizes.len() == nodes.len()
             && sizes.iter().all(|s| *s == sizes[0])
             && sizes[0] >= acknowledged.len() as u64)
-            .then_some(sizes[0])
+            .then(|| sizes[0])
     });
     for n in nodes {
         assert_eq!(check_cosigned(n, members, members.len() / 2 + 1), size);
@@ -486,5 +495,63 @@ fn progress_continues_through_delay_and_loss() {
     }
     for d in &dirs {
         verify_ledger(d);
+    }
+}
+
+/// A member whose stored copy was altered on disk (an entry replaced, with a matching leaf hash, as
+/// an attacker with the disk would) detects it at start and refuses to take part, saying why; the
+/// other two go on, and their checkpoints still reach the required cosignatures.
+#[test]
+fn a_member_with_a_tampered_copy_refuses_to_take_part_and_the_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, members) = consortium(tmp.path(), 3);
+    let mut nodes: Vec<Node> = dirs.iter().map(|d| start(d)).collect();
+    agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    let mut acknowledged = Vec::new();
+    for i in 0..9 {
+        let at = i % 3;
+        let id = format!("T-{i}");
+        submit_until_acknowledged(&nodes[at], &id);
+        acknowledged.push((at, id));
+    }
+    converged(&nodes.iter().collect::<Vec<_>>(), &acknowledged, &members);
+
+    // Member 2 is stopped and its entry 4 rewritten.
+    nodes[2].stop();
+    gateway::ledger::testing::Tamper::open(&gateway::ledger::store_dir(&dirs[2].join("data")))
+        .replace_entry(4, br#"{"v":1,"forged":true}"#);
+    let mut serve = std::process::Command::new(e2e::gateway_bin())
+        .args(["serve", "--config"])
+        .arg(dirs[2].join("gateway.yaml"))
+        .args(["--listen", &free_port().to_string()])
+        .args(["--metrics-listen", &free_port().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = eventually("the tampered member to exit", || serve.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("does not verify") && stderr.contains("root does not match"),
+        "{stderr}"
+    );
+
+    // The other two: still a majority, still acknowledging, still cosigning each other.
+    for (at, node) in nodes[..2].iter().enumerate() {
+        let id = format!("AFTER-{at}");
+        submit_until_acknowledged(node, &id);
+        acknowledged.push((at, id));
+    }
+    let survivors: Vec<&Node> = nodes[..2].iter().collect();
+    let at_survivors: Vec<(usize, String)> = acknowledged
+        .iter()
+        .filter(|(at, _)| *at < 2)
+        .cloned()
+        .collect();
+    converged(&survivors, &at_survivors, &members);
+    for n in &mut nodes[..2] {
+        n.stop();
     }
 }

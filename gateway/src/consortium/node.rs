@@ -206,14 +206,11 @@ impl Consortium {
         .await;
         match outcome {
             Ok(Ok(receipts)) => Ok(receipts),
-            Ok(Err(e)) => {
-                self.pending.take(tag);
-                Err(e)
-            }
+            // Kept pending too: a proposal whose forwarding broke may have reached the leader.
+            Ok(Err(e)) => Err(e),
             Err(_) => {
-                // It may still be committed and applied later, without its attachments here; the
-                // client was not answered 2xx, and a retry makes it anew (docs/consortium.md).
-                self.pending.take(tag);
+                // It may still be committed and applied later: its attachments stay pending so
+                // that they join it then, and a retry finds the record (docs/consortium.md).
                 Err(LedgerError::NotReplicated(format!(
                     "not committed and applied within {} s",
                     self.write_timeout.as_secs()

@@ -50,17 +50,39 @@ pub struct PendingWrite {
     pub reply: oneshot::Sender<std::result::Result<Vec<Receipt>, LedgerError>>,
 }
 
-/// This member's proposals not applied yet, by tag.
+/// How long a proposal's off-ledger half waits to be applied after its submission gave up: a
+/// proposal that timed out may still commit (its leader was slow, not gone), and then its
+/// attachments must join it, or the vault would not know the record and the client's retry would
+/// append it again.
+const KEEP_UNAPPLIED: std::time::Duration = std::time::Duration::from_secs(120);
+/// Most proposals kept waiting at once (each holds one submission's attachments).
+const MAX_UNAPPLIED: usize = 65_536;
+
+/// This member's proposals not applied yet, by tag, with when each was proposed.
 #[derive(Debug, Clone, Default)]
-pub struct Pending(Arc<Mutex<HashMap<u64, PendingWrite>>>);
+pub struct Pending(Arc<Mutex<HashMap<u64, (std::time::Instant, PendingWrite)>>>);
 
 impl Pending {
-    /// Registers a proposal before it is proposed (so its apply can never come first).
+    /// Registers a proposal before it is proposed (so its apply can never come first). Proposals
+    /// older than [`KEEP_UNAPPLIED`] are forgotten (they will not commit now: their term is long
+    /// over), and past [`MAX_UNAPPLIED`] the oldest are.
     pub fn insert(&self, tag: u64, write: PendingWrite) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(tag, write);
+        let now = std::time::Instant::now();
+        let mut pending = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() >= MAX_UNAPPLIED {
+            pending.retain(|_, (at, _)| now.duration_since(*at) < KEEP_UNAPPLIED);
+            while pending.len() >= MAX_UNAPPLIED {
+                let Some(oldest) = pending
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(t, _)| *t)
+                else {
+                    break;
+                };
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(tag, (now, write));
     }
 
     /// Takes a proposal's pending write away (applied, or given up on).
@@ -69,6 +91,7 @@ impl Pending {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&tag)
+            .map(|(_, write)| write)
     }
 }
 
