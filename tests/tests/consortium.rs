@@ -555,3 +555,46 @@ fn a_member_with_a_tampered_copy_refuses_to_take_part_and_the_others_go_on() {
         n.stop();
     }
 }
+
+/// Five members lose two (SIGKILL): the three left are a majority, elect if they must, and go on
+/// acknowledging and cosigning; the two come back and catch up.
+#[test]
+fn five_members_lose_two_and_keep_going() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, members) = consortium(tmp.path(), 5);
+    let mut nodes: Vec<Node> = dirs.iter().map(|d| start(d)).collect();
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    let l = usize::try_from(leader - 1).unwrap();
+    let mut acknowledged = Vec::new();
+    submit_until_acknowledged(&nodes[0], "FIVE-0");
+    acknowledged.push((0, "FIVE-0".to_owned()));
+    // The leader and one other die.
+    let lost = [l, (l + 1) % 5];
+    for i in lost {
+        nodes[i].crash();
+    }
+    let left: Vec<usize> = (0..5).filter(|i| !lost.contains(i)).collect();
+    let alive: Vec<&Node> = left.iter().map(|i| &nodes[*i]).collect();
+    eventually("the three left to elect one of them", || {
+        let now = agreed_leader(&alive);
+        left.contains(&usize::try_from(now - 1).unwrap()).then_some(())
+    });
+    for i in &left {
+        let id = format!("FIVE-LEFT-{i}");
+        submit_until_acknowledged(&nodes[*i], &id);
+        acknowledged.push((*i, id));
+    }
+    let at_left: Vec<(usize, String)> = acknowledged
+        .iter()
+        .filter_map(|(at, id)| Some((left.iter().position(|i| i == at)?, id.clone())))
+        .collect();
+    converged(&alive, &at_left, &members);
+    for i in lost {
+        nodes[i] = start(&dirs[i]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    converged(&all, &acknowledged, &members);
+    for n in &mut nodes {
+        n.stop();
+    }
+}
