@@ -13,6 +13,11 @@
 //! Two rows run the same loads through an edge (`chain: remote`) in front of the same node: mTLS and
 //! the record checks on the edge, the Noise channel, then the node; compared with the node alone.
 //!
+//! The consortium rows run a 3-member consortium (`gateway init --role consortium`, all three on
+//! these cores) with the same loads at its leader and at a follower (which forwards to the leader),
+//! compared with the node alone; then a member that was down while a batch load ran catches up, and
+//! its rate (entries/s, through Raft's log) is reported.
+//!
 //! Two more rows say where the gap to it lies: the node answering the same requests on a path it does
 //! not serve (404: its TLS, HTTP and routing, no work), and the pipeline alone, opened in this process
 //! and called directly with the same records (the node's work with no TLS, HTTP or generator).
@@ -477,6 +482,14 @@ fn main() {
     );
     drop(edge);
     drop(node);
+    consortium_rows(
+        tmp.path(),
+        connections,
+        batch_connections,
+        seconds,
+        single,
+        batch,
+    );
     println!("   in process, no TLS, HTTP or generator:");
     let alone = [
         ("POST /v1/records", connections, SINGLE),
@@ -487,4 +500,143 @@ fn main() {
         let rate = in_process(tasks, load, seconds);
         println!("   pipeline alone, {what:<17} {rate:>8.0} records/s   ({tasks} tasks)");
     }
+}
+
+/// The consortium's rows (see the module's doc).
+fn consortium_rows(
+    tmp: &std::path::Path,
+    connections: usize,
+    batch_connections: usize,
+    seconds: u64,
+    single: (f64, Duration, Duration),
+    batch: (f64, Duration, Duration),
+) {
+    let dir = tmp.join("consortium");
+    let made = e2e::gateway(&[
+        "init",
+        "--role",
+        "consortium",
+        "--members",
+        "3",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", e2e::stderr(&made));
+    let dirs: Vec<_> = ["alpha", "bravo", "charlie"]
+        .iter()
+        .map(|n| dir.join(n))
+        .collect();
+    for d in &dirs {
+        e2e::node::unlimited_rate(d);
+        e2e::node::lift_connection_caps(d, connections);
+    }
+    let mut nodes: Vec<e2e::node::Node> = dirs
+        .iter()
+        .map(|d| {
+            e2e::node::Node::start_logging(
+                d,
+                &[],
+                std::process::Stdio::null(),
+                &["--log-format", "text"],
+                "error",
+            )
+        })
+        .collect();
+    let leader = e2e::eventually("a leader", || {
+        let l = nodes[0].metric("ledgergate_consortium_leader_id")?;
+        (l > 0.0
+            && nodes
+                .iter()
+                .all(|n| n.metric("ledgergate_consortium_leader_id") == Some(l)))
+        .then_some(l as usize - 1)
+    });
+    let follower = (leader + 1) % 3;
+    let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let at = |i: usize, load: Load, conns: usize| {
+        let tls = tls(&dirs[i].join("pki"));
+        run(addrs[i], &tls, conns, load, seconds)
+    };
+    let rows = [
+        (
+            "consortium, at the leader, single:",
+            leader,
+            Load {
+                ids: "c-single",
+                ..SINGLE
+            },
+            connections,
+            single,
+        ),
+        (
+            "consortium, at the leader, batch:",
+            leader,
+            Load {
+                ids: "c-batch",
+                ..BATCH
+            },
+            batch_connections,
+            batch,
+        ),
+        (
+            "consortium, at a follower, single:",
+            follower,
+            Load {
+                ids: "c-f-single",
+                ..SINGLE
+            },
+            connections,
+            single,
+        ),
+        (
+            "consortium, at a follower, batch:",
+            follower,
+            Load {
+                ids: "c-f-batch",
+                ..BATCH
+            },
+            batch_connections,
+            batch,
+        ),
+    ];
+    for (what, i, load, conns, alone) in rows {
+        let r = at(i, load, conns);
+        report(
+            what,
+            r,
+            &format!("   = {:.2}x the node alone", r.0 / alone.0),
+        );
+    }
+    // Catch-up: a member down while a batch load runs, then started again; timed from its start
+    // (which includes verifying its own copy) until it holds what the leader holds.
+    let entries = |n: &e2e::node::Node| n.metric("ledgergate_ledger_entries").unwrap_or(0.0) as u64;
+    let lagging = (leader + 2) % 3;
+    let had = entries(&nodes[lagging]);
+    nodes[lagging].stop();
+    let _ = at(
+        leader,
+        Load {
+            ids: "c-catch-up",
+            ..BATCH
+        },
+        batch_connections,
+    );
+    let target = entries(&nodes[leader]);
+    let started = Instant::now();
+    nodes[lagging] = e2e::node::Node::start_logging(
+        &dirs[lagging],
+        &[],
+        std::process::Stdio::null(),
+        &["--log-format", "text"],
+        "error",
+    );
+    nodes[lagging].wait_ready();
+    e2e::eventually("the member to catch up", || {
+        (entries(&nodes[lagging]) >= target).then_some(())
+    });
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "   consortium catch-up: {} entries in {took:.1} s = {:.0} entries/s (from the member's start, its own copy verified first)",
+        target - had,
+        (target - had) as f64 / took
+    );
 }

@@ -155,3 +155,88 @@ impl ConsortiumSection {
         Duration::from_secs(self.write_timeout_seconds)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+    const B: &str = "9c01b4e1c5b4f6a0d6f3a1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6";
+
+    fn section(text: &str) -> ConsortiumSection {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    fn two(extra: &str) -> String {
+        format!(
+            "members:\n  - {{ id: 1, name: alpha, identity: {A}, address: \"127.0.0.1:7501\" }}\n  - {{ id: 2, name: bravo, identity: {B}, address: \"127.0.0.1:7502\" }}\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_good_section_has_defaults_and_a_majority_quorum() {
+        let s = section(&two(""));
+        assert_eq!(s.problem(), None);
+        assert_eq!(s.quorum(), 2);
+        assert_eq!((s.heartbeat_ms, s.election_timeout_ms), (250, 1500));
+        assert_eq!(s.write_timeout(), Duration::from_secs(5));
+        let members = s.membership();
+        assert_eq!(members[&2].name, "bravo");
+        assert_eq!(members[&2].address, "127.0.0.1:7502");
+        let a = Identity::from_hex(A).unwrap();
+        assert_eq!(s.member_with(&a).map(|m| m.id), Some(1));
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let cases = [
+            (
+                two("cosignatures_required: 3\n"),
+                "consortium.cosignatures_required: 3 is not between 1 and the 2 members",
+            ),
+            (
+                two("cosignatures_required: 0\n"),
+                "consortium.cosignatures_required: 0 is not between 1 and the 2 members",
+            ),
+            (
+                two("heartbeat_ms: 500\nelection_timeout_ms: 1000\n"),
+                "consortium.election_timeout_ms must be at least 3 × heartbeat_ms (and heartbeat_ms positive)",
+            ),
+            (
+                two("write_timeout_seconds: 0\n"),
+                "consortium.write_timeout_seconds must be positive",
+            ),
+            (
+                two("").replace("id: 2", "id: 1"),
+                "consortium.members: id 1 appears twice",
+            ),
+            (
+                two("").replace("id: 1", "id: 0"),
+                "consortium.members: alpha: id must be positive",
+            ),
+            (
+                two("").replace(B, A),
+                "consortium.members: bravo: identity appears twice",
+            ),
+            (
+                two("").replace(B, "beef"),
+                "consortium.members: bravo: identity must be 64 hex digits (an Ed25519 public key)",
+            ),
+            (
+                two("").replace("bravo", "alpha"),
+                "consortium.members: name alpha appears twice",
+            ),
+            (
+                two("").replace("name: bravo", "name: \"b c\""),
+                "consortium.members: \"b c\": a name is non-empty, without spaces or `+` (it names cosignatures)",
+            ),
+            (
+                "members: []\n".to_owned(),
+                "consortium.members: at least one member is needed",
+            ),
+        ];
+        for (text, why) in cases {
+            assert_eq!(section(&text).problem().as_deref(), Some(why), "{text}");
+        }
+    }
+}
