@@ -221,3 +221,49 @@ pub async fn listen(
         while tasks.try_join_next().is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::rpc::Peer;
+
+    fn head(target: &str) -> RequestHead {
+        RequestHead {
+            id: 7,
+            method: "POST".into(),
+            target: target.into(),
+            peer: Peer {
+                cn: None,
+                san_uris: Vec::new(),
+                san_dns: Vec::new(),
+                fingerprint: String::new(),
+            },
+        }
+    }
+
+    /// A channel peer that is not a consortium member (an edge) gets 403 for Raft's and the
+    /// officers' paths, before anything runs; nothing reaches the router.
+    #[tokio::test]
+    async fn only_members_reach_raft_and_nobody_reaches_admin_over_the_channel() {
+        let edge = Identity([5; 32]);
+        let router = Router::new().fallback(|| async { "the router ran" });
+        let answer = handler(router, None, edge);
+        for target in [
+            "/raft/v1/append",
+            "/raft/v1/vote",
+            "/raft/v1/propose",
+            "/raft/v1/cosign",
+            "/admin/v1/keys",
+        ] {
+            let (response, body) = answer(head(target), b"{}".to_vec()).await;
+            assert_eq!(response.status, 403, "{target}");
+            assert_eq!(response.id, 7);
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["code"], "forbidden", "{target}");
+        }
+        // Anything else runs through the router, as the edge's client would.
+        let (response, body) = answer(head("/v1/checkpoint"), Vec::new()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(body, b"the router ran");
+    }
+}

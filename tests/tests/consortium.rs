@@ -665,3 +665,32 @@ fn a_member_that_loses_power_rejoins_consistently() {
         verify_ledger(d);
     }
 }
+
+/// openraft's own log (an error per failed RPC to an unreachable member, several a second) is off
+/// unless `LEDGERGATE_LOG` names it.
+#[test]
+fn openrafts_log_is_off_unless_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, _) = consortium(tmp.path(), 3);
+    // Member 0 alone: its elections fail against two unreachable members.
+    let run = |filter: &str| {
+        let mut serve = std::process::Command::new(e2e::gateway_bin())
+            .args(["--log-format", "text", "serve", "--config"])
+            .arg(dirs[0].join("gateway.yaml"))
+            .args(["--listen", &free_port().to_string()])
+            .args(["--metrics-listen", &free_port().to_string()])
+            .env("LEDGERGATE_LOG", filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        let _ = serve.kill();
+        let out = serve.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run("error");
+    assert!(!quiet.contains("openraft"), "{quiet}");
+    let asked = run("error,openraft=error");
+    assert!(asked.contains("openraft"), "{asked}");
+}
