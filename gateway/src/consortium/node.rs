@@ -114,7 +114,9 @@ impl Consortium {
             // The Raft log is kept whole: a member that joins catches up from it, applying (and so
             // re-hashing) every entry itself. See docs/consortium.md.
             snapshot_policy: SnapshotPolicy::Never,
-            max_payload_entries: 256,
+            // Up to ~1.5 MB per append-entries message with 1 KiB records: a member catching up
+            // gets them in few round trips (the channel carries messages up to 16 MiB).
+            max_payload_entries: 1024,
             ..openraft::Config::default()
         }
         .validate()
