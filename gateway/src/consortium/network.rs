@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -40,6 +41,10 @@ pub const SNAPSHOT: &str = "/raft/v1/snapshot";
 pub const PROPOSE: &str = "/raft/v1/propose";
 /// A request to cosign a checkpoint.
 pub const COSIGN: &str = "/raft/v1/cosign";
+
+/// Most entry bytes (encoded) in one append-entries message: well under the channel's 16 MiB
+/// message bound, and a proposal is at most [`super::node::MAX_PROPOSAL_BYTES`], so one always fits.
+pub const MAX_APPEND_BYTES: usize = 8 << 20;
 
 /// The longest any one call waits, whatever Raft asks.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -185,6 +190,24 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        // Raft counts entries, not bytes: one entry can be a batch of thousands of records. Over
+        // the bound, openraft is asked to send fewer (it retries with the hint).
+        let size: usize = rpc
+            .entries
+            .iter()
+            .map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(p) => p.entries.iter().map(Vec::len).sum(),
+                _ => 0,
+            })
+            .sum();
+        // base64 and JSON add about a third.
+        let encoded = size / 3 * 4;
+        if encoded > MAX_APPEND_BYTES && rpc.entries.len() > 1 {
+            let fit = (rpc.entries.len() * MAX_APPEND_BYTES / encoded.max(1)).max(1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(u64::try_from(fit).unwrap_or(1)),
+            ));
+        }
         self.rpc(APPEND, &rpc, &option).await
     }
 

@@ -23,6 +23,10 @@ use super::types::{Applied, Member, NodeId, Proposal, TypeConfig};
 use crate::channel::{self, Identity};
 use crate::ledger::{Attachment, Ledger, LedgerError, Receipt};
 
+/// Most entry bytes in one proposal (a larger batch becomes several): its Raft message, with
+/// base64 and JSON, stays under [`super::network::MAX_APPEND_BYTES`].
+pub const MAX_PROPOSAL_BYTES: usize = 4 << 20;
+
 /// Why a member's consortium node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -185,9 +189,30 @@ impl Consortium {
         &self,
         items: Vec<(Vec<u8>, Attachment)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
+        // A batch can be larger than what one Raft message may carry: proposals of at most
+        // MAX_PROPOSAL_BYTES each, in order (a batch's lines are independent records).
+        let mut receipts = Vec::with_capacity(items.len());
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for item in items {
+            if !chunk.is_empty() && bytes + item.0.len() > MAX_PROPOSAL_BYTES {
+                receipts.extend(self.append_one(std::mem::take(&mut chunk)).await?);
+                bytes = 0;
+            }
+            bytes += item.0.len();
+            chunk.push(item);
         }
+        if !chunk.is_empty() {
+            receipts.extend(self.append_one(chunk).await?);
+        }
+        Ok(receipts)
+    }
+
+    /// One proposal: proposed, committed, applied here.
+    async fn append_one(
+        &self,
+        items: Vec<(Vec<u8>, Attachment)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (entries, attachments): (Vec<_>, Vec<_>) = items.into_iter().unzip();
         let (reply, applied) = oneshot::channel();
@@ -208,7 +233,7 @@ impl Consortium {
         .await;
         match outcome {
             Ok(Ok(receipts)) => Ok(receipts),
-            // Kept pending too: a proposal whose forwarding broke may have reached the leader.
+            // Kept pending: a proposal whose forwarding broke may have reached the leader.
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 // It may still be committed and applied later: its attachments stay pending so
