@@ -257,6 +257,29 @@ fn converged(
     size
 }
 
+/// The end of a scenario: the members converge (see [`converged`]), stop, and every store verifies
+/// offline.
+fn finish(
+    nodes: &mut [Node],
+    dirs: &[PathBuf],
+    acknowledged: &[(usize, String)],
+    members: &[(String, String)],
+) {
+    let all: Vec<&Node> = nodes.iter().collect();
+    converged(&all, acknowledged, members);
+    stop_and_verify(nodes, dirs);
+}
+
+/// Stops every member, then checks every store offline with `gateway ledger verify`.
+fn stop_and_verify(nodes: &mut [Node], dirs: &[PathBuf]) {
+    for n in nodes {
+        n.stop();
+    }
+    for d in dirs {
+        verify_ledger(d);
+    }
+}
+
 #[test]
 fn three_members_keep_one_history_through_the_leaders_death() {
     let tmp = tempfile::tempdir().unwrap();
@@ -323,15 +346,7 @@ fn three_members_keep_one_history_through_the_leaders_death() {
     // The old leader comes back as a follower and catches up.
     nodes[leader_at] = start(&dirs[leader_at]);
     nodes[leader_at].wait_ready();
-    let all: Vec<&Node> = nodes.iter().collect();
-    let size = converged(&all, &acknowledged, &members);
-    assert!(size >= acknowledged.len() as u64);
-    for n in &mut nodes {
-        n.stop();
-    }
-    for d in &dirs {
-        verify_ledger(d);
-    }
+    finish(&mut nodes, &dirs, &acknowledged, &members);
 }
 
 /// The development bootstrap: one command makes a working consortium whose members agree and
@@ -452,12 +467,7 @@ fn a_leader_partitioned_into_a_minority_stops_acknowledging_and_the_majority_goe
         .filter(|(_, e)| e["id"] == "MINORITY-1")
         .count();
     assert!(minority_refs <= 1);
-    for n in &mut nodes {
-        n.stop();
-    }
-    for d in &dirs {
-        verify_ledger(d);
-    }
+    stop_and_verify(&mut nodes, &dirs);
 }
 
 /// 50 ms of delay (a relay in front of every member's channel) and 10 % packet loss (nftables, on
@@ -503,14 +513,7 @@ fn progress_continues_through_delay_and_loss() {
         assert!(!acked.is_empty(), "member {i} acknowledged nothing");
         acknowledged.extend(acked.into_iter().map(|id| (i, id)));
     }
-    let all: Vec<&Node> = nodes.iter().collect();
-    converged(&all, &acknowledged, &members);
-    for n in &mut nodes {
-        n.stop();
-    }
-    for d in &dirs {
-        verify_ledger(d);
-    }
+    finish(&mut nodes, &dirs, &acknowledged, &members);
 }
 
 /// A member whose stored copy was altered on disk (an entry replaced, with a matching leaf hash, as
@@ -656,14 +659,7 @@ fn a_member_that_loses_power_rejoins_consistently() {
             acknowledged.extend(load.stop().into_iter().map(|id| (i, id)));
         }
     }
-    let all: Vec<&Node> = nodes.iter().collect();
-    converged(&all, &acknowledged, &members);
-    for n in &mut nodes {
-        n.stop();
-    }
-    for d in &dirs {
-        verify_ledger(d);
-    }
+    finish(&mut nodes, &dirs, &acknowledged, &members);
 }
 
 /// openraft's own log (an error per failed RPC to an unreachable member, several a second) is off
