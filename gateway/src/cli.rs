@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the dispatch to each subcommand's module.
 
+mod consortium;
 mod init;
 mod ledger;
 mod policy;
@@ -43,6 +44,8 @@ pub(crate) enum Command {
     /// Check access policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// List, add and remove a running consortium's members (as an officer, through a member).
+    Consortium(consortium::ConsortiumArgs),
 }
 
 pub(crate) fn init_logging(format: LogFormat) {
@@ -71,6 +74,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::serve(&args),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Consortium(args) => consortium::run(args),
     }
 }
 

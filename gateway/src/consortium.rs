@@ -8,15 +8,19 @@
 //! - `state`: the ledger as Raft's state machine (applied log id recorded atomically with entries);
 //! - `network`: Raft's RPCs over the Noise channel, member to member;
 //! - `cosigning`: cosignatures asked for, given and gathered; the checkpoint served;
+//! - `roster`: the current members (Raft's membership; the config's list seeds it);
+//! - `membership`: officers' changes to the members (learner, proof of its copy, voter);
 //! - `node`: a running member: start, submissions as proposals, answers to other members;
 //! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
 //!   cosigned before).
 
 pub mod config;
 pub mod cosigning;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod raft_log;
+pub mod roster;
 pub mod state;
 pub mod types;
 pub mod witness;

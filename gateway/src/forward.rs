@@ -23,41 +23,52 @@ use crate::channel::{self, AcceptLimits, Identity};
 use crate::config::ChannelSection;
 use crate::consortium::Consortium;
 use crate::consortium::network::RAFT_PREFIX;
+use crate::consortium::roster::Roster;
 use crate::ingress::problem::Problem;
 use crate::init::{CHANNEL_STATIC_KEY, NODE_IDENTITY_KEY};
 
 /// Largest answer sent back over the channel (the largest API answer is a page of entries).
 const MAX_ANSWER: usize = 64 << 20;
 
-/// The identities allowed on the channel, as `channel.peers` says now: a reload replaces them, and
-/// every session checks its peer against them at each tick, so a peer taken out of the list loses its
-/// session within a second.
+/// The identities allowed on the channel: `channel.peers` as it says now (a reload replaces them),
+/// and, on a consortium member, the consortium's current members (its roster follows Raft's
+/// membership). Every session checks its peer against them at each tick, so a peer taken out of the
+/// list, or a member removed from the consortium, loses its session within a second.
 #[derive(Debug, Clone, Default)]
-pub struct Peers(Arc<RwLock<HashSet<Identity>>>);
+pub struct Peers {
+    configured: Arc<RwLock<HashSet<Identity>>>,
+    members: Option<Roster>,
+}
 
 impl Peers {
-    /// Puts `section`'s peers in force, and the consortium's members when this node is one.
-    pub fn set(
-        &self,
-        section: &ChannelSection,
-        consortium: Option<&crate::consortium::ConsortiumSection>,
-    ) {
-        let members = consortium.into_iter().flat_map(|c| c.members.iter());
+    /// Peers that also admit the members of `roster`.
+    pub fn with_members(roster: Roster) -> Peers {
+        Peers {
+            configured: Arc::default(),
+            members: Some(roster),
+        }
+    }
+
+    /// Puts `section`'s peers in force.
+    pub fn set(&self, section: &ChannelSection) {
         let peers = section
             .peers
             .iter()
-            .map(|p| &p.identity)
-            .chain(members.map(|m| &m.identity))
-            .filter_map(|identity| Identity::from_hex(identity))
+            .filter_map(|p| Identity::from_hex(&p.identity))
             .collect();
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = peers;
+        *self
+            .configured
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = peers;
     }
 
     fn contains(&self, peer: &Identity) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(peer)
+        self.members.as_ref().is_some_and(|r| r.admits(peer))
+            || self
+                .configured
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(peer)
     }
 }
 
@@ -101,12 +112,12 @@ pub fn channel_config(
 /// Answers requests from the channel peer `peer`: a consortium member's Raft requests go to this
 /// node's Raft; anything else runs through `router` as if its client had connected here.
 fn handler(router: Router, consortium: Option<Arc<Consortium>>, peer: Identity) -> Handler {
-    let member = consortium
-        .as_ref()
-        .and_then(|c| c.member_id(&peer).map(|id| (Arc::clone(c), id)));
     Arc::new(move |head: RequestHead, body: Vec<u8>| {
         let router = router.clone();
-        let member = member.clone();
+        // Per request: membership changes while a session lasts.
+        let member = consortium
+            .as_ref()
+            .and_then(|c| c.member_id(&peer).map(|id| (Arc::clone(c), id)));
         Box::pin(async move {
             let id = head.id;
             let answer = if head.target.starts_with(RAFT_PREFIX) {

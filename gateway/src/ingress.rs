@@ -6,6 +6,7 @@ pub mod body;
 pub mod conn;
 pub mod guard;
 pub mod identity;
+pub mod members;
 pub mod observe;
 pub mod problem;
 pub mod tls;

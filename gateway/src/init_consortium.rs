@@ -70,43 +70,106 @@ pub fn init_consortium(
             channel: loopback(7500 + n),
         });
     }
-    let list: Vec<String> = made
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            format!(
-                "    - {{ id: {}, name: {}, identity: \"{}\", address: \"{}\" }}\n",
-                i + 1,
-                m.name,
-                m.identity,
-                m.channel
-            )
-        })
-        .collect();
+    let list: Vec<(u64, &MemberDir)> = (1u64..).zip(made.iter()).collect();
+    let list = member_list(&list);
     for m in &made {
-        let path = m.dir.join("gateway.yaml");
-        let text = std::fs::read_to_string(&path).map_err(|e| FileError {
-            path: path.clone(),
-            why: format!("cannot read it: {e}"),
-        })?;
-        let mut text = text
-            .replace(
-                "listen: 127.0.0.1:8443\n",
-                &format!("listen: {}\n", m.listen),
-            )
-            .replace(
-                "metrics_listen: 127.0.0.1:9464\n",
-                &format!("metrics_listen: {}\n", m.metrics),
-            );
-        text.push_str(&format!(
-            "\n# A member of a development consortium (gateway init --role consortium): see\n\
-             # docs/consortium.md. Its channel carries Raft and cosignatures between members.\n\
-             channel:\n  listen: \"{}\"\n\
-             consortium:\n  members:\n{}",
-            m.channel,
-            list.concat()
-        ));
-        replace_public(&path, text.as_bytes())?;
+        write_member_config(m, &list, false)?;
     }
     Ok(made)
+}
+
+/// The `consortium.members` lines for `members` (id, member).
+fn member_list(members: &[(u64, &MemberDir)]) -> String {
+    members
+        .iter()
+        .map(|(id, m)| member_line(*id, &m.name, &m.identity, &m.channel))
+        .collect()
+}
+
+/// One `consortium.members` line.
+fn member_line(
+    id: u64,
+    name: &str,
+    identity: &dyn std::fmt::Display,
+    address: &dyn std::fmt::Display,
+) -> String {
+    format!(
+        "    - {{ id: {id}, name: {name}, identity: \"{identity}\", address: \"{address}\" }}\n"
+    )
+}
+
+/// Gives the member's `gateway.yaml` its listeners, its channel and the consortium's `list`.
+fn write_member_config(m: &MemberDir, list: &str, join: bool) -> Result<(), InitError> {
+    let path = m.dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| FileError {
+        path: path.clone(),
+        why: format!("cannot read it: {e}"),
+    })?;
+    let mut text = text
+        .replace(
+            "listen: 127.0.0.1:8443\n",
+            &format!("listen: {}\n", m.listen),
+        )
+        .replace(
+            "metrics_listen: 127.0.0.1:9464\n",
+            &format!("metrics_listen: {}\n", m.metrics),
+        );
+    let join = if join {
+        "  # Joins the running consortium: an officer adds it (gateway consortium add).\n  join: true\n"
+    } else {
+        ""
+    };
+    text.push_str(&format!(
+        "\n# A member of a development consortium (gateway init --role consortium): see\n\
+         # docs/consortium.md. Its channel carries Raft and cosignatures between members.\n\
+         channel:\n  listen: \"{}\"\n\
+         consortium:\n{join}  members:\n{list}",
+        m.channel,
+    ));
+    replace_public(&path, text.as_bytes())?;
+    Ok(())
+}
+
+/// A member that joins a running development consortium: a node directory at `dir` with the next
+/// unused id and name after those in the `consortium.members` of `member` (a member's directory),
+/// `join: true`, and those members and itself as its list. An officer then adds it (printed by
+/// `gateway init`). Answers the new member, its id, and where `member`'s officers reach it.
+pub fn init_joining(
+    dir: &Path,
+    member: &Path,
+    now: time::OffsetDateTime,
+    actor: &str,
+) -> Result<(u64, MemberDir, SocketAddr), InitError> {
+    let config = crate::config::Config::load(&member.join("gateway.yaml"))
+        .map_err(|e| InitError::Conflict(e.to_string()))?;
+    let section = config.consortium.ok_or_else(|| {
+        InitError::Conflict(format!(
+            "{} is not a consortium member's directory (no consortium section)",
+            member.display()
+        ))
+    })?;
+    let id = section.members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+    let name = NAMES
+        .iter()
+        .chain(["hotel", "india", "juliett", "kilo", "lima"].iter())
+        .find(|n| section.members.iter().all(|m| m.name != **n))
+        .ok_or_else(|| InitError::Conflict("no unused member name left".into()))?;
+    let node = init(dir, now, actor)?;
+    let n = u16::try_from(id).unwrap_or(u16::MAX);
+    let joining = MemberDir {
+        name: (*name).to_owned(),
+        identity: read_node_identity(&node.dir)?,
+        dir: node.dir,
+        listen: loopback(8500 + n),
+        metrics: loopback(9500 + n),
+        channel: loopback(7500 + n),
+    };
+    let mut list: String = section
+        .members
+        .iter()
+        .map(|m| member_line(m.id, &m.name, &m.identity, &m.address))
+        .collect();
+    list.push_str(&member_list(&[(id, &joining)]));
+    write_member_config(&joining, &list, true)?;
+    Ok((id, joining, config.listen))
 }

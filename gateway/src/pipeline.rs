@@ -73,6 +73,12 @@ pub enum PipelineError {
     /// An officer's key command was refused or failed.
     #[error(transparent)]
     Admin(keymgr::Error),
+    /// An officer's change to the consortium's members was refused or failed.
+    #[error(transparent)]
+    Membership(#[from] crate::consortium::membership::MembershipError),
+    /// A consortium request on a node that is not a consortium member.
+    #[error("this node is not a consortium member")]
+    NotAConsortium,
     /// A sealed field whose subject key was shredded: its value and opening are gone for good.
     #[error("the value at `{path}` was shredded")]
     Shredded {
@@ -228,6 +234,11 @@ impl Pipeline {
             Some(c) => c.checkpoint().map(|n| n.to_string()),
             None => Some(self.ledger.checkpoint().note.clone()),
         }
+    }
+
+    /// The consortium this node is a member of, once its Raft runs.
+    pub fn consortium(&self) -> Option<&Arc<crate::consortium::Consortium>> {
+        self.consortium.get()
     }
 
     /// Whether this node is a consortium member whose copy disagreed with the consortium.

@@ -74,7 +74,7 @@ impl Reloader {
         match (policy, server.and_then(|s| channel.map(|c| (s, c)))) {
             (Ok(policy), Ok((server, channel))) => {
                 if let Some(section) = &channel {
-                    self.peers.set(section, self.config.consortium.as_ref());
+                    self.peers.set(section);
                 }
                 let digest = policy.digest_hex();
                 self.pipeline.set_policy(Arc::new(policy));

@@ -248,7 +248,16 @@ pub async fn serve(
             }
         }));
     }
-    let peers = crate::forward::Peers::default();
+    // A member admits the consortium's members on its channel: those of its configured seed until
+    // Raft's own membership takes over (consortium::roster).
+    let roster = config
+        .consortium
+        .as_ref()
+        .map(|c| crate::consortium::roster::Roster::seeded(&c.membership()));
+    let peers = roster.clone().map_or_else(
+        crate::forward::Peers::default,
+        crate::forward::Peers::with_members,
+    );
     let reloader = Arc::new(crate::reload::Reloader::new(
         config.clone(),
         Arc::clone(&pipeline),
@@ -284,7 +293,7 @@ pub async fn serve(
         })?;
     let mut consortium = None;
     if let Some(section) = &config.channel {
-        peers.set(section, config.consortium.as_ref());
+        peers.set(section);
         let channel = crate::forward::channel_config(
             &pipeline.shared_keys(),
             &peers,
@@ -293,9 +302,12 @@ pub async fn serve(
         )
         .map_err(ServeError::ChannelKeys)?
         .with_timers(section.timers.timers());
-        if let (Some(members), Some(data)) = (&config.consortium, &config.data) {
+        if let (Some(members), Some(data), Some(roster)) =
+            (&config.consortium, &config.data, roster)
+        {
             let started = crate::consortium::Consortium::start(
                 members,
+                roster,
                 channel.identity(),
                 data,
                 Arc::clone(&ledger),

@@ -6,6 +6,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
+pub mod consortium;
 pub mod load;
 pub mod netns;
 pub mod node;

@@ -47,6 +47,8 @@ struct Link {
 /// The edge's side of the link.
 pub struct Upstream {
     link: Arc<Mutex<Option<Link>>>,
+    /// Whether the link is up, for callers that wait for it.
+    up: tokio::sync::watch::Receiver<bool>,
     next_id: AtomicU64,
     timeout: Duration,
 }
@@ -83,6 +85,7 @@ impl Upstream {
         let config = Arc::new(config.for_peer(ledger));
         let link: Arc<Mutex<Option<Link>>> = Arc::new(Mutex::new(None));
         let keeper = Arc::clone(&link);
+        let (up_tx, up) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             loop {
@@ -95,6 +98,7 @@ impl Upstream {
                             sender: channel.sender(),
                             pending: Arc::clone(&pending),
                         });
+                        up_tx.send_replace(true);
                         while let Some(bytes) = channel.recv().await {
                             match Message::decode(bytes) {
                                 Ok(Message::Response(head, body)) => {
@@ -112,6 +116,7 @@ impl Upstream {
                         }
                         // Down: new calls fail at once; waiting ones learn it as their senders drop.
                         *keeper.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        up_tx.send_replace(false);
                         pending
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -129,6 +134,7 @@ impl Upstream {
         });
         Upstream {
             link,
+            up,
             next_id: AtomicU64::new(1),
             timeout,
         }
@@ -140,6 +146,14 @@ impl Upstream {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+
+    /// Waits until the link is up, at most `within`; answers whether it is.
+    pub async fn connected(&self, within: Duration) -> bool {
+        let mut up = self.up.clone();
+        tokio::time::timeout(within, up.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Forwards one request and waits for its answer.

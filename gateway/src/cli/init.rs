@@ -23,6 +23,10 @@ pub(crate) struct InitArgs {
     /// With `--role consortium`: how many members (1 to 7), each a node directory under `--dir`.
     #[arg(long, default_value_t = 3)]
     members: usize,
+    /// With `--role consortium`: make one member at `--dir` that joins the running consortium of
+    /// the member directory DIR (the next unused id and name), instead of founding one.
+    #[arg(long, value_name = "DIR")]
+    join: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -66,6 +70,34 @@ pub(crate) fn run(args: &InitArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let actor = std::env::var("USER").unwrap_or_else(|_| "gateway-init".to_owned());
+    if let (Role::Consortium, Some(member)) = (args.role, &args.join) {
+        let (id, m, admin) = gateway::init_consortium::init_joining(
+            &args.dir,
+            member,
+            time::OffsetDateTime::now_utc(),
+            &actor,
+        )
+        .map_err(|e| CliError::new("init joining member", e))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({ "id": id, "name": m.name, "dir": m.dir, "identity": m.identity.to_hex(), "listen": m.listen.to_string(), "metrics": m.metrics.to_string(), "channel": m.channel.to_string() })
+            );
+        } else {
+            let (d, at) = (m.dir.display(), member.display());
+            println!("created joining member {} (id {id}) in {d}", m.name);
+            println!("start it:  gateway serve --config {d}/gateway.yaml");
+            println!("add it (as an officer of a running member):");
+            println!(
+                "  gateway consortium --gateway https://localhost:{} --cert {at}/pki/officer.pem --key {at}/pki/officer.key --cacert {at}/pki/ca.pem \\\n    add --id {id} --name {} --identity {} --address {}",
+                admin.port(),
+                m.name,
+                m.identity,
+                m.channel
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.role == Role::Consortium {
         let members = gateway::init_consortium::init_consortium(
             &args.dir,

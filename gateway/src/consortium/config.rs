@@ -31,6 +31,21 @@ pub struct ConsortiumSection {
     /// answered 503. Default 5.
     #[serde(default = "default_write_timeout")]
     pub write_timeout_seconds: u64,
+    /// This node joins a running consortium (an officer adds it through the admin API) instead of
+    /// founding one: its Raft is never initialized here, and `members` lists the consortium as it
+    /// is now and this node. Default false: `members` are the founders, and the first start of
+    /// each initializes Raft with them.
+    #[serde(default)]
+    pub join: bool,
+    /// Most KiB of entries in one Raft append-entries message (a member catching up gets several).
+    /// openraft gives each message one heartbeat interval to cross and be stored: over a slow link,
+    /// lower this (or raise `heartbeat_ms`). Default 1024; 64 to 8192.
+    #[serde(default = "default_max_message_kib")]
+    pub max_message_kib: usize,
+}
+
+fn default_max_message_kib() -> usize {
+    1024
 }
 
 /// One member.
@@ -59,6 +74,25 @@ fn default_write_timeout() -> u64 {
     5
 }
 
+/// What is wrong with one member's entry, if anything: the rules for the config's list and for a
+/// member added at run time alike.
+pub fn member_problem(id: NodeId, name: &str, identity: &str) -> Option<String> {
+    if name.is_empty() || name.contains(char::is_whitespace) || name.contains('+') {
+        return Some(format!(
+            "{name:?}: a name is non-empty, without spaces or `+` (it names cosignatures)"
+        ));
+    }
+    if id == 0 {
+        return Some(format!("{name}: id must be positive"));
+    }
+    if Identity::from_hex(identity).is_none() {
+        return Some(format!(
+            "{name}: identity must be 64 hex digits (an Ed25519 public key)"
+        ));
+    }
+    None
+}
+
 impl ConsortiumSection {
     /// What is wrong with the section, if anything (the loader adds file and position).
     pub fn problem(&self) -> Option<String> {
@@ -69,30 +103,15 @@ impl ConsortiumSection {
         let mut identities = HashSet::new();
         let mut names = HashSet::new();
         for m in &self.members {
-            if m.id == 0 {
-                return Some(format!(
-                    "consortium.members: {}: id must be positive",
-                    m.name
-                ));
+            if let Some(why) = member_problem(m.id, &m.name, &m.identity) {
+                return Some(format!("consortium.members: {why}"));
             }
             if !ids.insert(m.id) {
                 return Some(format!("consortium.members: id {} appears twice", m.id));
             }
-            if Identity::from_hex(&m.identity).is_none() {
-                return Some(format!(
-                    "consortium.members: {}: identity must be 64 hex digits (an Ed25519 public key)",
-                    m.name
-                ));
-            }
             if !identities.insert(m.identity.to_ascii_lowercase()) {
                 return Some(format!(
                     "consortium.members: {}: identity appears twice",
-                    m.name
-                ));
-            }
-            if m.name.is_empty() || m.name.contains(char::is_whitespace) || m.name.contains('+') {
-                return Some(format!(
-                    "consortium.members: {:?}: a name is non-empty, without spaces or `+` (it names cosignatures)",
                     m.name
                 ));
             }
@@ -114,16 +133,16 @@ impl ConsortiumSection {
                     .into(),
             );
         }
+        if !(64..=8192).contains(&self.max_message_kib) {
+            return Some(format!(
+                "consortium.max_message_kib: {} is not between 64 and 8192",
+                self.max_message_kib
+            ));
+        }
         if self.write_timeout_seconds == 0 {
             return Some("consortium.write_timeout_seconds must be positive".into());
         }
         None
-    }
-
-    /// Cosignatures required: as configured, or a majority.
-    pub fn quorum(&self) -> usize {
-        self.cosignatures_required
-            .unwrap_or(self.members.len() / 2 + 1)
     }
 
     /// The members as Raft knows them.
@@ -148,6 +167,11 @@ impl ConsortiumSection {
         self.members
             .iter()
             .find(|m| Identity::from_hex(&m.identity).as_ref() == Some(identity))
+    }
+
+    /// Most bytes of entries in one Raft message.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_kib * 1024
     }
 
     /// How long a submission waits for its entries.
@@ -177,7 +201,8 @@ mod tests {
     fn a_good_section_has_defaults_and_a_majority_quorum() {
         let s = section(&two(""));
         assert_eq!(s.problem(), None);
-        assert_eq!(s.quorum(), 2);
+        assert_eq!(s.cosignatures_required, None);
+        assert!(!s.join);
         assert_eq!((s.heartbeat_ms, s.election_timeout_ms), (250, 1500));
         assert_eq!(s.write_timeout(), Duration::from_secs(5));
         let members = s.membership();
@@ -201,6 +226,10 @@ mod tests {
             (
                 two("heartbeat_ms: 500\nelection_timeout_ms: 1000\n"),
                 "consortium.election_timeout_ms must be at least 3 × heartbeat_ms (and heartbeat_ms positive)",
+            ),
+            (
+                two("max_message_kib: 10\n"),
+                "consortium.max_message_kib: 10 is not between 64 and 8192",
             ),
             (
                 two("write_timeout_seconds: 0\n"),

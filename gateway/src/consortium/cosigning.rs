@@ -16,6 +16,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::network::{COSIGN, Links};
+use super::roster::Roster;
 use super::types::{Member, NodeId};
 use super::witness::{Cosigned, Refusal, Witness};
 use crate::ledger::{Checkpoint, Cosigner, Hash, Ledger, LedgerError, parse_note};
@@ -52,20 +53,38 @@ struct StoredCosigned {
     root: String,
 }
 
-/// One other member, as a cosigner.
+/// One other voter, as a cosigner.
 struct Peer {
     id: NodeId,
     member: Member,
     cosigner: Cosigner,
 }
 
-/// A member's cosigning: its witness, the other members, and the best note gathered so far.
+impl Peer {
+    fn new(id: NodeId, member: Member) -> Result<Peer, String> {
+        let key = hex::decode(&member.identity)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| format!("{}: not an Ed25519 key", member.name))?;
+        let cosigner = Cosigner::new(&member.name, key).map_err(|e| e.to_string())?;
+        Ok(Peer {
+            id,
+            member,
+            cosigner,
+        })
+    }
+}
+
+/// A member's cosigning: its witness, the consortium's voters, and the best note gathered so far.
 pub struct Cosigning {
     ledger: Arc<Ledger>,
     witness: Mutex<Witness>,
+    me: NodeId,
     own: Cosigner,
-    peers: Vec<Peer>,
-    required: usize,
+    roster: Roster,
+    /// Cosignatures required as configured; `None`: a majority of the voters at the time.
+    required: Option<usize>,
     best: Mutex<Option<(u64, Arc<str>)>>,
     /// Set when this member's copy disagreed with a checkpoint: it stops vouching.
     diverged: AtomicBool,
@@ -86,39 +105,20 @@ fn now() -> u64 {
 }
 
 impl Cosigning {
-    /// This member (`me`, named `name`, cosigning with its node `identity` key) among `members`,
-    /// needing `required` cosignatures; resumes from what its ledger recorded.
+    /// This member (`me`, named `name`, cosigning with its node `identity` key) among the voters of
+    /// `roster`, needing `required` cosignatures (`None`: a majority of the voters); resumes from
+    /// what its ledger recorded.
     pub fn new(
         ledger: Arc<Ledger>,
         me: NodeId,
-        members: &std::collections::BTreeMap<NodeId, Member>,
+        name: &str,
         identity: SigningKey,
-        required: usize,
+        required: Option<usize>,
+        roster: Roster,
         alarms: prometheus::IntCounterVec,
     ) -> Result<Cosigning, LedgerError> {
         let bad = |why: String| LedgerError::Corrupt(format!("consortium members: {why}"));
-        let name = members
-            .get(&me)
-            .map(|m| m.name.clone())
-            .ok_or_else(|| bad(format!("{me} is not a member")))?;
-        let mut peers = Vec::new();
-        for (id, m) in members {
-            if *id == me {
-                continue;
-            }
-            let key = hex::decode(&m.identity)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-                .ok_or_else(|| bad(format!("{}: not an Ed25519 key", m.name)))?;
-            let cosigner = Cosigner::new(&m.name, key).map_err(|e| bad(e.to_string()))?;
-            peers.push(Peer {
-                id: *id,
-                member: m.clone(),
-                cosigner,
-            });
-        }
-        let own = Cosigner::new(&name, identity.verifying_key()).map_err(|e| bad(e.to_string()))?;
+        let own = Cosigner::new(name, identity.verifying_key()).map_err(|e| bad(e.to_string()))?;
         let last = match ledger.recorded(RECORDED)? {
             Some(bytes) => {
                 let s: StoredCosigned = serde_json::from_slice(&bytes)
@@ -129,17 +129,23 @@ impl Cosigning {
             }
             None => None,
         };
-        let witness = Witness::new(ledger.origin(), &name, identity, last);
+        let witness = Witness::new(ledger.origin(), name, identity, last);
         Ok(Cosigning {
             ledger,
             witness: Mutex::new(witness),
+            me,
             own,
-            peers,
+            roster,
             required,
             best: Mutex::new(None),
             diverged: AtomicBool::new(false),
             alarms,
         })
+    }
+
+    /// The body of this member's newest checkpoint.
+    pub fn head_body(&self) -> String {
+        self.ledger.checkpoint().checkpoint.body()
     }
 
     /// Whether this member's copy disagreed with a checkpoint (it no longer vouches).
@@ -256,14 +262,32 @@ impl Cosigning {
             return;
         }
         let body = head.checkpoint.body();
+        // The voters now: a learner neither counts nor is asked.
+        let voters = self.roster.voters();
+        if !voters.iter().any(|(id, _)| *id == self.me) {
+            // A learner (or a removed member) serves no checkpoint of its own.
+            return;
+        }
+        let required = self.required.unwrap_or(voters.len() / 2 + 1);
         let mut lines = Vec::new();
         if let CosignAnswer::Cosigned(line) = self.cosign(&body).await
             && verifies(&self.own, &body, &line)
         {
             lines.push(line);
         }
+        let peers: Vec<Peer> = voters
+            .into_iter()
+            .filter(|(id, _)| *id != self.me)
+            .filter_map(|(id, m)| match Peer::new(id, m) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    tracing::warn!(event = "bad_member", why = %why, "a member cannot cosign");
+                    None
+                }
+            })
+            .collect();
         let request = CosignRequest { body: body.clone() };
-        let asks = self.peers.iter().map(|p| {
+        let asks = peers.iter().map(|p| {
             let request = &request;
             async move {
                 let answer: Result<CosignAnswer, _> = links
@@ -286,7 +310,7 @@ impl Cosigning {
                 Ok(CosignAnswer::Behind) | Err(_) => {}
             }
         }
-        if lines.len() >= self.required {
+        if lines.len() >= required {
             let note: Arc<str> = format!("{}{}", head.note, lines.concat()).into();
             *self.best.lock().unwrap_or_else(PoisonError::into_inner) = Some((size, note));
         }
@@ -301,6 +325,11 @@ impl Cosigning {
             self.round(&links).await;
         }
     }
+}
+
+/// Whether `line` is `member`'s valid cosignature of `body`.
+pub fn verifies_member(member: &Member, body: &str, line: &str) -> bool {
+    Peer::new(0, member.clone()).is_ok_and(|p| verifies(&p.cosigner, body, line))
 }
 
 /// Whether `line` is `cosigner`'s valid cosignature of `body`.

@@ -41,10 +41,8 @@ pub const SNAPSHOT: &str = "/raft/v1/snapshot";
 pub const PROPOSE: &str = "/raft/v1/propose";
 /// A request to cosign a checkpoint.
 pub const COSIGN: &str = "/raft/v1/cosign";
-
-/// Most entry bytes (encoded) in one append-entries message: well under the channel's 16 MiB
-/// message bound, and a proposal is at most [`super::node::MAX_PROPOSAL_BYTES`], so one always fits.
-pub const MAX_APPEND_BYTES: usize = 8 << 20;
+/// An officer's membership change, forwarded to the leader.
+pub const MEMBERS: &str = "/raft/v1/members";
 
 /// The longest any one call waits, whatever Raft asks.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +51,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Links {
     config: Arc<channel::Config>,
+    /// Most entry bytes (encoded) in one append-entries message (`consortium.max_message_kib`).
+    max_append_bytes: usize,
     links: Arc<Mutex<HashMap<NodeId, Arc<Upstream>>>>,
 }
 
@@ -80,18 +80,21 @@ pub enum CallError {
 }
 
 impl Links {
-    /// Links made with this node's channel `config` (identity and static key).
-    pub fn new(config: channel::Config) -> Links {
+    /// Links made with this node's channel `config` (identity and static key), sending at most
+    /// `max_append_bytes` of encoded entries in one append-entries message.
+    pub fn new(config: channel::Config, max_append_bytes: usize) -> Links {
         Links {
             config: Arc::new(config),
+            max_append_bytes,
             links: Arc::default(),
         }
     }
 
-    fn link(&self, target: NodeId, member: &Member) -> Result<Arc<Upstream>, CallError> {
+    /// The link to `target`, and whether it was made just now (it is still connecting).
+    fn link(&self, target: NodeId, member: &Member) -> Result<(Arc<Upstream>, bool), CallError> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(l) = links.get(&target) {
-            return Ok(Arc::clone(l));
+            return Ok((Arc::clone(l), false));
         }
         let addr: SocketAddr = member
             .address
@@ -101,7 +104,7 @@ impl Links {
             .ok_or_else(|| CallError::BadMember(target, "identity is not 64 hex digits".into()))?;
         let link = Arc::new(Upstream::start(addr, identity, &self.config, CALL_TIMEOUT));
         links.insert(target, Arc::clone(&link));
-        Ok(link)
+        Ok((link, true))
     }
 
     /// Sends `request` to `target` at `path` and reads its JSON answer.
@@ -113,7 +116,13 @@ impl Links {
         request: &Q,
         timeout: Duration,
     ) -> Result<A, CallError> {
-        let link = self.link(target, member)?;
+        let (link, new) = self.link(target, member)?;
+        if new {
+            // A first call to a member (one that just joined, a leader never called before)
+            // waits for the link to come up rather than failing at once; later calls to a member
+            // that is down fail fast (Raft and cosigning retry on their own schedule).
+            link.connected(timeout).await;
+        }
         let body = serde_json::to_vec(request)
             .map_err(|e| CallError::Answer(target, format!("an unwritable request: {e}")))?;
         let nobody = policies::PeerIdentity::default();
@@ -191,7 +200,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         // Raft counts entries, not bytes: one entry can be a batch of thousands of records. Over
-        // the bound, openraft is asked to send fewer (it retries with the hint).
+        // the bound, openraft is asked to send fewer (it retries with the hint). openraft gives an
+        // append-entries call one heartbeat interval: a message that cannot cross and be stored
+        // in that time is never acknowledged, and the member never catches up.
         let size: usize = rpc
             .entries
             .iter()
@@ -202,8 +213,9 @@ impl RaftNetwork<TypeConfig> for Peer {
             .sum();
         // base64 and JSON add about a third.
         let encoded = size / 3 * 4;
-        if encoded > MAX_APPEND_BYTES && rpc.entries.len() > 1 {
-            let fit = (rpc.entries.len() * MAX_APPEND_BYTES / encoded.max(1)).max(1);
+        let bound = self.links.max_append_bytes;
+        if encoded > bound && rpc.entries.len() > 1 {
+            let fit = (rpc.entries.len() * bound / encoded.max(1)).max(1);
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(u64::try_from(fit).unwrap_or(1)),
             ));

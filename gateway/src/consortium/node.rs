@@ -4,7 +4,6 @@
 // openraft's error types are large; they are what its calls return.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,16 +15,13 @@ use tokio::sync::oneshot;
 
 use super::config::ConsortiumSection;
 use super::cosigning::{CosignRequest, Cosigning};
-use super::network::{APPEND, COSIGN, Links, PROPOSE, SNAPSHOT, VOTE};
+use super::network::{APPEND, COSIGN, Links, MEMBERS, PROPOSE, SNAPSHOT, VOTE};
 use super::raft_log::RaftLog;
+use super::roster::Roster;
 use super::state::{LedgerMachine, Pending, PendingWrite, Proposer};
 use super::types::{Applied, Member, NodeId, Proposal, TypeConfig};
 use crate::channel::{self, Identity};
 use crate::ledger::{Attachment, Ledger, LedgerError, Receipt};
-
-/// Most entry bytes in one proposal (a larger batch becomes several): its Raft message, with
-/// base64 and JSON, stays under [`super::network::MAX_APPEND_BYTES`].
-pub const MAX_PROPOSAL_BYTES: usize = 4 << 20;
 
 /// Why a member's consortium node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +42,17 @@ pub enum StartError {
 
 /// A running member.
 pub struct Consortium {
-    raft: Raft<TypeConfig>,
+    pub(super) raft: Raft<TypeConfig>,
     me: Proposer,
-    members: BTreeMap<NodeId, Member>,
+    pub(super) roster: Roster,
     pending: Pending,
     next_tag: AtomicU64,
-    links: Links,
+    pub(super) links: Links,
     write_timeout: Duration,
-    cosigning: Arc<Cosigning>,
+    /// Most entry bytes in one proposal (a larger batch becomes several): half the message bound,
+    /// so that one proposal, with base64 and JSON, always fits in one append-entries message.
+    max_proposal_bytes: usize,
+    pub(super) cosigning: Arc<Cosigning>,
 }
 
 impl std::fmt::Debug for Consortium {
@@ -81,9 +80,13 @@ fn bad_request(why: &str) -> Answer {
 impl Consortium {
     /// Starts this member: opens Raft's log in `data`, resumes the state machine from `ledger`,
     /// and, when Raft has never run here, initializes it with the configured members (every
-    /// founding member does the same with the same list, which openraft allows).
+    /// founding member does the same with the same list, which openraft allows) unless it is
+    /// joining. `roster` (seeded with the configured members) follows Raft's membership from then
+    /// on.
+    #[allow(clippy::too_many_arguments)] // each is a separate thing the member is made of
     pub async fn start(
         section: &ConsortiumSection,
+        roster: Roster,
         own: Identity,
         data: &Path,
         ledger: Arc<Ledger>,
@@ -101,12 +104,17 @@ impl Consortium {
         let log = RaftLog::open(&data.join("raft"), true).map_err(StartError::Log)?;
         let pending = Pending::default();
         let members = section.membership();
+        let name = members
+            .get(&me.id)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let cosigning = Arc::new(Cosigning::new(
             Arc::clone(&ledger),
             me.id,
-            &members,
+            &name,
             identity,
-            section.quorum(),
+            section.cosignatures_required,
+            roster.clone(),
             alarms,
         )?);
         let machine = LedgerMachine::open(ledger, me, pending.clone())?;
@@ -125,7 +133,7 @@ impl Consortium {
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let links = Links::new(channel);
+        let links = Links::new(channel, section.max_message_bytes());
         let raft = Raft::new(me.id, Arc::new(config), links.clone(), log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -133,7 +141,16 @@ impl Consortium {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if fresh {
+        if fresh && section.join {
+            // Not a voter until it is added: it neither gathers cosignatures nor is counted.
+            let mut voters: std::collections::BTreeSet<NodeId> = members.keys().copied().collect();
+            voters.remove(&me.id);
+            roster.set(members.clone(), voters);
+            tracing::info!(
+                event = "consortium_joining",
+                "waiting to be added to the consortium by an officer (consortium.join)"
+            );
+        } else if fresh {
             match raft.initialize(members.clone()).await {
                 Ok(()) => tracing::info!(
                     event = "consortium_initialized",
@@ -145,14 +162,28 @@ impl Consortium {
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
         }
+        // The roster follows Raft's membership until Raft stops.
+        {
+            let mut watch = raft.metrics();
+            let roster = roster.clone();
+            tokio::spawn(async move {
+                loop {
+                    roster.follow(&watch.borrow_and_update());
+                    if watch.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         Ok(Arc::new(Consortium {
             raft,
             me,
-            members,
+            roster,
             pending,
             next_tag: AtomicU64::new(1),
             links,
             write_timeout: section.write_timeout(),
+            max_proposal_bytes: section.max_message_bytes() / 2,
             cosigning,
         }))
     }
@@ -164,11 +195,7 @@ impl Consortium {
 
     /// The member whose channel proved `identity`, if it is one.
     pub fn member_id(&self, identity: &Identity) -> Option<NodeId> {
-        let hex = identity.to_string();
-        self.members
-            .iter()
-            .find(|(_, m)| m.identity.eq_ignore_ascii_case(&hex))
-            .map(|(id, _)| *id)
+        self.roster.member_id(identity)
     }
 
     /// The leader this member knows of.
@@ -190,12 +217,12 @@ impl Consortium {
         items: Vec<(Vec<u8>, Attachment)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
         // A batch can be larger than what one Raft message may carry: proposals of at most
-        // MAX_PROPOSAL_BYTES each, in order (a batch's lines are independent records).
+        // `max_proposal_bytes` each, in order (a batch's lines are independent records).
         let mut receipts = Vec::with_capacity(items.len());
         let mut chunk = Vec::new();
         let mut bytes = 0;
         for item in items {
-            if !chunk.is_empty() && bytes + item.0.len() > MAX_PROPOSAL_BYTES {
+            if !chunk.is_empty() && bytes + item.0.len() > self.max_proposal_bytes {
                 receipts.extend(self.append_one(std::mem::take(&mut chunk)).await?);
                 bytes = 0;
             }
@@ -279,7 +306,7 @@ impl Consortium {
             .membership()
             .get_node(&leader)
             .cloned()
-            .or_else(|| self.members.get(&leader).cloned())
+            .or_else(|| self.roster.get(leader))
     }
 
     /// Answers another member's request at `target` (one of `network`'s paths). `from` is the member
@@ -316,6 +343,7 @@ impl Consortium {
                 let request: CosignRequest = parse!();
                 json(&self.cosigning.cosign(&request.body).await)
             }
+            MEMBERS => json(&self.answer_change(from, parse!()).await),
             _ => (
                 404,
                 serde_json::to_vec("no such consortium request").unwrap_or_default(),

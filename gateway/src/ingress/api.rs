@@ -48,6 +48,7 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>
             "/admin/v1/reload",
             post(admin_reload).fallback(admin_unknown),
         )
+        .merge(super::members::routes())
         .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
         .route("/v1/checkpoint/key", get(checkpoint_key))
         .route("/v1/checkpoint/keys", get(checkpoint_keys))
@@ -430,7 +431,10 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// The officer behind a request and its (bounded) body, or the answer for a non-officer, on every
 /// admin route. The body is read before answering even a refusal: answering an HTTP/2 request early
 /// makes the server reset the stream, which some clients (curl 7.88) report as a failure.
-async fn officer(p: &Pipeline, req: Request) -> Result<(String, axum::body::Bytes), Response> {
+pub(super) async fn officer(
+    p: &Pipeline,
+    req: Request,
+) -> Result<(String, axum::body::Bytes), Response> {
     let peer = peer(&req).map_err(IntoResponse::into_response)?;
     let budget = budget_of(&req).map_err(IntoResponse::into_response)?;
     let body = read_body(req.into_body(), MAX_ADMIN_BODY, &budget)

@@ -123,6 +123,29 @@ pub fn problem(e: &PipelineError) -> Problem {
             };
             (status, k.code())
         }
+        PipelineError::Membership(m) => {
+            use crate::consortium::membership::MembershipError as M;
+            match m {
+                M::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                M::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                M::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                M::Disagrees(_) => (StatusCode::CONFLICT, "member_disagrees"),
+                // Expected while a new member catches up, or a leader is elected: ask again.
+                M::CatchingUp(_) | M::Unavailable(_) => {
+                    return Problem {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        code: if matches!(m, M::CatchingUp(_)) {
+                            "catching_up"
+                        } else {
+                            "unavailable"
+                        },
+                        detail: e.to_string(),
+                        retry_after: Some(2),
+                    };
+                }
+            }
+        }
+        PipelineError::NotAConsortium => (StatusCode::NOT_FOUND, "not_a_consortium"),
         PipelineError::Ledger(_)
         | PipelineError::Vault(_)
         | PipelineError::Keys(_)

@@ -1,0 +1,112 @@
+//! `gateway consortium …`: officers list, add and remove a running consortium's members through a
+//! member's admin API (docs/consortium.md, Membership).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use keymgr::admin_client::AdminClient;
+
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsortiumArgs {
+    /// A running member's admin API: https://HOST[:PORT].
+    #[arg(long)]
+    gateway: String,
+    /// The officer's client certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The CA that signed the member's server certificate (PEM).
+    #[arg(long)]
+    cacert: PathBuf,
+    #[command(subcommand)]
+    command: ConsortiumCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsortiumCommand {
+    /// The members (voters and learners) and the leader, as JSON.
+    List,
+    /// Add a member: it catches up as a learner, proves its copy by cosigning the leader's
+    /// checkpoint, then votes. Asks again while it catches up, up to `--wait`.
+    Add {
+        /// Its Raft node id: positive, never used before in this consortium.
+        #[arg(long)]
+        id: u64,
+        /// Its name (its cosignatures' key name).
+        #[arg(long)]
+        name: String,
+        /// Its node identity (64 hex digits).
+        #[arg(long)]
+        identity: String,
+        /// Its ledger node's channel listener (host:port).
+        #[arg(long)]
+        address: SocketAddr,
+        /// Seconds to keep asking while it catches up.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        /// Its Raft node id.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[allow(clippy::print_stdout)] // the command's output is its job
+pub(crate) fn run(args: ConsortiumArgs) -> Result<ExitCode, CliError> {
+    let client = AdminClient::new(&args.gateway, &args.cert, &args.key, &args.cacert)
+        .map_err(|e| CliError::new("consortium: officer credentials", e))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("consortium: runtime", e))?;
+    let answer: serde_json::Value = rt.block_on(async {
+        match args.command {
+            ConsortiumCommand::List => client
+                .json("GET", "/admin/v1/consortium", None)
+                .await
+                .map_err(|e| CliError::new("consortium list", e)),
+            ConsortiumCommand::Add {
+                id,
+                name,
+                identity,
+                address,
+                wait,
+            } => {
+                let body = serde_json::json!({ "id": id, "name": name, "identity": identity, "address": address });
+                let body = serde_json::to_vec(&body).map_err(|e| CliError::new("consortium add", e))?;
+                let deadline = Instant::now() + Duration::from_secs(wait);
+                loop {
+                    match client
+                        .json("POST", "/admin/v1/consortium/members", Some(body.clone()))
+                        .await
+                    {
+                        // Still a learner, or a leader being elected: the add is repeatable.
+                        Err(keymgr::Error::Remote { code, detail })
+                            if matches!(code.as_str(), "catching_up" | "unavailable")
+                                && Instant::now() < deadline =>
+                        {
+                            tracing::info!(%code, %detail, "asking again");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        other => break other.map_err(|e| CliError::new("consortium add", e)),
+                    }
+                }
+            }
+            ConsortiumCommand::Remove { id } => client
+                .json("DELETE", &format!("/admin/v1/consortium/members/{id}"), None)
+                .await
+                .map_err(|e| CliError::new("consortium remove", e)),
+        }
+    })?;
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
+}
