@@ -418,9 +418,6 @@ fn five_members_lose_two_and_keep_going() {
 /// a vote or an append it acknowledged is on its disk is what keeps a committed entry from being
 /// lost here.
 #[test]
-#[ignore = "found a defect, not fixed yet: in CI (2026-12-02) the restarted member's ledger writer \
-            panicked in redb's debug check that no reader holds a page being freed \
-            (page_manager.rs:2116, from Store::commit); run with --ignored. See docs/consortium.md."]
 fn a_member_that_loses_power_rejoins_consistently() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fs = PowerFs::mount(&tmp.path().join("mnt"));

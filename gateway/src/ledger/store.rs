@@ -30,6 +30,7 @@
 //! proof at a million entries to a few dozen reads.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keymgr::engine::{OpenError, open_file_with, prefix_end};
 use redb::ReadableDatabase as _;
@@ -37,7 +38,7 @@ use redb::ReadableDatabase as _;
 mod entries;
 
 pub(crate) use entries::{Entries, StoredEntry, Value};
-use entries::{Scan, StoredBundle, Table, scanned};
+use entries::{Scan, StoredBundle, Table};
 
 use super::bundle::{Bundle, encode_bundle, split};
 use super::error::LedgerError;
@@ -320,7 +321,7 @@ impl Store {
     /// transaction between them (a proof makes dozens of node reads).
     pub(crate) fn snapshot(&self) -> Result<Snapshot, LedgerError> {
         Ok(Snapshot {
-            table: self.table()?,
+            table: self.table()?.map(Arc::new),
             last_bundle: std::cell::RefCell::new(None),
         })
     }
@@ -344,9 +345,7 @@ impl Store {
             Ok(scan) => (scan, None),
             Err(e) => (None, Some(Err(e))),
         };
-        failed
-            .into_iter()
-            .chain(scan.into_iter().flatten().map(scanned))
+        failed.into_iter().chain(scan.into_iter().flatten())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -448,7 +447,7 @@ impl Store {
         failed
             .into_iter()
             .chain(scan.into_iter().flatten().map(|item| {
-                let (k, v) = scanned(item)?;
+                let (k, v) = item?;
                 let b = StoredBundle::decode(&k, v, true)?;
                 Ok((b.first, b.bundle))
             }))
@@ -525,7 +524,7 @@ fn decode_checkpoint(key: &[u8], value: &[u8]) -> Result<(u64, String), LedgerEr
 
 /// The store as of one commit (see [`Store::snapshot`]).
 pub(crate) struct Snapshot {
-    table: Option<Table>,
+    table: Option<Arc<Table>>,
     /// The bundle read last: a proof's leaf reads (the subtrees of the levels that are not stored)
     /// are neighbours, nearly always in one bundle, and finding a bundle is a reverse range scan.
     last_bundle: std::cell::RefCell<Option<StoredBundle>>,
@@ -536,7 +535,10 @@ impl Snapshot {
         let Some(table) = &self.table else {
             return Ok(None);
         };
-        Ok(table.get(key).map_err(storage)?.map(Value::from))
+        Ok(table
+            .get(key)
+            .map_err(storage)?
+            .map(|guard| Value::held(guard, table)))
     }
 
     /// Every key and value in `[from, to)` (`to` of `None`: to the end), in key order.
@@ -548,7 +550,9 @@ impl Snapshot {
             Some(to) => table.range::<&[u8]>(from..to),
             None => table.range::<&[u8]>(from..),
         };
-        range.map(Some).map_err(storage)
+        range
+            .map(|range| Some(Scan::new(range, table)))
+            .map_err(storage)
     }
 
     /// The bundle holding `index`, if any: the last bundle starting at or before it.
@@ -560,7 +564,7 @@ impl Snapshot {
         let Some(mut scan) = self.scan(&index_key(BUNDLE, 0), to.as_deref())? else {
             return Ok(None);
         };
-        scan.next_back().map(scanned).transpose()
+        scan.next_back().transpose()
     }
 
     pub(crate) fn entry(&self, index: u64) -> Result<Option<StoredEntry>, LedgerError> {
@@ -612,5 +616,40 @@ impl NodeSource for Snapshot {
                 "tree node (level {level}, index {index}) is missing"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// A value read from the store stays what it was while later commits rewrite and free what it
+    /// was read from, for as long as it is held: it keeps its read transaction alive, so redb does
+    /// not free its page under it. Before, a value outlived its transaction, and redb's debug build
+    /// panicked in the commit that freed its page (`!read_page_ref_counts.contains_key(&page)`):
+    /// the member power-cut test found it, once in several runs, in the ledger writer.
+    #[test]
+    fn a_value_read_keeps_its_page_until_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let write = |fill: u8| {
+            let mut batch = Batch::default();
+            // Several pages' worth, so that the rewrite frees whole pages.
+            batch.put_attachment(b"a", &vec![fill; 64 * 1024]);
+            store.commit(batch).unwrap();
+        };
+        write(1);
+        // From `get` (its snapshot is gone when it returns) and from a scan (dropped at once).
+        let got = store.attachment(b"a").unwrap().unwrap();
+        let scanned = store.scan_prefix(&[ATTACHMENT]).next().unwrap().unwrap().1;
+        for fill in 2..8 {
+            write(fill);
+        }
+        assert!(got.as_ref().iter().all(|b| *b == 1));
+        assert!(scanned.as_ref().iter().all(|b| *b == 1));
+        drop((got, scanned));
+        write(9);
+        assert_eq!(store.attachment(b"a").unwrap().unwrap().as_ref()[0], 9);
     }
 }

@@ -10,24 +10,80 @@ use super::super::hash::{HASH_LEN, Hash};
 use super::{be_u64, storage};
 
 /// A stored value, shared by every entry read from it (a bundle is read once, not once per entry).
+///
+/// It keeps the read transaction it came from alive. redb's `AccessGuard` from a table's `get` or a
+/// range's items holds the page, not the transaction: a value that outlived its table would hold a
+/// page that a later commit frees and reuses (redb's debug build panics on it: the member
+/// power-cut test found this, docs/ledger.md).
 #[derive(Clone)]
-pub(crate) struct Value(Arc<redb::AccessGuard<'static, &'static [u8]>>);
+pub(crate) struct Value(Arc<Held>);
+
+/// A value's page and its transaction; the page is released first (fields drop in order).
+struct Held {
+    guard: Guard,
+    _table: Arc<Table>,
+}
+
+impl Value {
+    /// `guard`, read from `table`, keeping `table`'s transaction alive as long as it lives.
+    pub(super) fn held(guard: Guard, table: &Arc<Table>) -> Value {
+        Value(Arc::new(Held {
+            guard,
+            _table: Arc::clone(table),
+        }))
+    }
+}
 
 impl AsRef<[u8]> for Value {
     fn as_ref(&self) -> &[u8] {
-        self.0.value()
+        self.0.guard.value()
     }
 }
 
-impl From<redb::AccessGuard<'static, &'static [u8]>> for Value {
-    fn from(guard: redb::AccessGuard<'static, &'static [u8]>) -> Value {
-        Value(Arc::new(guard))
-    }
-}
-
-pub(super) type Scan = redb::Range<'static, &'static [u8], &'static [u8]>;
 type Guard = redb::AccessGuard<'static, &'static [u8]>;
 pub(super) type Table = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// A scan of keys in order, each value keeping the scan's transaction alive ([`Value`]).
+pub(super) struct Scan {
+    range: redb::Range<'static, &'static [u8], &'static [u8]>,
+    table: Arc<Table>,
+}
+
+impl Scan {
+    pub(super) fn new(
+        range: redb::Range<'static, &'static [u8], &'static [u8]>,
+        table: &Arc<Table>,
+    ) -> Scan {
+        Scan {
+            range,
+            table: Arc::clone(table),
+        }
+    }
+
+    fn item(
+        &self,
+        item: Result<(Guard, Guard), redb::StorageError>,
+    ) -> Result<(Vec<u8>, Value), LedgerError> {
+        let (k, v) = item.map_err(storage)?;
+        Ok((k.value().to_vec(), Value::held(v, &self.table)))
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<(Vec<u8>, Value), LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.range.next()?;
+        Some(self.item(item))
+    }
+}
+
+impl DoubleEndedIterator for Scan {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let item = self.range.next_back()?;
+        Some(self.item(item))
+    }
+}
 
 /// One stored entry, borrowed from its bundle's stored value.
 pub(crate) struct StoredEntry {
@@ -96,14 +152,6 @@ impl StoredBundle {
     }
 }
 
-/// One scanned key and value.
-pub(super) fn scanned(
-    item: Result<(Guard, Guard), redb::StorageError>,
-) -> Result<(Vec<u8>, Value), LedgerError> {
-    let (k, v) = item.map_err(storage)?;
-    Ok((k.value().to_vec(), Value::from(v)))
-}
-
 /// Entries in index order from `start`, bundle by bundle.
 pub(crate) struct Entries {
     pub(super) scan: Scan,
@@ -133,8 +181,10 @@ impl Iterator for Entries {
                 self.failed = item.is_err();
                 return Some(item);
             }
-            let decoded =
-                scanned(self.scan.next()?).and_then(|(k, v)| StoredBundle::decode(&k, v, true));
+            let decoded = self
+                .scan
+                .next()?
+                .and_then(|(k, v)| StoredBundle::decode(&k, v, true));
             match decoded {
                 Ok(b) => {
                     self.current = Some(b);
