@@ -59,16 +59,7 @@ pub fn init_consortium(
     }
     let mut made = Vec::with_capacity(members);
     for (i, name) in NAMES.iter().take(members).enumerate() {
-        let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
-        let node = init(&dir.join(name), now, actor)?;
-        made.push(MemberDir {
-            name: (*name).to_owned(),
-            identity: read_node_identity(&node.dir)?,
-            dir: node.dir,
-            listen: loopback(8500 + n),
-            metrics: loopback(9500 + n),
-            channel: loopback(7500 + n),
-        });
+        made.push(make_member(&dir.join(name), name, i as u64 + 1, now, actor)?);
     }
     let list: Vec<(u64, &MemberDir)> = (1u64..).zip(made.iter()).collect();
     let list = member_list(&list);
@@ -76,6 +67,26 @@ pub fn init_consortium(
         write_member_config(m, &list, false)?;
     }
     Ok(made)
+}
+
+/// Makes member `id`'s node directory at `dir`, its listeners on loopback ports numbered after it.
+fn make_member(
+    dir: &Path,
+    name: &str,
+    id: u64,
+    now: time::OffsetDateTime,
+    actor: &str,
+) -> Result<MemberDir, InitError> {
+    let n = u16::try_from(id).unwrap_or(u16::MAX);
+    let node = init(dir, now, actor)?;
+    Ok(MemberDir {
+        name: name.to_owned(),
+        identity: read_node_identity(&node.dir)?,
+        dir: node.dir,
+        listen: loopback(8500_u16.saturating_add(n)),
+        metrics: loopback(9500_u16.saturating_add(n)),
+        channel: loopback(7500_u16.saturating_add(n)),
+    })
 }
 
 /// The `consortium.members` lines for `members` (id, member).
@@ -154,16 +165,7 @@ pub fn init_joining(
         .chain(["hotel", "india", "juliett", "kilo", "lima"].iter())
         .find(|n| section.members.iter().all(|m| m.name != **n))
         .ok_or_else(|| InitError::Conflict("no unused member name left".into()))?;
-    let node = init(dir, now, actor)?;
-    let n = u16::try_from(id).unwrap_or(u16::MAX);
-    let joining = MemberDir {
-        name: (*name).to_owned(),
-        identity: read_node_identity(&node.dir)?,
-        dir: node.dir,
-        listen: loopback(8500 + n),
-        metrics: loopback(9500 + n),
-        channel: loopback(7500 + n),
-    };
+    let joining = make_member(dir, name, id, now, actor)?;
     let mut list: String = section
         .members
         .iter()
