@@ -59,7 +59,13 @@ pub fn init_consortium(
     }
     let mut made = Vec::with_capacity(members);
     for (i, name) in NAMES.iter().take(members).enumerate() {
-        made.push(make_member(&dir.join(name), name, i as u64 + 1, now, actor)?);
+        made.push(make_member(
+            &dir.join(name),
+            name,
+            i as u64 + 1,
+            now,
+            actor,
+        )?);
     }
     let list: Vec<(u64, &MemberDir)> = (1u64..).zip(made.iter()).collect();
     let list = member_list(&list);
