@@ -780,3 +780,35 @@ mod props {
         }
     }
 }
+
+/// A recorded write (the consortium's state machine queues the next before this one is durable)
+/// that is refused stops the writer: a later write taken would leave a gap in the progress it
+/// records, and the member would skip committed entries.
+#[test]
+fn a_refused_recorded_write_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l"));
+    ledger
+        .set_barrier(Box::new(|| Err("disk full".into())))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let first = ledger
+            .queue_recording(entries(0..2), Vec::new(), "progress", b"1".to_vec())
+            .await
+            .unwrap();
+        assert!(matches!(first.wait().await, Err(LedgerError::Barrier(_))));
+        // Refused before it is queued: nothing after the gap is taken.
+        assert!(matches!(
+            ledger
+                .queue_recording(entries(2..4), Vec::new(), "progress", b"2".to_vec())
+                .await,
+            Err(LedgerError::Poisoned)
+        ));
+    });
+    assert_eq!(ledger.size(), 0);
+    ledger.close();
+}

@@ -93,6 +93,7 @@ impl Writer {
                 .is_none()
             {
                 // No key may sign: nothing is appended rather than signed by a compromised key.
+                self.poison_if_recorded(&group, "no checkpoint key may sign");
                 for req in group.drain(..) {
                     let _ = req.reply.send(Err(LedgerError::NoSigner));
                 }
@@ -103,6 +104,7 @@ impl Writer {
             {
                 // Nothing of the group was written: refuse it, and keep taking appends.
                 tracing::error!(error = %why, "durability barrier failed; group refused");
+                self.poison_if_recorded(&group, "the durability barrier failed");
                 for req in group.drain(..) {
                     let _ = req.reply.send(Err(LedgerError::Barrier(why.clone())));
                 }
@@ -168,6 +170,19 @@ impl Writer {
     }
 
     /// Writes one group; on success the new state is published before returning.
+    /// A refused group that holds a recorded write (a caller keeping its progress beside the
+    /// entries, as the consortium's state machine does, and queueing the next writes before this
+    /// one is durable) stops the writer: taking a later write would leave a gap in that progress.
+    fn poison_if_recorded(&self, group: &[Request], why: &str) {
+        if group.iter().any(|r| r.recorded.is_some()) {
+            tracing::error!(
+                why,
+                "a recorded write was refused; refusing further appends"
+            );
+            self.shared.poisoned.store(true, Ordering::Release);
+        }
+    }
+
     fn commit(&mut self, group: &[Request]) -> Result<Committed, LedgerError> {
         let mut range = self.range.clone();
         let mut batch = Batch::default();
