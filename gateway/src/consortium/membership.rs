@@ -225,7 +225,7 @@ impl Consortium {
         // 2. Its copy proves the leader's checkpoint.
         self.prove_copy(id, &member, deadline).await?;
         // 3. A voter.
-        tokio::time::timeout(
+        let done = tokio::time::timeout(
             COMMIT_WAIT,
             self.raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
@@ -233,6 +233,11 @@ impl Consortium {
         .await
         .map_err(|_| unavailable("the membership change was not committed in time; retry"))?
         .map_err(write_error)?;
+        // The answer shows the change (the roster's own follower of Raft's metrics may be a moment
+        // behind).
+        if let Some(m) = &done.membership {
+            self.roster.adopt(m);
+        }
         tracing::warn!(event = "consortium_member_added", id, name = %member.name, actor, "a member was added and votes");
         Ok(())
     }
@@ -303,7 +308,12 @@ impl Consortium {
         )
         .await;
         let outcome = match removed {
-            Ok(Ok(_)) => "it was taken out again",
+            Ok(Ok(done)) => {
+                if let Some(m) = &done.membership {
+                    self.roster.adopt(m);
+                }
+                "it was taken out again"
+            }
             _ => "taking it out again failed: remove it",
         };
         MembershipError::Disagrees(format!(
@@ -329,10 +339,13 @@ impl Consortium {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         // retain = false: a removed voter does not stay on as a learner.
-        tokio::time::timeout(COMMIT_WAIT, self.raft.change_membership(change, false))
+        let done = tokio::time::timeout(COMMIT_WAIT, self.raft.change_membership(change, false))
             .await
             .map_err(|_| unavailable("the membership change was not committed in time; retry"))?
             .map_err(write_error)?;
+        if let Some(m) = &done.membership {
+            self.roster.adopt(m);
+        }
         tracing::warn!(event = "consortium_member_removed", id, name = %seat.member.name, actor, "a member was removed");
         Ok(())
     }

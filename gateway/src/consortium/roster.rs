@@ -61,7 +61,11 @@ impl Roster {
 
     /// Follows Raft's membership as `metrics` report it.
     pub fn follow(&self, metrics: &openraft::RaftMetrics<NodeId, Member>) {
-        let membership = metrics.membership_config.membership();
+        self.adopt(metrics.membership_config.membership());
+    }
+
+    /// Takes `membership` as the current one (a change this member just made, or Raft's).
+    pub fn adopt(&self, membership: &openraft::Membership<NodeId, Member>) {
         let members: BTreeMap<NodeId, Member> =
             membership.nodes().map(|(id, m)| (*id, m.clone())).collect();
         // Before Raft has any membership (a joining member not yet added), keep the seed.
