@@ -253,8 +253,9 @@ impl Prometheus {
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut last = Vec::new();
         while Instant::now() < deadline {
+            // `-f`: Prometheus answers 503 until it is ready, and curl without it exits 0 on that.
             let ok = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", &format!("{}/-/ready", self.base)])
+                .args(["-sf", "-o", "/dev/null", &format!("{}/-/ready", self.base)])
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
