@@ -74,7 +74,12 @@ async fn change(p: &Pipeline, change: MemberChange, actor: &str) -> Response {
     };
     tracing::warn!(event = "officer_membership_change", %actor, change = ?change, "officer membership change");
     match c.change_members(change, actor).await {
-        Ok(_) => seats(&c),
+        // The members as the member that made the change (the leader) answered: this member may
+        // learn the change from the Raft log a moment later.
+        Ok(members) => axum::Json(
+            serde_json::json!({ "id": c.id(), "leader": c.leader(), "members": members }),
+        )
+        .into_response(),
         Err(e) => problem(&e.into()).into_response(),
     }
 }
