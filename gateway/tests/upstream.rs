@@ -49,13 +49,28 @@ impl Drop for LedgerNode {
     }
 }
 
+/// Binds `addr`, waiting up to 5 s for it to be free: a dropped node's runtime shuts down in the
+/// background, so its listener may still hold the port for a moment.
+async fn bind_when_free(addr: SocketAddr) -> std::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
+}
+
 async fn ledger_node(addr: SocketAddr, delay: Duration) -> LedgerNode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let listener = std::net::TcpListener::bind(addr).unwrap();
+    let listener = bind_when_free(addr).await;
     listener.set_nonblocking(true).unwrap();
     rt.spawn(async move {
         let listener = TcpListener::from_std(listener).unwrap();
