@@ -21,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod raft_log;
 pub mod roster;
+pub mod snapshot;
 pub mod state;
 pub mod types;
 pub mod witness;

@@ -22,7 +22,7 @@ pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
-pub const TARGETS: [(&str, Target); 13] = [
+pub const TARGETS: [(&str, Target); 14] = [
     ("json_record", json_record),
     ("batch_lines", batch_lines),
     ("policy_yaml", policy_yaml),
@@ -36,6 +36,7 @@ pub const TARGETS: [(&str, Target); 13] = [
     ("checkpoint_key_history", checkpoint_key_history),
     ("channel_frames", channel_frames),
     ("channel_rpc", channel_rpc),
+    ("snapshot_image", snapshot_image),
 ];
 
 /// A forwarded request or response from the other node: decodes or is refused, and what decodes
@@ -49,6 +50,28 @@ pub fn channel_rpc(data: &[u8]) {
             "rpc round trip"
         );
     }
+}
+
+/// A Raft snapshot's image, as a member receives it from another and reads it back from disk: every
+/// length bounded; an image read to its end re-encodes to the same bytes.
+pub fn snapshot_image(data: &[u8]) {
+    use crate::consortium::snapshot::{ImageReader, encode_image};
+    let Ok(mut reader) = ImageReader::new(data) else {
+        return;
+    };
+    let mut entries = Vec::new();
+    loop {
+        match reader.next_page(7) {
+            Ok(page) if page.is_empty() => break,
+            Ok(page) => entries.extend(page),
+            Err(_) => return,
+        }
+    }
+    assert_eq!(
+        encode_image(&entries).ok().as_deref(),
+        Some(data),
+        "snapshot image round trip"
+    );
 }
 
 /// The record parser the API applies to every submitted body (bounded size and depth).

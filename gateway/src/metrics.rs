@@ -63,6 +63,11 @@ pub struct ConsortiumMetrics {
     pub term: IntGauge,
     /// The last Raft log index it applied to its ledger.
     pub applied: IntGauge,
+    /// The last Raft log index its current snapshot covers (built here, or installed from the
+    /// leader).
+    pub snapshot: IntGauge,
+    /// The last Raft log index removed from its Raft log (the snapshot holds it).
+    pub purged: IntGauge,
 }
 
 /// The channel's part (a ledger node's listener or an edge's link).
@@ -234,6 +239,16 @@ impl Metrics {
                     r,
                     "ledgergate_consortium_applied_index",
                     "The last Raft log index this member applied to its ledger.",
+                )?,
+                snapshot: gauge(
+                    r,
+                    "ledgergate_consortium_snapshot_index",
+                    "The last Raft log index this member's current snapshot covers (0: none).",
+                )?,
+                purged: gauge(
+                    r,
+                    "ledgergate_consortium_purged_index",
+                    "The last Raft log index removed from this member's Raft log (0: none).",
                 )?,
             },
             gauges: gauges::Gauges::new(r)?,

@@ -78,20 +78,29 @@ fn add_args(id: u64, name: &str, identity: &str, address: SocketAddr) -> Vec<Str
     .to_vec()
 }
 
-/// Raft's default timing: openraft gives each append-entries message one heartbeat to cross and be
-/// stored, and catching up sends the largest messages.
-const DEFAULT_TIMING: &str = "heartbeat_ms: 250, election_timeout_ms: 1500";
+/// Raft's default timing (openraft gives each append-entries message one heartbeat to cross and be
+/// stored, and catching up sends the largest messages), with a snapshot every 20 Raft entries (the
+/// 100 batches of the fill make five), so the Raft log no longer holds the start of the ledger.
+const SNAPSHOTS: &str = "heartbeat_ms: 250, election_timeout_ms: 1500, snapshot_every: 20";
 
 #[test]
-fn a_new_member_catches_up_on_100_000_entries_proves_its_copy_and_votes() {
+fn a_new_member_catches_up_from_a_snapshot_of_100_000_entries_proves_its_copy_and_votes() {
     let tmp = tempfile::tempdir().unwrap();
     let channels: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
-    let (mut dirs, mut members) = consortium_on(tmp.path(), &channels, &channels, DEFAULT_TIMING);
+    let (mut dirs, mut members) = consortium_on(tmp.path(), &channels, &channels, SNAPSHOTS);
     let mut nodes: Vec<Node> = dirs.iter().map(|d| start(d)).collect();
     agreed_leader(&nodes.iter().collect::<Vec<_>>());
     let filled = Instant::now();
     fill(&nodes[0], 100_000, "FILL");
     eprintln!("filled 100,000 entries in {:?}", filled.elapsed());
+    // Every member snapshotted and cut its Raft log: a new member cannot catch up from the log.
+    let purged = |n: &Node| {
+        n.metric("ledgergate_consortium_purged_index")
+            .unwrap_or(0.0)
+    };
+    eventually("every member to have purged its Raft log", || {
+        nodes.iter().all(|n| purged(n) >= 20.0).then_some(())
+    });
 
     // The new member: made and started on its own; not a voter, it serves no checkpoint.
     let listen = free_port();
@@ -100,7 +109,7 @@ fn a_new_member_catches_up_on_100_000_entries_proves_its_copy_and_votes() {
         &members,
         &channels,
         listen,
-        DEFAULT_TIMING,
+        SNAPSHOTS,
     );
     let new = start(&dir);
     new.wait_ready();
@@ -126,6 +135,13 @@ fn a_new_member_catches_up_on_100_000_entries_proves_its_copy_and_votes() {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let held = new.metric("ledgergate_ledger_entries").unwrap() as u64;
     assert!(held >= 100_000, "the new member holds {held} entries");
+    // It got the leader's snapshot (the log it could not get).
+    assert!(
+        new.metric("ledgergate_consortium_snapshot_index")
+            .unwrap_or(0.0)
+            >= 20.0,
+        "the new member has no snapshot"
+    );
     #[allow(clippy::cast_precision_loss)]
     let rate = held as f64 / caught_up.as_secs_f64();
     eprintln!(

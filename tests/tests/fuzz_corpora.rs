@@ -88,6 +88,11 @@ fn write_seeds() {
         .collect();
     write("ledger_bundle", "five", &encode_bundle(&records));
     write("ledger_bundle", "one", &encode_bundle(&records[..1]));
+    write(
+        "snapshot_image",
+        "five",
+        &gateway::consortium::snapshot::encode_image(&entries).unwrap(),
+    );
     let located = Located {
         index: 41,
         tree_size: 42,

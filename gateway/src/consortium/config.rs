@@ -42,10 +42,20 @@ pub struct ConsortiumSection {
     /// lower this (or raise `heartbeat_ms`). Default 1024; 64 to 8192.
     #[serde(default = "default_max_message_kib")]
     pub max_message_kib: usize,
+    /// Raft log entries applied between two snapshots. After one, the Raft log is cut down to its
+    /// last `min(1000, snapshot_every)` entries; a member further behind (a new one, or one down
+    /// for long) gets the snapshot (the ledger's entries) and then the log. Default 10000; at
+    /// least 10.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
 }
 
 fn default_max_message_kib() -> usize {
     1024
+}
+
+fn default_snapshot_every() -> u64 {
+    10_000
 }
 
 /// One member.
@@ -139,6 +149,12 @@ impl ConsortiumSection {
                 self.max_message_kib
             ));
         }
+        if self.snapshot_every < 10 {
+            return Some(format!(
+                "consortium.snapshot_every: {} is less than 10",
+                self.snapshot_every
+            ));
+        }
         if self.write_timeout_seconds == 0 {
             return Some("consortium.write_timeout_seconds must be positive".into());
         }
@@ -205,6 +221,7 @@ mod tests {
         assert!(!s.join);
         assert_eq!((s.heartbeat_ms, s.election_timeout_ms), (250, 1500));
         assert_eq!(s.write_timeout(), Duration::from_secs(5));
+        assert_eq!(s.snapshot_every, 10_000);
         let members = s.membership();
         assert_eq!(members[&2].name, "bravo");
         assert_eq!(members[&2].address, "127.0.0.1:7502");
@@ -230,6 +247,10 @@ mod tests {
             (
                 two("max_message_kib: 10\n"),
                 "consortium.max_message_kib: 10 is not between 64 and 8192",
+            ),
+            (
+                two("snapshot_every: 9\n"),
+                "consortium.snapshot_every: 9 is less than 10",
             ),
             (
                 two("write_timeout_seconds: 0\n"),

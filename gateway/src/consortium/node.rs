@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 
 use super::config::ConsortiumSection;
 use super::cosigning::{CosignRequest, Cosigning};
-use super::network::{APPEND, COSIGN, Links, MEMBERS, PROPOSE, SNAPSHOT, VOTE};
+use super::network::{
+    APPEND, COSIGN, Links, MEMBERS, PROPOSE, SNAPSHOT, SnapshotChunk, VOTE, snapshot_chunk_bytes,
+};
 use super::raft_log::RaftLog;
 use super::roster::Roster;
 use super::state::{LedgerMachine, Pending, PendingWrite, Proposer};
@@ -117,15 +119,23 @@ impl Consortium {
             roster.clone(),
             alarms,
         )?);
-        let machine = LedgerMachine::open(ledger, me, pending.clone())?;
+        let machine = LedgerMachine::open(ledger, me, pending.clone(), data.join("raft"))?;
         let config = openraft::Config {
             cluster_name: "ledgergate".into(),
             heartbeat_interval: section.heartbeat_ms,
             election_timeout_min: section.election_timeout_ms,
             election_timeout_max: section.election_timeout_ms * 2,
-            // The Raft log is kept whole: a member that joins catches up from it, applying (and so
-            // re-hashing) every entry itself. See docs/consortium.md.
-            snapshot_policy: SnapshotPolicy::Never,
+            // A snapshot is the ledger's entries and costs nothing to build (see
+            // consortium::snapshot); after one, the Raft log keeps its last entries only. A
+            // member that joins, or was down for long, gets the snapshot and applies (and so
+            // re-hashes) every entry of it itself. See docs/consortium.md.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(section.snapshot_every),
+            max_in_snapshot_log_to_keep: section.snapshot_every.min(1000),
+            // A chunk travels in one message, as base64.
+            snapshot_max_chunk_size: snapshot_chunk_bytes(section.max_message_bytes()),
+            // The last chunk's answer waits for the snapshot to be installed: every entry
+            // appended and synced.
+            install_snapshot_timeout: 30_000,
             // Up to ~1.5 MB per append-entries message with 1 KiB records: a member catching up
             // gets them in few round trips (the channel carries messages up to 16 MiB).
             max_payload_entries: 1024,
@@ -323,7 +333,13 @@ impl Consortium {
         match target {
             APPEND => json(&self.raft.append_entries(parse!()).await),
             VOTE => json(&self.raft.vote(parse!()).await),
-            SNAPSHOT => json(&self.raft.install_snapshot(parse!()).await),
+            SNAPSHOT => {
+                let chunk: SnapshotChunk = parse!();
+                let Some(request) = chunk.request() else {
+                    return bad_request("a snapshot chunk whose data is not base64");
+                };
+                json(&self.raft.install_snapshot(request).await)
+            }
             PROPOSE => {
                 let proposal: Proposal = parse!();
                 if proposal.origin != from {
@@ -380,6 +396,12 @@ impl Consortium {
                 metrics
                     .applied
                     .set(as_gauge(m.last_applied.map_or(0, |l| l.index)));
+                metrics
+                    .snapshot
+                    .set(as_gauge(m.snapshot.map_or(0, |l| l.index)));
+                metrics
+                    .purged
+                    .set(as_gauge(m.purged.map_or(0, |l| l.index)));
             }
             if watch.changed().await.is_err() {
                 return;

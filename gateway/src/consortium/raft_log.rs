@@ -380,8 +380,13 @@ mod tests {
             let ledger = Ledger::open(LedgerConfig::new(dir.path().join("ledger"), origin), signer)
                 .map_err(write_err)?;
             let me = Proposer { id: 1, started: 1 };
-            let machine =
-                LedgerMachine::open(Arc::new(ledger), me, Pending::default()).map_err(write_err)?;
+            let machine = LedgerMachine::open(
+                Arc::new(ledger),
+                me,
+                Pending::default(),
+                dir.path().to_path_buf(),
+            )
+            .map_err(write_err)?;
             Ok((dir, log, machine))
         }
     }

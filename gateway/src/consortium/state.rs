@@ -7,14 +7,20 @@
 //! The member that accepted a proposal adds its off-ledger half (the vault's attachments) when it
 //! applies it, matched by `origin`, `started` and `tag` ([`Pending`]); no other member ever sees it.
 //!
-//! Snapshots are the ledger's entries. A member installing one checks that its own copy is a prefix
-//! of it (a member never lets a snapshot rewrite what it holds) and appends the rest.
+//! Snapshots are the ledger's first entries ([`super::snapshot`]). A member installing one checks
+//! that its own copy is a prefix of it (a member never lets a snapshot rewrite what it holds) and
+//! appends the rest, a page at a time. Those pages are recorded with the applied state as it was
+//! before the snapshot, so a crash in the middle leaves entries past the recorded size: they are
+//! history this member received but has not applied. Whatever brings it up to date next (the
+//! snapshot again, or the Raft log from a leader that kept it) must agree with them entry for
+//! entry, and appends only what follows them.
 
 // openraft's trait methods return its `StorageError` (224 bytes).
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::BufReader;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
@@ -23,7 +29,9 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use super::snapshot::{self, ImageReader, SnapshotData};
 
 use super::types::{Applied, Member, NodeId, TypeConfig};
 use crate::ledger::{Attachment, Ledger, LedgerError, Queued, Receipt};
@@ -38,6 +46,10 @@ type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 struct AppliedState {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Member>,
+    /// The ledger's size after the last applied entry (absent in stores written before snapshots:
+    /// then the ledger's size).
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 /// A proposal this member made, waiting to be applied here: its attachments go into the same
@@ -112,9 +124,9 @@ pub struct Proposer {
     pub started: u64,
 }
 
-/// The current snapshot (the last built or installed): its description and bytes, shared by the
-/// machine and its builders.
-type Current = Arc<Mutex<Option<Arc<(SnapshotMeta<NodeId, Member>, Vec<u8>)>>>>;
+/// The current snapshot (the last built or installed): its description and how many of the
+/// ledger's entries it holds, shared by the machine and its builders.
+type Current = Arc<Mutex<Option<(SnapshotMeta<NodeId, Member>, u64)>>>;
 
 /// The ledger as Raft's state machine.
 #[derive(Debug)]
@@ -125,30 +137,76 @@ pub struct LedgerMachine {
     state: AppliedState,
     /// The ledger index of the next entry applied (queued writes included).
     next_index: u64,
+    /// The ledger's size when opened (or after a snapshot): entries in `next_index..received` are
+    /// history received by a snapshot install that a crash cut short, not applied yet.
+    received: u64,
     snapshot: Current,
+    /// Where snapshots' temporary files go.
+    scratch: PathBuf,
 }
 
 impl LedgerMachine {
-    /// The state machine over `ledger`, resuming from the state recorded in it.
+    /// The state machine over `ledger`, resuming from the state recorded in it; snapshots' files
+    /// are made in `scratch`.
     pub fn open(
         ledger: Arc<Ledger>,
         me: Proposer,
         pending: Pending,
+        scratch: PathBuf,
     ) -> std::result::Result<LedgerMachine, LedgerError> {
-        let state = match ledger.recorded(RECORDED)? {
+        let mut state: AppliedState = match ledger.recorded(RECORDED)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 LedgerError::Corrupt(format!("the consortium's applied state is unreadable: {e}"))
             })?,
             None => AppliedState::default(),
         };
+        let received = ledger.size();
+        let next_index = *state.size.get_or_insert(received);
+        if next_index > received {
+            return Err(LedgerError::Corrupt(format!(
+                "the consortium's applied state says {next_index} entries, the ledger holds {received}"
+            )));
+        }
         Ok(LedgerMachine {
-            next_index: ledger.size(),
+            next_index,
+            received,
             ledger,
             me,
             pending,
             state,
             snapshot: Current::default(),
+            scratch,
         })
+    }
+
+    /// Of `entries`, about to be applied at `next_index`, those this member does not hold yet:
+    /// any it received before (a snapshot install cut short) must be the same, entry for entry.
+    fn not_yet_held(&self, mut entries: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        if self.next_index >= self.received {
+            return Ok(entries);
+        }
+        let end = (self.next_index + entries.len() as u64).min(self.received);
+        let held = self
+            .ledger
+            .entries(self.next_index, end)
+            .map_err(read_err)?;
+        if let Some((index, _)) = held
+            .iter()
+            .zip(&entries)
+            .find(|((_, a), b)| a != *b)
+            .map(|x| x.0)
+        {
+            tracing::error!(
+                event = "consortium_history_disagrees",
+                index,
+                "a committed entry differs from the one this member received before; not applied"
+            );
+            return Err(io_err(format!(
+                "the committed entry {index} differs from this member's copy"
+            )));
+        }
+        entries.drain(..held.len());
+        Ok(entries)
     }
 
     /// Waits until every write queued so far is durable: the writer is first in, first out, so an
@@ -224,7 +282,16 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
                         None => (Vec::new(), None),
                     };
                     let count = p.entries.len() as u64;
-                    let queued = self.queue(p.entries, attachments).await?;
+                    let entries = self.not_yet_held(p.entries)?;
+                    // Attachments go with this run's own proposals, which never reach back
+                    // into history received before it.
+                    let attachments = if entries.len() as u64 == count {
+                        attachments
+                    } else {
+                        Vec::new()
+                    };
+                    self.state.size = Some(self.next_index + count);
+                    let queued = self.queue(entries, attachments).await?;
                     out.push(Applied {
                         first_index: self.next_index,
                         tree_size: self.next_index + count,
@@ -265,33 +332,67 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
         SnapshotBuilder {
             ledger: Arc::clone(&self.ledger),
             state: self.state.clone(),
-            size: self.ledger.size(),
+            size: self.next_index,
             current: Arc::clone(&self.snapshot),
+            scratch: self.scratch.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>> {
+        Ok(Box::new(
+            SnapshotData::receiving(&self.scratch).map_err(io_err)?,
+        ))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<()> {
-        let data = snapshot.into_inner();
-        let image: Image = serde_json::from_slice(&data).map_err(read_err)?;
         self.drain().await?;
-        let have = self.ledger.size();
-        let theirs = image.entries.len() as u64;
-        // What this member holds must be a prefix of the snapshot: a snapshot never rewrites it.
-        let mine = self.ledger.entries(0, have.min(theirs)).map_err(read_err)?;
-        for (index, entry) in mine {
-            let same = usize::try_from(index)
-                .ok()
-                .and_then(|i| image.entries.get(i))
-                .is_some_and(|e| *e == entry);
-            if !same {
+        let file = snapshot.into_file().await.map_err(read_err)?;
+        let reader = tokio::task::spawn_blocking(move || ImageReader::new(BufReader::new(file)))
+            .await
+            .map_err(read_err)?
+            .map_err(read_err)?;
+        let theirs = reader.count();
+        if theirs < self.next_index {
+            return Err(io_err(format!(
+                "the snapshot holds {theirs} entries, fewer than the {} this member applied",
+                self.next_index
+            )));
+        }
+        // Pages are read on a blocking thread, one ahead of the one being written.
+        let (pages, mut next) = mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            loop {
+                let page = reader.next_page(snapshot::PAGE);
+                let last = matches!(&page, Ok(p) if p.is_empty()) || page.is_err();
+                if pages.blocking_send(page).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let mut at = 0u64;
+        let mut held = self.ledger.size();
+        while let Some(page) = next.recv().await {
+            let page = page.map_err(read_err)?;
+            if page.is_empty() {
+                break;
+            }
+            let n = page.len() as u64;
+            // What this member holds must be a prefix of the snapshot: a snapshot never rewrites it.
+            let mine = self
+                .ledger
+                .entries(at, (at + n).min(held))
+                .map_err(read_err)?;
+            if let Some(index) = mine
+                .iter()
+                .zip(&page)
+                .find(|((_, a), b)| a != *b)
+                .map(|x| x.0.0)
+            {
                 tracing::error!(
                     event = "consortium_history_disagrees",
                     index,
@@ -301,27 +402,32 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
                     "the snapshot's entry {index} differs from this member's copy"
                 )));
             }
+            let rest: Vec<Vec<u8>> = page.into_iter().skip(mine.len()).collect();
+            if !rest.is_empty() {
+                // Recorded with the state before the snapshot: see the module's comment.
+                held += rest.len() as u64;
+                self.queue(rest, Vec::new()).await?;
+            }
+            at += n;
         }
-        if theirs < have {
-            return Err(io_err(format!(
-                "the snapshot holds {theirs} entries, fewer than this member's {have}"
+        if at != theirs {
+            return Err(read_err(format!(
+                "the snapshot ends after {at} of its {theirs} entries"
             )));
         }
         self.state.last_applied = meta.last_log_id;
         self.state.membership = meta.last_membership.clone();
-        let rest = image
-            .entries
-            .into_iter()
-            .skip(usize::try_from(have).map_err(io_err)?)
-            .collect();
-        self.queue(rest, Vec::new())
-            .await?
-            .wait()
-            .await
-            .map_err(io_err)?;
-        self.next_index = self.ledger.size();
+        self.state.size = Some(theirs);
+        self.drain().await?;
+        self.next_index = theirs;
+        self.received = held;
         *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new((meta.clone(), data)));
+            Some((meta.clone(), theirs));
+        tracing::info!(
+            event = "consortium_snapshot_installed",
+            entries = theirs,
+            "installed a snapshot"
+        );
         Ok(())
     }
 
@@ -331,39 +437,30 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        Ok(current.map(|s| Snapshot {
-            meta: s.0.clone(),
-            snapshot: Box::new(Cursor::new(s.1.clone())),
+        Ok(current.map(|(meta, size)| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotData::image_of(
+                Arc::clone(&self.ledger),
+                size,
+                self.scratch.clone(),
+            )),
         }))
     }
 }
 
-/// A snapshot's bytes: every entry of the ledger up to the applied state.
-#[derive(Serialize, Deserialize)]
-struct Image {
-    #[serde(with = "super::types::base64_entries")]
-    entries: Vec<Vec<u8>>,
-}
-
-/// Builds a snapshot of the ledger as it was when the builder was made.
+/// Builds a snapshot of the ledger as it was when the builder was made: its description only, as
+/// the ledger keeps the entries (their file is made when the snapshot is read).
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     ledger: Arc<Ledger>,
     state: AppliedState,
     size: u64,
     current: Current,
+    scratch: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        let entries = self
-            .ledger
-            .entries(0, self.size)
-            .map_err(read_err)?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
-        let data = serde_json::to_vec(&Image { entries }).map_err(read_err)?;
         let meta = SnapshotMeta {
             last_log_id: self.state.last_applied,
             last_membership: self.state.membership.clone(),
@@ -374,119 +471,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             ),
         };
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new((meta.clone(), data.clone())));
+            Some((meta.clone(), self.size));
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotData::image_of(
+                Arc::clone(&self.ledger),
+                self.size,
+                self.scratch.clone(),
+            )),
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
-
-    use super::*;
-    use crate::consortium::types::Proposal;
-    use crate::ledger::{Ed25519NoteSigner, LedgerConfig};
-
-    const ORIGIN: &str = "consortium.example/log";
-
-    fn ledger(dir: &std::path::Path) -> Arc<Ledger> {
-        let signer = Arc::new(Ed25519NoteSigner::from_seed(ORIGIN, &[9; 32]).unwrap());
-        Arc::new(Ledger::open(LedgerConfig::new(dir.join("ledger"), ORIGIN), signer).unwrap())
-    }
-
-    fn proposal(index: u64, origin: NodeId, tag: u64, entries: &[&str]) -> Entry<TypeConfig> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Proposal {
-                origin,
-                tag,
-                started: 7,
-                entries: entries.iter().map(|e| e.as_bytes().to_vec()).collect(),
-            }),
-        }
-    }
-
-    /// Applying appends each proposal's entries in order; this member's own proposal gets its
-    /// attachments in the same write and its receipts; another member's gets neither; the applied
-    /// log id survives a restart, so nothing is applied twice.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn proposals_are_appended_once_with_their_own_attachments_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let me = Proposer { id: 1, started: 7 };
-        let pending = Pending::default();
-        let (reply, receipts) = oneshot::channel();
-        pending.insert(
-            5,
-            PendingWrite {
-                attachments: vec![Attachment {
-                    key: b"mine".to_vec(),
-                    extra: b"sealed".to_vec(),
-                }],
-                reply,
-            },
-        );
-        let l = ledger(dir.path());
-        let mut m = LedgerMachine::open(Arc::clone(&l), me, pending.clone()).unwrap();
-        let applied = m
-            .apply([
-                proposal(1, 2, 5, &["theirs-a", "theirs-b"]),
-                proposal(2, 1, 5, &["mine"]),
-                // Another run of member 1 (`started` differs): not this process's proposal.
-                Entry {
-                    log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
-                    payload: EntryPayload::Normal(Proposal {
-                        origin: 1,
-                        tag: 5,
-                        started: 6,
-                        entries: vec![b"old run".to_vec()],
-                    }),
-                },
-            ])
-            .await
-            .unwrap();
-        assert_eq!(
-            applied,
-            vec![
-                Applied {
-                    first_index: 0,
-                    tree_size: 2
-                },
-                Applied {
-                    first_index: 2,
-                    tree_size: 3
-                },
-                Applied {
-                    first_index: 3,
-                    tree_size: 4
-                },
-            ]
-        );
-        // Applying queued the writes; this member's submission is answered once they are durable.
-        m.drain().await.unwrap();
-        assert_eq!(l.size(), 4);
-        assert_eq!(l.entry(2).unwrap(), b"mine");
-        let receipts = receipts.await.unwrap().unwrap();
-        assert_eq!(receipts.len(), 1);
-        assert_eq!(receipts[0].index, 2);
-        assert_eq!(
-            l.located(b"mine").unwrap().map(|x| (x.index, x.extra)),
-            Some((2, b"sealed".to_vec()))
-        );
-        assert!(pending.take(5).is_none());
-        let (last, _) = m.applied_state().await.unwrap();
-        assert_eq!(last.map(|l| l.index), Some(3));
-        drop(m);
-        let l = Arc::into_inner(l).unwrap();
-        l.close();
-
-        // Restarted: the applied id comes back from the ledger, with the entries.
-        let l = ledger(dir.path());
-        let mut m = LedgerMachine::open(Arc::clone(&l), me, Pending::default()).unwrap();
-        let (last, _) = m.applied_state().await.unwrap();
-        assert_eq!(last.map(|l| l.index), Some(3));
-        assert_eq!(l.size(), 4);
-    }
-}
+mod tests;

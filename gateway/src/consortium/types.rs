@@ -1,7 +1,5 @@
 //! What the consortium's Raft carries, and openraft's type configuration for it.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 /// A proposal: desensitized ledger entries a member accepted, to be appended in this order once
@@ -51,12 +49,13 @@ impl std::fmt::Display for Member {
 }
 
 openraft::declare_raft_types!(
-    /// The consortium's Raft: node ids are `u64`, nodes are [`Member`]s, snapshots are bytes in
-    /// memory; the rest is openraft's defaults.
+    /// The consortium's Raft: node ids are `u64`, nodes are [`Member`]s, snapshots are files of the
+    /// ledger's entries ([`super::snapshot`]); the rest is openraft's defaults.
     pub TypeConfig:
         D = Proposal,
         R = Applied,
         Node = Member,
+        SnapshotData = super::snapshot::SnapshotData,
 );
 
 /// A member's Raft node id.

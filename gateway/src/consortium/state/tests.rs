@@ -1,0 +1,261 @@
+//! The state machine's unit tests: applying, and snapshots cut short.
+
+use openraft::{CommittedLeaderId, EntryPayload};
+
+use super::*;
+use crate::consortium::types::Proposal;
+use crate::ledger::{Ed25519NoteSigner, LedgerConfig};
+
+const ORIGIN: &str = "consortium.example/log";
+
+fn ledger(dir: &std::path::Path) -> Arc<Ledger> {
+    let signer = Arc::new(Ed25519NoteSigner::from_seed(ORIGIN, &[9; 32]).unwrap());
+    Arc::new(Ledger::open(LedgerConfig::new(dir.join("ledger"), ORIGIN), signer).unwrap())
+}
+
+fn proposal(index: u64, origin: NodeId, tag: u64, entries: &[&str]) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Proposal {
+            origin,
+            tag,
+            started: 7,
+            entries: entries.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        }),
+    }
+}
+
+/// Applying appends each proposal's entries in order; this member's own proposal gets its
+/// attachments in the same write and its receipts; another member's gets neither; the applied
+/// log id survives a restart, so nothing is applied twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn proposals_are_appended_once_with_their_own_attachments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Proposer { id: 1, started: 7 };
+    let pending = Pending::default();
+    let (reply, receipts) = oneshot::channel();
+    pending.insert(
+        5,
+        PendingWrite {
+            attachments: vec![Attachment {
+                key: b"mine".to_vec(),
+                extra: b"sealed".to_vec(),
+            }],
+            reply,
+        },
+    );
+    let l = ledger(dir.path());
+    let mut m = LedgerMachine::open(
+        Arc::clone(&l),
+        me,
+        pending.clone(),
+        dir.path().to_path_buf(),
+    )
+    .unwrap();
+    let applied = m
+        .apply([
+            proposal(1, 2, 5, &["theirs-a", "theirs-b"]),
+            proposal(2, 1, 5, &["mine"]),
+            // Another run of member 1 (`started` differs): not this process's proposal.
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
+                payload: EntryPayload::Normal(Proposal {
+                    origin: 1,
+                    tag: 5,
+                    started: 6,
+                    entries: vec![b"old run".to_vec()],
+                }),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        vec![
+            Applied {
+                first_index: 0,
+                tree_size: 2
+            },
+            Applied {
+                first_index: 2,
+                tree_size: 3
+            },
+            Applied {
+                first_index: 3,
+                tree_size: 4
+            },
+        ]
+    );
+    // Applying queued the writes; this member's submission is answered once they are durable.
+    m.drain().await.unwrap();
+    assert_eq!(l.size(), 4);
+    assert_eq!(l.entry(2).unwrap(), b"mine");
+    let receipts = receipts.await.unwrap().unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0].index, 2);
+    assert_eq!(
+        l.located(b"mine").unwrap().map(|x| (x.index, x.extra)),
+        Some((2, b"sealed".to_vec()))
+    );
+    assert!(pending.take(5).is_none());
+    let (last, _) = m.applied_state().await.unwrap();
+    assert_eq!(last.map(|l| l.index), Some(3));
+    drop(m);
+    let l = Arc::into_inner(l).unwrap();
+    l.close();
+
+    // Restarted: the applied id comes back from the ledger, with the entries.
+    let l = ledger(dir.path());
+    let mut m = LedgerMachine::open(
+        Arc::clone(&l),
+        me,
+        Pending::default(),
+        dir.path().to_path_buf(),
+    )
+    .unwrap();
+    let (last, _) = m.applied_state().await.unwrap();
+    assert_eq!(last.map(|l| l.index), Some(3));
+    assert_eq!(l.size(), 4);
+}
+
+/// Entries `first..first + n` as bytes.
+fn numbered(first: usize, n: usize) -> Vec<Vec<u8>> {
+    (first..first + n)
+        .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+        .collect()
+}
+
+fn batch(index: u64, entries: Vec<Vec<u8>>) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Proposal {
+            origin: 2,
+            tag: index,
+            started: 1,
+            entries,
+        }),
+    }
+}
+
+async fn settled(l: &Ledger, size: u64) {
+    for _ in 0..500 {
+        if l.size() == size {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the ledger holds {} entries, not {size}", l.size());
+}
+
+/// A snapshot install cut short (here: the image ends early, as when a member crashes mid-way)
+/// leaves the pages it wrote in the ledger but not applied. After a restart, the committed log
+/// brings the member up to date without appending them twice, the snapshot installs on top of
+/// them, and a log entry that differs from them is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
+    let me = Proposer { id: 1, started: 7 };
+    // The source member: 3,000 entries in three proposals, and its snapshot's image.
+    let src = tempfile::tempdir().unwrap();
+    let sl = ledger(src.path());
+    let mut source =
+        LedgerMachine::open(Arc::clone(&sl), me, Pending::default(), src.path().into()).unwrap();
+    let proposals: Vec<_> = (0..3usize)
+        .map(|k| batch(k as u64 + 1, numbered(k * 1000, 1000)))
+        .collect();
+    source.apply(proposals.clone()).await.unwrap();
+    let snap = source
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(3));
+    let mut image = Vec::new();
+    std::io::Read::read_to_end(&mut snap.snapshot.into_file().await.unwrap(), &mut image).unwrap();
+    assert_eq!(image, snapshot::encode_image(&numbered(0, 3000)).unwrap());
+
+    // The new member receives the image cut inside its third page: two pages are written.
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l), me, Pending::default(), dir.path().into()).unwrap();
+    let cut = image.len() - 4000;
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
+        .await
+        .unwrap();
+    let err = m.install_snapshot(&snap.meta, data).await.unwrap_err();
+    assert!(err.to_string().contains("ends"), "{err}");
+    settled(&l, 2048).await;
+    assert_eq!(m.applied_state().await.unwrap().0, None);
+    drop(m);
+
+    // Restarted: nothing applied; the log's proposals agree with what it holds and fill the rest.
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l), me, Pending::default(), dir.path().into()).unwrap();
+    assert_eq!(m.applied_state().await.unwrap().0, None);
+    let applied = m.apply(proposals.clone()).await.unwrap();
+    assert_eq!(
+        applied[2],
+        Applied {
+            first_index: 2000,
+            tree_size: 3000
+        }
+    );
+    m.drain().await.unwrap();
+    assert_eq!(l.size(), 3000);
+    let all: Vec<Vec<u8>> = l
+        .entries(0, 3000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(all, numbered(0, 3000));
+    drop(m);
+
+    // The same again, but the snapshot comes whole after the restart: it installs on top.
+    let dir2 = tempfile::tempdir().unwrap();
+    let l2 = ledger(dir2.path());
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
+        .await
+        .unwrap();
+    assert!(m.install_snapshot(&snap.meta, data).await.is_err());
+    settled(&l2, 2048).await;
+    drop(m);
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, &image)
+        .await
+        .unwrap();
+    m.install_snapshot(&snap.meta, data).await.unwrap();
+    assert_eq!(m.applied_state().await.unwrap().0.map(|l| l.index), Some(3));
+    assert_eq!(l2.size(), 3000);
+    drop(m);
+    let m =
+        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
+    assert_eq!(m.next_index, 3000);
+    drop(m);
+
+    // And a log entry that differs from what a cut-short install left is refused.
+    let dir3 = tempfile::tempdir().unwrap();
+    let l3 = ledger(dir3.path());
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l3), me, Pending::default(), dir3.path().into()).unwrap();
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
+        .await
+        .unwrap();
+    assert!(m.install_snapshot(&snap.meta, data).await.is_err());
+    settled(&l3, 2048).await;
+    drop(m);
+    let mut m =
+        LedgerMachine::open(Arc::clone(&l3), me, Pending::default(), dir3.path().into()).unwrap();
+    let mut forged = numbered(0, 1000);
+    forged[999] = b"{\"n\":\"forged\"}".to_vec();
+    let err = m.apply([batch(1, forged)]).await.unwrap_err();
+    assert!(err.to_string().contains("differs"), "{err}");
+}
