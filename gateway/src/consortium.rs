@@ -14,6 +14,7 @@
 //! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
 //!   cosigned before).
 
+pub mod coalesce;
 pub mod config;
 pub mod cosigning;
 pub mod membership;

@@ -13,6 +13,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Raft, SnapshotPolicy};
 use tokio::sync::oneshot;
 
+use super::coalesce::{Coalescer, Propose};
 use super::config::ConsortiumSection;
 use super::cosigning::{CosignRequest, Cosigning};
 use super::network::{
@@ -54,7 +55,20 @@ pub struct Consortium {
     /// Most entry bytes in one proposal (a larger batch becomes several): half the message bound,
     /// so that one proposal, with base64 and JSON, always fits in one append-entries message.
     max_proposal_bytes: usize,
+    /// Submissions that arrive while proposals are in flight go together (see `coalesce`).
+    coalescer: Coalescer<Receipt>,
     pub(super) cosigning: Arc<Cosigning>,
+}
+
+impl Propose for Consortium {
+    type Receipt = Receipt;
+
+    async fn propose_group(
+        &self,
+        items: Vec<(Vec<u8>, Attachment)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        self.append_one(items).await
+    }
 }
 
 impl std::fmt::Debug for Consortium {
@@ -185,7 +199,8 @@ impl Consortium {
                 }
             });
         }
-        Ok(Arc::new(Consortium {
+        let max_proposal_bytes = section.max_message_bytes() / 2;
+        Ok(Arc::new_cyclic(|me_weak| Consortium {
             raft,
             me,
             roster,
@@ -193,7 +208,8 @@ impl Consortium {
             next_tag: AtomicU64::new(1),
             links,
             write_timeout: section.write_timeout(),
-            max_proposal_bytes: section.max_message_bytes() / 2,
+            max_proposal_bytes,
+            coalescer: Coalescer::start(me_weak.clone(), max_proposal_bytes),
             cosigning,
         }))
     }
@@ -233,16 +249,30 @@ impl Consortium {
         let mut bytes = 0;
         for item in items {
             if !chunk.is_empty() && bytes + item.0.len() > self.max_proposal_bytes {
-                receipts.extend(self.append_one(std::mem::take(&mut chunk)).await?);
+                receipts.extend(self.submit(std::mem::take(&mut chunk)).await?);
                 bytes = 0;
             }
             bytes += item.0.len();
             chunk.push(item);
         }
         if !chunk.is_empty() {
-            receipts.extend(self.append_one(chunk).await?);
+            receipts.extend(self.submit(chunk).await?);
         }
         Ok(receipts)
+    }
+
+    /// One chunk, proposed with whatever else waits (see `coalesce`), within the write timeout
+    /// (a chunk that waited for a slot and then timed out may still be proposed: like a proposal
+    /// that timed out, it keeps its attachments, and a retry finds the record).
+    async fn submit(&self, items: Vec<(Vec<u8>, Attachment)>) -> Result<Vec<Receipt>, LedgerError> {
+        tokio::time::timeout(self.write_timeout, self.coalescer.submit(items))
+            .await
+            .unwrap_or_else(|_| {
+                Err(LedgerError::NotReplicated(format!(
+                    "not committed and applied within {} s",
+                    self.write_timeout.as_secs()
+                )))
+            })
     }
 
     /// One proposal: proposed, committed, applied here.
