@@ -43,6 +43,26 @@ fn three_members_keep_one_history_through_the_leaders_death() {
         acknowledged.push((i, id));
     }
     converged(&nodes.iter().collect::<Vec<_>>(), &acknowledged, &members);
+    // A sealed value stays with the member that accepted the record: the same provider reads it
+    // there, and every other member, which holds the entry, has no vault record for it.
+    let read = |n: &Node, id: &str| {
+        n.client("provider-a")
+            .request(n.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap()
+    };
+    let at_owner = read(&nodes[0], "FIRST-0");
+    assert_eq!(at_owner.status, 200, "{}", at_owner.text());
+    assert_eq!(
+        at_owner.json()["sealed"]["salary"],
+        serde_json::json!({ "status": "sealed", "value": 61000.5 }),
+        "{}",
+        at_owner.text()
+    );
+    for other in &nodes[1..] {
+        let elsewhere = read(other, "FIRST-0");
+        assert_eq!(elsewhere.status, 404, "{}", elsewhere.text());
+        assert_eq!(elsewhere.json()["code"], "not_found");
+    }
 
     // Load at both followers; then the leader dies (SIGKILL).
     let leader_at = usize::try_from(leader - 1).unwrap();
