@@ -181,28 +181,38 @@ impl LedgerMachine {
 
     /// Of `entries`, about to be applied at `next_index`, those this member does not hold yet:
     /// any it received before (a snapshot install cut short) must be the same, entry for entry.
-    fn not_yet_held(&self, mut entries: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+    fn not_yet_held(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
         if self.next_index >= self.received {
             return Ok(entries);
         }
-        let end = (self.next_index + entries.len() as u64).min(self.received);
-        let held = self
-            .ledger
-            .entries(self.next_index, end)
-            .map_err(read_err)?;
-        if let Some((index, _)) = held
+        self.beyond_held(self.next_index, self.received, entries, "a committed entry")
+    }
+
+    /// Of `entries`, which belong at `start`, those past `held_end` (the ledger's entries before it
+    /// are history this member holds): the held ones must be the same, entry for entry, or `what`
+    /// (a committed entry, a snapshot's) is refused and an alarm logged.
+    fn beyond_held(
+        &self,
+        start: u64,
+        held_end: u64,
+        mut entries: Vec<Vec<u8>>,
+        what: &str,
+    ) -> Result<Vec<Vec<u8>>> {
+        let end = (start + entries.len() as u64).min(held_end);
+        let held = self.ledger.entries(start, end).map_err(read_err)?;
+        if let Some(index) = held
             .iter()
             .zip(&entries)
             .find(|((_, a), b)| a != *b)
-            .map(|x| x.0)
+            .map(|x| x.0.0)
         {
             tracing::error!(
                 event = "consortium_history_disagrees",
                 index,
-                "a committed entry differs from the one this member received before; not applied"
+                "{what} differs from this member's copy; not applied"
             );
             return Err(io_err(format!(
-                "the committed entry {index} differs from this member's copy"
+                "{what} at index {index} differs from this member's copy"
             )));
         }
         entries.drain(..held.len());
@@ -383,26 +393,7 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
             }
             let n = page.len() as u64;
             // What this member holds must be a prefix of the snapshot: a snapshot never rewrites it.
-            let mine = self
-                .ledger
-                .entries(at, (at + n).min(held))
-                .map_err(read_err)?;
-            if let Some(index) = mine
-                .iter()
-                .zip(&page)
-                .find(|((_, a), b)| a != *b)
-                .map(|x| x.0.0)
-            {
-                tracing::error!(
-                    event = "consortium_history_disagrees",
-                    index,
-                    "a snapshot disagrees with this member's copy; not installed"
-                );
-                return Err(io_err(format!(
-                    "the snapshot's entry {index} differs from this member's copy"
-                )));
-            }
-            let rest: Vec<Vec<u8>> = page.into_iter().skip(mine.len()).collect();
+            let rest = self.beyond_held(at, held, page, "the snapshot's entry")?;
             if !rest.is_empty() {
                 // Recorded with the state before the snapshot: see the module's comment.
                 held += rest.len() as u64;

@@ -256,6 +256,24 @@ async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
         LedgerMachine::open(Arc::clone(&l3), me, Pending::default(), dir3.path().into()).unwrap();
     let mut forged = numbered(0, 1000);
     forged[999] = b"{\"n\":\"forged\"}".to_vec();
-    let err = m.apply([batch(1, forged)]).await.unwrap_err();
-    assert!(err.to_string().contains("differs"), "{err}");
+    let err = m.apply([batch(1, forged.clone())]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a committed entry at index 999 differs"),
+        "{err}"
+    );
+    // And so is a snapshot that differs from it.
+    let mut other = forged;
+    other.extend(numbered(1000, 2000));
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, &snapshot::encode_image(&other).unwrap())
+        .await
+        .unwrap();
+    let err = m.install_snapshot(&snap.meta, data).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the snapshot's entry at index 999 differs"),
+        "{err}"
+    );
+    assert_eq!(l3.size(), 2048);
 }
