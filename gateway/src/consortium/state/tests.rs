@@ -147,18 +147,52 @@ async fn settled(l: &Ledger, size: u64) {
     panic!("the ledger holds {} entries, not {size}", l.size());
 }
 
+const ME: Proposer = Proposer { id: 1, started: 7 };
+
+/// The member over `l` (in `dir`), opened as after a restart.
+fn reopen(l: &Arc<Ledger>, dir: &tempfile::TempDir) -> LedgerMachine {
+    LedgerMachine::open(Arc::clone(l), ME, Pending::default(), dir.path().into()).unwrap()
+}
+
+/// Installs `image` as the snapshot `meta` describes.
+async fn install(
+    m: &mut LedgerMachine,
+    meta: &SnapshotMeta<NodeId, Member>,
+    image: &[u8],
+) -> Result<()> {
+    let mut data = m.begin_receiving_snapshot().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut data, image)
+        .await
+        .unwrap();
+    m.install_snapshot(meta, data).await
+}
+
+/// A fresh member that received `image` cut short (refused: it ends early) and wrote its first two
+/// pages, stopped: its directory and ledger.
+async fn cut_short(
+    image: &[u8],
+    meta: &SnapshotMeta<NodeId, Member>,
+) -> (tempfile::TempDir, Arc<Ledger>) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    let mut m = reopen(&l, &dir);
+    let err = install(&mut m, meta, image).await.unwrap_err();
+    assert!(err.to_string().contains("ends"), "{err}");
+    settled(&l, 2048).await;
+    assert_eq!(m.applied_state().await.unwrap().0, None);
+    (dir, l)
+}
+
 /// A snapshot install cut short (here: the image ends early, as when a member crashes mid-way)
 /// leaves the pages it wrote in the ledger but not applied. After a restart, the committed log
 /// brings the member up to date without appending them twice, the snapshot installs on top of
 /// them, and a log entry that differs from them is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
-    let me = Proposer { id: 1, started: 7 };
     // The source member: 3,000 entries in three proposals, and its snapshot's image.
     let src = tempfile::tempdir().unwrap();
     let sl = ledger(src.path());
-    let mut source =
-        LedgerMachine::open(Arc::clone(&sl), me, Pending::default(), src.path().into()).unwrap();
+    let mut source = reopen(&sl, &src);
     let proposals: Vec<_> = (0..3usize)
         .map(|k| batch(k as u64 + 1, numbered(k * 1000, 1000)))
         .collect();
@@ -175,24 +209,11 @@ async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
     assert_eq!(image, snapshot::encode_image(&numbered(0, 3000)).unwrap());
 
     // The new member receives the image cut inside its third page: two pages are written.
-    let dir = tempfile::tempdir().unwrap();
-    let l = ledger(dir.path());
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l), me, Pending::default(), dir.path().into()).unwrap();
     let cut = image.len() - 4000;
-    let mut data = m.begin_receiving_snapshot().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
-        .await
-        .unwrap();
-    let err = m.install_snapshot(&snap.meta, data).await.unwrap_err();
-    assert!(err.to_string().contains("ends"), "{err}");
-    settled(&l, 2048).await;
-    assert_eq!(m.applied_state().await.unwrap().0, None);
-    drop(m);
+    let (dir, l) = cut_short(&image[..cut], &snap.meta).await;
 
     // Restarted: nothing applied; the log's proposals agree with what it holds and fill the rest.
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l), me, Pending::default(), dir.path().into()).unwrap();
+    let mut m = reopen(&l, &dir);
     assert_eq!(m.applied_state().await.unwrap().0, None);
     let applied = m.apply(proposals.clone()).await.unwrap();
     assert_eq!(
@@ -214,46 +235,17 @@ async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
     drop(m);
 
     // The same again, but the snapshot comes whole after the restart: it installs on top.
-    let dir2 = tempfile::tempdir().unwrap();
-    let l2 = ledger(dir2.path());
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
-    let mut data = m.begin_receiving_snapshot().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
-        .await
-        .unwrap();
-    assert!(m.install_snapshot(&snap.meta, data).await.is_err());
-    settled(&l2, 2048).await;
-    drop(m);
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
-    let mut data = m.begin_receiving_snapshot().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut data, &image)
-        .await
-        .unwrap();
-    m.install_snapshot(&snap.meta, data).await.unwrap();
+    let (dir2, l2) = cut_short(&image[..cut], &snap.meta).await;
+    let mut m = reopen(&l2, &dir2);
+    install(&mut m, &snap.meta, &image).await.unwrap();
     assert_eq!(m.applied_state().await.unwrap().0.map(|l| l.index), Some(3));
     assert_eq!(l2.size(), 3000);
     drop(m);
-    let m =
-        LedgerMachine::open(Arc::clone(&l2), me, Pending::default(), dir2.path().into()).unwrap();
-    assert_eq!(m.next_index, 3000);
-    drop(m);
+    assert_eq!(reopen(&l2, &dir2).next_index, 3000);
 
     // And a log entry that differs from what a cut-short install left is refused.
-    let dir3 = tempfile::tempdir().unwrap();
-    let l3 = ledger(dir3.path());
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l3), me, Pending::default(), dir3.path().into()).unwrap();
-    let mut data = m.begin_receiving_snapshot().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut data, &image[..cut])
-        .await
-        .unwrap();
-    assert!(m.install_snapshot(&snap.meta, data).await.is_err());
-    settled(&l3, 2048).await;
-    drop(m);
-    let mut m =
-        LedgerMachine::open(Arc::clone(&l3), me, Pending::default(), dir3.path().into()).unwrap();
+    let (dir3, l3) = cut_short(&image[..cut], &snap.meta).await;
+    let mut m = reopen(&l3, &dir3);
     let mut forged = numbered(0, 1000);
     forged[999] = b"{\"n\":\"forged\"}".to_vec();
     let err = m.apply([batch(1, forged.clone())]).await.unwrap_err();
@@ -265,11 +257,9 @@ async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
     // And so is a snapshot that differs from it.
     let mut other = forged;
     other.extend(numbered(1000, 2000));
-    let mut data = m.begin_receiving_snapshot().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut data, &snapshot::encode_image(&other).unwrap())
+    let err = install(&mut m, &snap.meta, &snapshot::encode_image(&other).unwrap())
         .await
-        .unwrap();
-    let err = m.install_snapshot(&snap.meta, data).await.unwrap_err();
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("the snapshot's entry at index 999 differs"),
