@@ -10,10 +10,12 @@
 //! - `cosigning`: cosignatures asked for, given and gathered; the checkpoint served;
 //! - `roster`: the current members (Raft's membership; the config's list seeds it);
 //! - `membership`: officers' changes to the members (learner, proof of its copy, voter);
+//! - `audit_entry`: each membership Raft commits, as an audit entry every member appends alike;
 //! - `node`: a running member: start, submissions as proposals, answers to other members;
 //! - `witness`: a member's rules for cosigning a checkpoint (its own root, consistent with what it
 //!   cosigned before).
 
+pub mod audit_entry;
 pub mod coalesce;
 pub mod config;
 pub mod cosigning;

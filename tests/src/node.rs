@@ -293,11 +293,16 @@ impl Node {
     /// Every ledger entry, decoded, read as the auditor (`officer`): (index, entry JSON), in pages
     /// of the most one answer carries.
     pub fn entries(&self) -> Vec<(u64, serde_json::Value)> {
+        self.entries_from(0)
+    }
+
+    /// The ledger entries from index `first` on, as [`Node::entries`].
+    pub fn entries_from(&self, first: u64) -> Vec<(u64, serde_json::Value)> {
         use base64::Engine as _;
         const PAGE: usize = 1000;
         let size = self.tree_size();
         let mut out = Vec::new();
-        for start in (0..size).step_by(PAGE) {
+        for start in (first..size).step_by(PAGE) {
             let end = (start + PAGE as u64).min(size);
             let answer = self
                 .client("officer")

@@ -62,6 +62,104 @@ fn root_at(node: &Node, size: u64) -> Option<String> {
     (lines.next()?.parse::<u64>().ok()? == size).then(|| lines.next().map(str::to_owned))?
 }
 
+/// The audit entries among `entries`: (type without `audit.`, outcome, the entry).
+fn audited(entries: &[(u64, Value)]) -> Vec<(String, String, Value)> {
+    entries
+        .iter()
+        .filter_map(|(_, e)| {
+            let kind = e["type"].as_str()?.strip_prefix("audit.")?.to_owned();
+            Some((kind, e["outcome"].as_str()?.to_owned(), e.clone()))
+        })
+        .collect()
+}
+
+/// A membership audit entry's members: (id, voter).
+fn seated(membership: &Value) -> Vec<(u64, bool)> {
+    membership["details"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m["voter"].as_bool().unwrap()))
+        .collect()
+}
+
+/// The audit trail of the add and the removal (from `from` on), the same on every member that
+/// stayed: each officer request is recorded before it is carried out and again with its outcome, by
+/// the officer; each membership Raft committed is an entry listing every member with its identity,
+/// written alike by every member. The ledger's first entry names the founding members.
+fn check_membership_audit(stayed: &[&Node], from: u64, new_identity: &str) {
+    let first = audited(&stayed[0].entries_from(0)[..1]);
+    assert_eq!(first.len(), 1, "the ledger does not start with its members");
+    assert_eq!(first[0].0, "consortium.membership");
+    assert_eq!(seated(&first[0].2), vec![(1, true), (2, true), (3, true)]);
+    let trail = audited(&stayed[0].entries_from(from));
+    for other in &stayed[1..] {
+        assert_eq!(
+            audited(&other.entries_from(from)),
+            trail,
+            "two members' audit trails differ"
+        );
+    }
+    let mut acts: Vec<(String, String)> = Vec::new();
+    for (kind, outcome, e) in trail.iter().filter(|(k, ..)| k != "consortium.membership") {
+        assert_eq!(e["actor"], "officer", "{e}");
+        assert!(e["time"].is_string(), "{e}");
+        // An add answered `catching_up` is asked again: such a round (requested, failed) is left
+        // out.
+        if outcome == "failed" {
+            assert_eq!(acts.pop(), Some((kind.clone(), "requested".to_owned())));
+        } else {
+            acts.push((kind.clone(), outcome.clone()));
+        }
+    }
+    let pair = |kind: &str| {
+        [
+            (kind.to_owned(), "requested".to_owned()),
+            (kind.to_owned(), "done".to_owned()),
+        ]
+    };
+    // The add, the add asked again, the removal.
+    let expected: Vec<(String, String)> = [
+        pair("consortium.member_add"),
+        pair("consortium.member_add"),
+        pair("consortium.member_remove"),
+    ]
+    .concat();
+    assert_eq!(acts, expected);
+    // What Raft committed: member 4 a learner, then a voter; then member 2 gone.
+    let seats: Vec<Vec<(u64, bool)>> = trail
+        .iter()
+        .filter(|(kind, ..)| kind == "consortium.membership")
+        .map(|(.., e)| seated(e))
+        .collect();
+    let learner = seats
+        .iter()
+        .position(|s| s.contains(&(4, false)))
+        .expect("no membership with member 4 as a learner");
+    let voter = seats
+        .iter()
+        .position(|s| s == &vec![(1, true), (2, true), (3, true), (4, true)])
+        .expect("no membership with member 4 a voter");
+    assert!(learner < voter);
+    assert_eq!(
+        seats.last().unwrap(),
+        &vec![(1, true), (3, true), (4, true)],
+        "{seats:?}"
+    );
+    let listed_identity = trail
+        .iter()
+        .rev()
+        .find(|(kind, ..)| kind == "consortium.membership")
+        .and_then(|(.., e)| {
+            e["details"]["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["id"] == 4)
+                .map(|m| m["identity"].clone())
+        });
+    assert_eq!(listed_identity, Some(Value::from(new_identity)));
+}
+
 fn add_args(id: u64, name: &str, identity: &str, address: SocketAddr) -> Vec<String> {
     [
         "add",
@@ -102,6 +200,7 @@ fn a_new_member_catches_up_from_a_snapshot_of_100_000_entries_proves_its_copy_an
         nodes.iter().all(|n| purged(n) >= 20.0).then_some(())
     });
 
+    let audited_from = nodes[0].tree_size();
     // The new member: made and started on its own; not a voter, it serves no checkpoint.
     let listen = free_port();
     let (dir, me) = joining(
@@ -225,6 +324,7 @@ fn a_new_member_catches_up_from_a_snapshot_of_100_000_entries_proves_its_copy_an
     for n in &stayed {
         check_cosigned(n, &stayed_members, 2);
     }
+    check_membership_audit(&stayed, audited_from, &members[3].1);
     stop_and_verify(&mut nodes, &dirs);
 }
 

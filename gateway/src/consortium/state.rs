@@ -230,7 +230,40 @@ impl LedgerMachine {
             .map_err(io_err)
     }
 
-    /// What applying an entry without ledger entries (blank, membership) answers.
+    /// Appends the ledger entries of one applied Raft entry (with the accepting member's attachments,
+    /// and where its submission waits for the receipts), recording the state with them.
+    async fn append_applied(
+        &mut self,
+        entries: Vec<Vec<u8>>,
+        attachments: Vec<Attachment>,
+        reply: Option<oneshot::Sender<std::result::Result<Vec<Receipt>, LedgerError>>>,
+    ) -> Result<Applied> {
+        let count = entries.len() as u64;
+        let entries = self.not_yet_held(entries)?;
+        // Attachments go with this run's own proposals, which never reach back into history
+        // received before it.
+        let attachments = if entries.len() as u64 == count {
+            attachments
+        } else {
+            Vec::new()
+        };
+        self.state.size = Some(self.next_index + count);
+        let queued = self.queue(entries, attachments).await?;
+        let applied = Applied {
+            first_index: self.next_index,
+            tree_size: self.next_index + count,
+        };
+        self.next_index += count;
+        if let Some(reply) = reply {
+            // The submission here is answered once its entries are durable.
+            tokio::spawn(async move {
+                let _ = reply.send(queued.wait().await);
+            });
+        }
+        Ok(applied)
+    }
+
+    /// What applying an entry without ledger entries (a blank one) answers.
     fn no_entries(&self) -> Applied {
         Applied {
             first_index: self.next_index,
@@ -291,34 +324,16 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
                         Some(w) => (Vec::new(), Some(w.reply)),
                         None => (Vec::new(), None),
                     };
-                    let count = p.entries.len() as u64;
-                    let entries = self.not_yet_held(p.entries)?;
-                    // Attachments go with this run's own proposals, which never reach back
-                    // into history received before it.
-                    let attachments = if entries.len() as u64 == count {
-                        attachments
-                    } else {
-                        Vec::new()
-                    };
-                    self.state.size = Some(self.next_index + count);
-                    let queued = self.queue(entries, attachments).await?;
-                    out.push(Applied {
-                        first_index: self.next_index,
-                        tree_size: self.next_index + count,
-                    });
-                    self.next_index += count;
-                    if let Some(reply) = reply {
-                        // The submission here is answered once its entries are durable.
-                        tokio::spawn(async move {
-                            let _ = reply.send(queued.wait().await);
-                        });
-                    }
+                    out.push(self.append_applied(p.entries, attachments, reply).await?);
                     unrecorded = false;
                 }
                 EntryPayload::Membership(m) => {
+                    // The member list goes into the ledger's audit trail, the same bytes at the
+                    // same index on every member (`audit_entry`).
+                    let audit = super::audit_entry::membership(&entry.log_id, &m);
                     self.state.membership = StoredMembership::new(Some(entry.log_id), m);
-                    out.push(self.no_entries());
-                    unrecorded = true;
+                    out.push(self.append_applied(vec![audit], Vec::new(), None).await?);
+                    unrecorded = false;
                 }
                 EntryPayload::Blank => {
                     out.push(self.no_entries());
@@ -327,8 +342,8 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
             }
         }
         if unrecorded {
-            // Blank and membership entries change no entry; they are recorded once, after the
-            // rest (applying one again after a crash changes nothing).
+            // Blank entries change no entry; they are recorded once, after the rest (applying one
+            // again after a crash changes nothing).
             self.queue(Vec::new(), Vec::new()).await?;
         }
         Ok(out)

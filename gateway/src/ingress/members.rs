@@ -19,8 +19,9 @@ use serde::Deserialize;
 
 use super::api::officer;
 use super::problem::{Problem, problem};
+use crate::audit::{Event, Outcome};
 use crate::consortium::Consortium;
-use crate::consortium::membership::MemberChange;
+use crate::consortium::membership::{MemberChange, MembershipError};
 use crate::consortium::types::NodeId;
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -68,12 +69,65 @@ async fn list(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     }
 }
 
+/// How long an officer's change waits for its audit entries to be committed (an election
+/// may be under way: a removed leader's successor, say).
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The audit trail's words for a change: its kind and target, and its facts.
+fn described(change: &MemberChange) -> (&'static str, String, serde_json::Value) {
+    match change {
+        MemberChange::Add {
+            id,
+            name,
+            identity,
+            address,
+        } => (
+            "consortium.member_add",
+            format!("member {id}"),
+            serde_json::json!({ "id": id, "name": name, "identity": identity, "address": address }),
+        ),
+        MemberChange::Remove { id } => (
+            "consortium.member_remove",
+            format!("member {id}"),
+            serde_json::json!({ "id": id }),
+        ),
+    }
+}
+
+/// Carries out an officer's change, recorded in the audit trail before (no change happens that the
+/// ledger does not hold a request for: if the request cannot be appended, nothing is changed) and
+/// after (its outcome). What the change did is also in the ledger: Raft's membership entries
+/// (`consortium::audit_entry`).
 async fn change(p: &Pipeline, change: MemberChange, actor: &str) -> Response {
     let Some(c) = consortium(p) else {
         return not_a_consortium();
     };
     tracing::warn!(event = "officer_membership_change", %actor, change = ?change, "officer membership change");
-    match c.change_members(change, actor).await {
+    let (kind, target, details) = described(&change);
+    let mut event = Event {
+        kind,
+        actor: actor.to_owned(),
+        target,
+        outcome: Outcome::Requested,
+        reason: None,
+        details,
+    };
+    if let Err(e) = p.record_audit(&event, AUDIT_WAIT).await {
+        return problem(&e.into()).into_response();
+    }
+    let result = c.change_members(change, actor).await;
+    (event.outcome, event.reason) = match &result {
+        Ok(_) => (Outcome::Done, None),
+        Err(e @ (MembershipError::Unavailable(_) | MembershipError::CatchingUp(_))) => {
+            (Outcome::Failed, Some(e.to_string()))
+        }
+        Err(e) => (Outcome::Refused, Some(e.to_string())),
+    };
+    if let Err(e) = p.record_audit(&event, AUDIT_WAIT).await {
+        // The request is on the ledger, and what Raft committed is too; only this outcome is not.
+        tracing::error!(event = "audit_append_failed", kind, error = %e, "the outcome of a membership change is not in the audit trail");
+    }
+    match result {
         // The members as the member that made the change (the leader) answered: this member may
         // learn the change from the Raft log a moment later.
         Ok(members) => axum::Json(
