@@ -3,7 +3,8 @@
 //! records) and for the batch endpoint.
 //!
 //! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_BATCH_CONNECTIONS`,
-//! `INGEST_SECONDS` to change the load). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
+//! `INGEST_SECONDS` to change the load; `INGEST_ONLY=consortium` runs only the node's own two rows and
+//! the consortium's, for comparing versions of the consortium quickly). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
 //! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
@@ -419,6 +420,24 @@ fn main() {
     println!(
         "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records, generator on the same machine"
     );
+    let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
+    if std::env::var("INGEST_ONLY").is_ok_and(|v| v == "consortium") {
+        let node = e2e::node::Node::start(&dir);
+        let single = run(node.addr, &tls, connections, SINGLE, seconds);
+        report("POST /v1/records:", single, "");
+        let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
+        report("POST /v1/records:batch:", batch, "   (256 per request)");
+        drop(node);
+        consortium_rows(
+            tmp.path(),
+            connections,
+            batch_connections,
+            seconds,
+            single,
+            batch,
+        );
+        return;
+    }
     let baseline = {
         let nginx = start_nginx(&dir.join("pki"));
         run(nginx.addr, &tls, connections, SINGLE, seconds)
@@ -437,7 +456,6 @@ fn main() {
         single,
         &format!("   = {:.2}x nginx", single.0 / baseline.0),
     );
-    let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
     let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
     report("POST /v1/records:batch:", batch, "   (256 per request)");
     let recurring = Load {
@@ -500,6 +518,32 @@ fn main() {
         let rate = in_process(tasks, load, seconds);
         println!("   pipeline alone, {what:<17} {rate:>8.0} records/s   ({tasks} tasks)");
     }
+}
+
+/// CPU time (user + system) the node's process has used so far, in seconds; 0 where /proc does not
+/// say.
+fn cpu_seconds(node: &e2e::node::Node) -> f64 {
+    // Clock ticks per second: 100 on Linux on every architecture this runs on (`getconf CLK_TCK`).
+    const TICKS: f64 = 100.0;
+    let Some(stat) = node
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+    else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces, so split after its closing paren):
+    // utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / TICKS
 }
 
 /// The consortium's rows (see the module's doc).
@@ -599,11 +643,28 @@ fn consortium_rows(
         ),
     ];
     for (what, i, load, conns, alone) in rows {
+        let before: Vec<f64> = nodes.iter().map(cpu_seconds).collect();
+        let started = Instant::now();
         let r = at(i, load, conns);
+        let wall = started.elapsed().as_secs_f64();
+        // Where the cores went: each member's CPU time over the row, as a share of one core.
+        let shares: Vec<String> = nodes
+            .iter()
+            .zip(&before)
+            .enumerate()
+            .map(|(m, (n, b))| {
+                let role = if m == leader { "leader" } else { "follower" };
+                format!("{role} {:.0}%", (cpu_seconds(n) - b) / wall * 100.0)
+            })
+            .collect();
         report(
             what,
             r,
-            &format!("   = {:.2}x the node alone", r.0 / alone.0),
+            &format!(
+                "   = {:.2}x the node alone   (cpu: {})",
+                r.0 / alone.0,
+                shares.join(", ")
+            ),
         );
     }
     // Catch-up: a member down while a batch load runs, then started again; timed from its start
