@@ -229,3 +229,54 @@ async fn a_slow_answer_times_out_and_a_ledger_node_of_another_identity_is_refuse
         UpstreamError::Unavailable
     );
 }
+
+/// A dropped link stops: its connection closes and nothing reconnects (a consortium drops the link
+/// to a removed member; before, its task kept reconnecting for the life of the process).
+#[tokio::test]
+async fn a_dropped_link_closes_its_connection_and_stops_reconnecting() {
+    // A peer that accepts connections and never completes a handshake: the link keeps retrying.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (accepted, open) = (Arc::clone(&accepted), Arc::clone(&open));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt as _;
+                    open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut buf = [0u8; 1024];
+                    // Read until the link closes its side.
+                    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let up = Upstream::start(addr, identity(2), &config(1), Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the link never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(up);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped link kept its connection open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after_drop = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // Longer than the handshake timeout plus several backoffs: a live link would have come back.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        after_drop,
+        "a dropped link reconnected"
+    );
+}

@@ -51,6 +51,16 @@ pub struct Upstream {
     up: tokio::sync::watch::Receiver<bool>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// The task that keeps the link up: stopped when the link is dropped (a consortium member
+    /// removed, its address changed), so that nothing keeps reconnecting to a peer no one calls.
+    keeper: tokio::task::AbortHandle,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Aborting drops the task's channel, which closes the connection.
+        self.keeper.abort();
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -86,7 +96,7 @@ impl Upstream {
         let link: Arc<Mutex<Option<Link>>> = Arc::new(Mutex::new(None));
         let keeper = Arc::clone(&link);
         let (up_tx, up) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
+        let keeper = tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             loop {
                 match connect_observed(addr, Arc::clone(&config), metrics.clone()).await {
@@ -137,6 +147,7 @@ impl Upstream {
             up,
             next_id: AtomicU64::new(1),
             timeout,
+            keeper: keeper.abort_handle(),
         }
     }
 

@@ -100,8 +100,11 @@ pub struct Links {
     config: Arc<channel::Config>,
     /// Most entry bytes (encoded) in one append-entries message (`consortium.max_message_kib`).
     max_append_bytes: usize,
-    links: Arc<Mutex<HashMap<NodeId, Arc<Upstream>>>>,
+    links: Arc<Mutex<LinkMap>>,
 }
+
+/// The links by member: the entry each was made for, and the link.
+type LinkMap = HashMap<NodeId, (Member, Arc<Upstream>)>;
 
 impl std::fmt::Debug for Links {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,7 +143,9 @@ impl Links {
     /// The link to `target`, and whether it was made just now (it is still connecting).
     fn link(&self, target: NodeId, member: &Member) -> Result<(Arc<Upstream>, bool), CallError> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = links.get(&target) {
+        if let Some((made_for, l)) = links.get(&target)
+            && made_for == member
+        {
             return Ok((Arc::clone(l), false));
         }
         let addr: SocketAddr = member
@@ -150,8 +155,27 @@ impl Links {
         let identity = Identity::from_hex(&member.identity)
             .ok_or_else(|| CallError::BadMember(target, "identity is not 64 hex digits".into()))?;
         let link = Arc::new(Upstream::start(addr, identity, &self.config, CALL_TIMEOUT));
-        links.insert(target, Arc::clone(&link));
+        // A link made for another address or identity of this member is replaced (and stops).
+        links.insert(target, (member.clone(), Arc::clone(&link)));
         Ok((link, true))
+    }
+
+    /// Drops the links to members no longer in `membership`, or whose entry in it changed: their
+    /// tasks stop (a removed member is not reconnected to for the life of the process).
+    pub fn follow(&self, membership: &openraft::Membership<NodeId, Member>) {
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, (made_for, _)| membership.get_node(id) == Some(made_for));
+    }
+
+    /// How many links are kept.
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Sends `request` to `target` at `path` and reads its JSON answer.
@@ -320,5 +344,44 @@ mod tests {
             None
         );
         assert_eq!(snapshot_chunk_bytes(64 * 1024), 32 * 1024);
+    }
+
+    /// Links follow the membership: one to a member that left, or whose entry changed, is dropped
+    /// (and its task stops: `channel::upstream`); the others stay.
+    #[tokio::test]
+    async fn links_to_members_that_left_are_dropped() {
+        let allow: channel::Authorize = Arc::new(|_: &Identity| true);
+        let config = channel::Config::new(
+            zeroize::Zeroizing::new([7; 32]),
+            &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            "test.ledgergate/log",
+            allow,
+        )
+        .unwrap();
+        let links = Links::new(config, 1 << 20);
+        let member = |n: u8| Member {
+            name: format!("m{n}"),
+            address: format!("127.0.0.1:{}", 9 + u16::from(n)),
+            identity: hex::encode(
+                ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+                    .verifying_key()
+                    .as_bytes(),
+            ),
+        };
+        for n in [2, 3, 4] {
+            links.link(u64::from(n), &member(n)).unwrap();
+        }
+        assert_eq!(links.count(), 3);
+        let mut moved = member(3);
+        moved.address = "127.0.0.1:1".into();
+        let nodes = std::collections::BTreeMap::from([(2, member(2)), (3, moved.clone())]);
+        let membership =
+            openraft::Membership::new(vec![std::collections::BTreeSet::from([2, 3])], nodes);
+        links.follow(&membership);
+        // 4 left; 3 moved (its next call makes a new link to the new address).
+        assert_eq!(links.count(), 1);
+        let (_, new) = links.link(3, &moved).unwrap();
+        assert!(new);
+        assert_eq!(links.count(), 2);
     }
 }

@@ -186,13 +186,18 @@ impl Consortium {
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
         }
-        // The roster follows Raft's membership until Raft stops.
+        // The roster and the links follow Raft's membership until Raft stops.
         {
             let mut watch = raft.metrics();
             let roster = roster.clone();
+            let links = links.clone();
             tokio::spawn(async move {
                 loop {
-                    roster.follow(&watch.borrow_and_update());
+                    {
+                        let metrics = watch.borrow_and_update();
+                        roster.follow(&metrics);
+                        links.follow(metrics.membership_config.membership());
+                    }
                     if watch.changed().await.is_err() {
                         return;
                     }
