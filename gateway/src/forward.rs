@@ -7,6 +7,11 @@
 //! only the identities configured in `channel.peers` get past the handshake. What an edge may not
 //! forward: officers' admin commands. They go to the ledger node directly, so that a compromised
 //! edge cannot rotate, revoke or shred keys.
+//!
+//! A consortium member is on the channel too, but it is another organisation: it takes part in Raft
+//! and nothing else. It may not forward client requests (it could name any client, say this node's
+//! own provider, and read its sealed values), unless this node's operator also lists it in
+//! `channel.peers` as an edge it trusts.
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -62,6 +67,15 @@ impl Peers {
             .unwrap_or_else(PoisonError::into_inner) = peers;
     }
 
+    /// Whether `peer` is one of `channel.peers` (an edge this node trusts for its clients'
+    /// identities), as they are now.
+    fn is_configured(&self, peer: &Identity) -> bool {
+        self.configured
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(peer)
+    }
+
     fn contains(&self, peer: &Identity) -> bool {
         self.members.as_ref().is_some_and(|r| r.admits(peer))
             || self
@@ -110,14 +124,21 @@ pub fn channel_config(
 }
 
 /// Answers requests from the channel peer `peer`: a consortium member's Raft requests go to this
-/// node's Raft; anything else runs through `router` as if its client had connected here.
-fn handler(router: Router, consortium: Option<Arc<Consortium>>, peer: Identity) -> Handler {
+/// node's Raft; an edge's (one of `peers`' configured ones) client requests run through `router` as
+/// if its client had connected here.
+fn handler(
+    router: Router,
+    consortium: Option<Arc<Consortium>>,
+    peers: Peers,
+    peer: Identity,
+) -> Handler {
     Arc::new(move |head: RequestHead, body: Vec<u8>| {
         let router = router.clone();
-        // Per request: membership changes while a session lasts.
+        // Per request: membership and `channel.peers` change while a session lasts.
         let member = consortium
             .as_ref()
             .and_then(|c| c.member_id(&peer).map(|id| (Arc::clone(c), id)));
+        let edge = peers.is_configured(&peer);
         Box::pin(async move {
             let id = head.id;
             let answer = if head.target.starts_with(RAFT_PREFIX) {
@@ -138,6 +159,14 @@ fn handler(router: Router, consortium: Option<Arc<Consortium>>, peer: Identity) 
                     StatusCode::FORBIDDEN,
                     "forbidden",
                     "officers' commands go to the ledger node directly, not through an edge",
+                )
+                .into_response_parts()
+            } else if !edge {
+                tracing::warn!(event = "channel_request_refused", %peer, "a channel peer that is not one of channel.peers forwarded a client request");
+                Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "only this node's edges (channel.peers) forward client requests; a consortium member takes part in Raft only",
                 )
                 .into_response_parts()
             } else {
@@ -207,6 +236,7 @@ pub async fn listen(
     router: Router,
     metrics: crate::metrics::ChannelMetrics,
     consortium: Option<Arc<Consortium>>,
+    peers: Peers,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     // The accept loop and every peer's loop belong to this task: when the node shuts down and aborts
@@ -223,7 +253,7 @@ pub async fn listen(
     while let Some(ch) = rx.recv().await {
         let peer = ch.peer();
         tracing::info!(event = "channel_peer_connected", %peer, "a peer connected over the channel");
-        let handler = handler(router.clone(), consortium.clone(), peer);
+        let handler = handler(router.clone(), consortium.clone(), peers.clone(), peer);
         tasks.spawn(async move {
             let why = serve_requests(ch, handler).await;
             tracing::info!(event = "channel_peer_gone", %peer, error = %why, "a peer's session ended");
@@ -258,7 +288,9 @@ mod tests {
     async fn only_members_reach_raft_and_nobody_reaches_admin_over_the_channel() {
         let edge = Identity([5; 32]);
         let router = Router::new().fallback(|| async { "the router ran" });
-        let answer = handler(router, None, edge);
+        let peers = Peers::default();
+        peers.set(&edge_section(&edge));
+        let answer = handler(router, None, peers, edge);
         for target in [
             "/raft/v1/append",
             "/raft/v1/vote",
@@ -273,6 +305,39 @@ mod tests {
             assert_eq!(problem["code"], "forbidden", "{target}");
         }
         // Anything else runs through the router, as the edge's client would.
+        let (response, body) = answer(head("/v1/checkpoint"), Vec::new()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(body, b"the router ran");
+    }
+
+    fn edge_section(edge: &Identity) -> ChannelSection {
+        serde_yaml::from_str(&format!(
+            "listen: 127.0.0.1:1\npeers: [{{name: edge, identity: {}}}]\n",
+            hex::encode(edge.0)
+        ))
+        .unwrap()
+    }
+
+    /// A peer admitted only as a consortium member (not in `channel.peers`) cannot forward a client
+    /// request: it would name any client, such as this node's provider, and read its sealed values.
+    /// Nothing reaches the router; once the operator lists it as an edge, it can.
+    #[tokio::test]
+    async fn a_peer_that_is_not_a_configured_edge_cannot_forward_client_requests() {
+        let member = Identity([6; 32]);
+        let router = Router::new().fallback(|| async { "the router ran" });
+        let peers = Peers::default();
+        let answer = handler(router, None, peers.clone(), member);
+        for target in [
+            "/v1/records",
+            "/v1/records/A-1/openings/salary",
+            "/v1/checkpoint",
+        ] {
+            let (response, body) = answer(head(target), b"{}".to_vec()).await;
+            assert_eq!(response.status, 403, "{target}");
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["code"], "forbidden", "{target}");
+        }
+        peers.set(&edge_section(&member));
         let (response, body) = answer(head("/v1/checkpoint"), Vec::new()).await;
         assert_eq!(response.status, 200);
         assert_eq!(body, b"the router ran");

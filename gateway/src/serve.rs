@@ -347,6 +347,7 @@ pub async fn serve(
             router.clone(),
             metrics.channel.clone(),
             consortium.clone(),
+            peers.clone(),
         )));
     }
     let monitoring = TcpListener::bind(config.metrics_listen)

@@ -59,6 +59,19 @@ pub fn consortium_in(
     addresses: &[SocketAddr],
     settings: &str,
 ) -> (Vec<PathBuf>, Vec<(String, String)>) {
+    consortium_with_outsiders(parents, listens, addresses, settings, &[])
+}
+
+/// [`consortium_in`] with `outsiders` (name, identity, channel address) in every member's list
+/// too, after the others: members that run no node here (whose identity a test uses to play a
+/// dishonest member). The members returned include them.
+pub fn consortium_with_outsiders(
+    parents: &[PathBuf],
+    listens: &[SocketAddr],
+    addresses: &[SocketAddr],
+    settings: &str,
+    outsiders: &[(String, String, SocketAddr)],
+) -> (Vec<PathBuf>, Vec<(String, String)>) {
     let n = listens.len();
     let dirs: Vec<PathBuf> = (0..n)
         .map(|i| {
@@ -72,8 +85,14 @@ pub fn consortium_in(
         .iter()
         .enumerate()
         .map(|(i, d)| (format!("m{i}"), node_identity(d)))
+        .chain(outsiders.iter().map(|(n, id, _)| (n.clone(), id.clone())))
         .collect();
-    let members = entries(&known, addresses);
+    let addresses: Vec<SocketAddr> = addresses
+        .iter()
+        .copied()
+        .chain(outsiders.iter().map(|o| o.2))
+        .collect();
+    let members = entries(&known, &addresses);
     for (d, c) in dirs.iter().zip(listens) {
         append_config(
             d,

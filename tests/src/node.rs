@@ -81,6 +81,60 @@ pub struct Node {
     child: Option<Child>,
 }
 
+/// The identity (hex) of the Ed25519 key with `seed`, as `keymgr show node-identity` prints one.
+pub fn identity_of_seed(seed: [u8; 32]) -> String {
+    hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+/// An edge at `edge_dir` in front of the ledger node of `ledger_dir`, whose channel listens at
+/// `channel`, made by hand as an operator would: the ledger node's PKI and policies, channel keys
+/// (identity from `seed`) in a 0600 file in a 0700 directory, and `chain: remote`. `extra` (YAML,
+/// starting with a comma) goes into both the `remote` settings. The ledger node must admit the
+/// edge's identity (`identity_of_seed(seed)`) itself.
+pub fn make_edge(
+    edge_dir: &Path,
+    ledger_dir: &Path,
+    channel: SocketAddr,
+    seed: [u8; 32],
+    extra: &str,
+) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for sub in ["pki", "policies"] {
+        let to = edge_dir.join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(ledger_dir.join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    let keys = edge_dir.join("channel.key");
+    std::fs::write(
+        &keys,
+        serde_json::json!({
+            "identity": hex::encode(seed),
+            "static": hex::encode([seed[0].wrapping_add(1); 32]),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(edge_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        edge_dir.join("gateway.yaml"),
+        format!(
+            "tls: {{ cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem, crls: [pki/crl.pem] }}\n\
+             policies: policies\n\
+             chain: {{ remote: {{ address: \"{channel}\", identity: \"{}\", keys: channel.key, timeout_seconds: 10{extra} }} }}\n",
+            node_identity(ledger_dir)
+        ),
+    )
+    .unwrap();
+}
+
 /// A node's identity (`node-identity`'s public key), read from its (stopped) key store as an
 /// officer would.
 pub fn node_identity(dir: &Path) -> String {

@@ -20,7 +20,7 @@ use e2e::consortium::*;
 use e2e::eventually;
 use e2e::load::{Load, loan};
 use e2e::netns::Hosts;
-use e2e::node::{Node, free_port};
+use e2e::node::{Node, free_port, identity_of_seed, make_edge};
 use e2e::powerfs::PowerFs;
 use e2e::relay::DelayRelays;
 use serde_json::Value;
@@ -503,4 +503,105 @@ fn openrafts_log_is_off_unless_asked_for() {
     assert!(!quiet.contains("openraft"), "{quiet}");
     let asked = run("error,openraft=error");
     assert!(asked.contains("openraft"), "{asked}");
+}
+
+/// An edge in front of a member works as in front of a single node: submissions through it are
+/// committed by the consortium, and the sealed values stay with that member, read back through the
+/// edge. A consortium member is another organisation: over the channel it takes part in Raft and
+/// nothing else. One that forwards client requests, naming the member's own provider, is refused
+/// (403 `forbidden`): it cannot submit in that provider's name or read its sealed values.
+#[test]
+fn an_edge_in_front_of_a_member_works_and_a_member_cannot_forward_client_requests() {
+    const EDGE_SEED: [u8; 32] = [31; 32];
+    // A fourth member in every list that runs no node here: its identity plays a dishonest member.
+    const OUTSIDER_SEED: [u8; 32] = [41; 32];
+    let tmp = tempfile::tempdir().unwrap();
+    let channels: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
+    let parents: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("m{i}"))).collect();
+    let outsider = (
+        "m3".to_owned(),
+        identity_of_seed(OUTSIDER_SEED),
+        free_port(),
+    );
+    let (dirs, members) = consortium_with_outsiders(
+        &parents,
+        &channels,
+        &channels,
+        FAST,
+        std::slice::from_ref(&outsider),
+    );
+    // Member 0 admits the edge as its operator would: in `channel.peers`.
+    let config = dirs[0].join("gateway.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listen = format!("channel: {{ listen: \"{}\" }}", channels[0]);
+    assert!(text.contains(&listen));
+    let text = text.replace(
+        &listen,
+        &format!(
+            "channel: {{ listen: \"{}\", peers: [{{ name: edge, identity: \"{}\" }}] }}",
+            channels[0],
+            identity_of_seed(EDGE_SEED)
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    // The edge, and a dishonest member's "edge" in front of member 0 with the outsider's identity.
+    let edge_dir = tmp.path().join("edge");
+    make_edge(&edge_dir, &dirs[0], channels[0], EDGE_SEED, "");
+    let outsider_dir = tmp.path().join("outsider");
+    make_edge(&outsider_dir, &dirs[0], channels[0], OUTSIDER_SEED, "");
+
+    let mut nodes: Vec<Node> = dirs.iter().map(|d| start(d)).collect();
+    agreed_leader(&nodes.iter().collect::<Vec<_>>());
+    let edge = Node::start(&edge_dir);
+    edge.wait_ready();
+    let provider = edge.client("provider-a");
+    // Right after the election the consortium may not commit yet (503): retried, as a client would.
+    let answer = eventually("the record through the edge to be acknowledged", || {
+        let a = provider.submit(edge.addr, &loan("VIA-EDGE"));
+        (a.status != 503).then_some(a)
+    });
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let read = provider
+        .request(edge.addr, "GET", "/v1/records/VIA-EDGE", None)
+        .unwrap();
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["sealed"]["salary"]["value"], 61000.5);
+
+    // The outsider's channel is admitted (it is a member), but its client requests are not.
+    let outsider_edge = Node::start(&outsider_dir);
+    let as_provider = outsider_edge.client("provider-a");
+    let refused = eventually("the outsider's link to come up", || {
+        let a = as_provider
+            .request(outsider_edge.addr, "GET", "/v1/records/VIA-EDGE", None)
+            .ok()?;
+        (a.status != 503).then_some(a)
+    });
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "forbidden", "{}", refused.text());
+    for path in ["/v1/records/VIA-EDGE/openings/salary", "/v1/checkpoint"] {
+        let a = as_provider
+            .request(outsider_edge.addr, "GET", path, None)
+            .unwrap();
+        assert_eq!(a.status, 403, "{path}: {}", a.text());
+    }
+    let submitted = as_provider.submit(outsider_edge.addr, &loan("FORGED"));
+    assert_eq!(submitted.status, 403, "{}", submitted.text());
+    drop(outsider_edge);
+    drop(edge);
+
+    // One history with the record through the edge (accepted by member 0), and nothing forged.
+    let all: Vec<&Node> = nodes.iter().collect();
+    converged(&all, &[(0, "VIA-EDGE".to_owned())], &members);
+    let records: Vec<Value> = nodes[0]
+        .entries()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| !e["type"].as_str().unwrap_or("").starts_with("audit."))
+        .collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "a forged record reached the ledger: {records:?}"
+    );
+    stop_and_verify(&mut nodes, &dirs);
 }

@@ -16,19 +16,11 @@ use std::time::{Duration, Instant};
 
 use e2e::load::{Load, loan};
 use e2e::node::{
-    Node, append_config, free_port, init_node, node_identity, unlimited_rate, verify_ledger,
+    Node, append_config, free_port, identity_of_seed, init_node, make_edge, node_identity,
+    unlimited_rate, verify_ledger,
 };
 use e2e::stderr;
-use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 fn every_file(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -51,11 +43,7 @@ const EDGE_SEED: [u8; 32] = [21u8; 32];
 
 /// The edge's identity, as `keymgr show node-identity` would print it on the edge.
 fn edge_identity() -> String {
-    hex::encode(
-        SigningKey::from_bytes(&EDGE_SEED)
-            .verifying_key()
-            .to_bytes(),
-    )
+    identity_of_seed(EDGE_SEED)
 }
 
 /// A ledger node and an edge in front of it, made by hand as an operator would (the edge's keys in
@@ -66,23 +54,7 @@ fn pair(tmp: &Path, timers: &str) -> (PathBuf, PathBuf) {
     // The loads below run submitters flat out: the development policy's rate would refuse them.
     unlimited_rate(&ledger_dir);
     let edge_dir = tmp.join("edge");
-    copy_dir(&ledger_dir.join("pki"), &edge_dir.join("pki"));
-    copy_dir(&ledger_dir.join("policies"), &edge_dir.join("policies"));
-    // The edge's channel keys, in a file of its own (0600).
-    let edge_seed = EDGE_SEED;
     let edge_identity = edge_identity();
-    let keys = edge_dir.join("channel.key");
-    std::fs::write(
-        &keys,
-        json!({ "identity": hex::encode(edge_seed), "static": hex::encode([22u8; 32]) })
-            .to_string(),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::set_permissions(&edge_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
     let channel = free_port();
     append_config(
         &ledger_dir,
@@ -90,16 +62,7 @@ fn pair(tmp: &Path, timers: &str) -> (PathBuf, PathBuf) {
             "channel: {{ listen: \"{channel}\", peers: [{{ name: edge-1, identity: \"{edge_identity}\" }}]{timers} }}"
         ),
     );
-    std::fs::write(
-        edge_dir.join("gateway.yaml"),
-        format!(
-            "tls: {{ cert: pki/server.pem, key: pki/server.key, client_ca: pki/ca.pem, crls: [pki/crl.pem] }}\n\
-             policies: policies\n\
-             chain: {{ remote: {{ address: \"{channel}\", identity: \"{}\", keys: channel.key, timeout_seconds: 10{timers} }} }}\n",
-            node_identity(&ledger_dir)
-        ),
-    )
-    .unwrap();
+    make_edge(&edge_dir, &ledger_dir, channel, EDGE_SEED, timers);
     (ledger_dir, edge_dir)
 }
 
