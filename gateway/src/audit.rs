@@ -6,7 +6,9 @@
 //!
 //! An audit entry says who (`actor`), what (`type`), to what (`target`), with which outcome and why
 //! (`reason`), and when (`time`; absent only where every consortium member must write the same bytes:
-//! see `consortium::audit_entry`). It never holds record contents, field values or subject ids.
+//! see `consortium::audit_entry`). It never holds record contents, field values or subject ids. In a
+//! consortium it also names the member that appended it (`member`), which every member checks
+//! against the member that proposed it (`consortium::audit_entry::refusal`).
 //!
 //! Record types cannot be mistaken for audit entries: a policy's record type names are lowercase
 //! letters, digits and `_` (no dot).
@@ -59,8 +61,9 @@ pub struct Event {
 
 impl Event {
     /// The entry's bytes: canonical JSON (sorted keys, no white space), stamped with `time` (Unix
-    /// seconds), or without a time where every member must write the same bytes.
-    pub fn entry(&self, time: Option<keymgr::Timestamp>) -> Vec<u8> {
+    /// seconds), or without a time where every member must write the same bytes; `member`: the
+    /// consortium member appending it, if any.
+    pub fn entry(&self, time: Option<keymgr::Timestamp>, member: Option<&str>) -> Vec<u8> {
         let mut entry = Map::new();
         entry.insert("v".into(), json!(1));
         entry.insert("type".into(), json!(format!("{TYPE_PREFIX}{}", self.kind)));
@@ -72,6 +75,9 @@ impl Event {
         }
         if let Some(time) = time {
             entry.insert("time".into(), json!(keymgr::rfc3339(time)));
+        }
+        if let Some(member) = member {
+            entry.insert("member".into(), json!(member));
         }
         if !self.details.is_null() {
             entry.insert("details".into(), self.details.clone());
@@ -93,15 +99,25 @@ pub fn attachment(entry: &[u8]) -> Attachment {
     }
 }
 
+/// What the audit checks read of an entry: its type and the member it names.
+#[derive(Debug, serde::Deserialize)]
+pub struct Typed<'a> {
+    /// `type`.
+    #[serde(borrow, rename = "type")]
+    pub kind: Option<std::borrow::Cow<'a, str>>,
+    /// `member`.
+    #[serde(borrow)]
+    pub member: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The type and member of the ledger entry `bytes`, if it is a JSON object.
+pub fn typed(bytes: &[u8]) -> Option<Typed<'_>> {
+    serde_json::from_slice::<Typed<'_>>(bytes).ok()
+}
+
 /// Whether the ledger entry `bytes` is an audit entry.
 pub fn is_audit(bytes: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Typed<'a> {
-        #[serde(borrow, rename = "type")]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Typed<'_>>(bytes)
-        .ok()
+    typed(bytes)
         .and_then(|t| t.kind)
         .is_some_and(|k| k.starts_with(TYPE_PREFIX))
 }
@@ -124,7 +140,7 @@ mod tests {
 
     #[test]
     fn an_entry_is_canonical_json_with_sorted_keys() {
-        let bytes = event().entry(Some(0));
+        let bytes = event().entry(Some(0), None);
         assert_eq!(
             String::from_utf8(bytes.clone()).unwrap(),
             r#"{"actor":"officer","details":{"id":4},"outcome":"requested","target":"member 4 (m4)","time":"1970-01-01T00:00:00Z","type":"audit.consortium.member_add","v":1}"#
@@ -134,9 +150,9 @@ mod tests {
 
     #[test]
     fn without_a_time_two_members_write_the_same_bytes() {
-        assert_eq!(event().entry(None), event().entry(None));
+        assert_eq!(event().entry(None, None), event().entry(None, None));
         assert!(
-            !String::from_utf8(event().entry(None))
+            !String::from_utf8(event().entry(None, None))
                 .unwrap()
                 .contains("time")
         );

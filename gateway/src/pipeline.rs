@@ -242,7 +242,10 @@ impl Pipeline {
         use crate::ledger::LedgerError;
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let entry = event.entry(Some(crate::keys::unix_now()));
+            // On a consortium the entry names this member; every member checks that against the
+            // member that proposed it (consortium::audit_entry).
+            let member = self.consortium.get().map(|c| c.name().to_owned());
+            let entry = event.entry(Some(crate::keys::unix_now()), member.as_deref());
             let attachment = crate::audit::attachment(&entry);
             match self.append_with(vec![(entry, attachment)]).await {
                 Ok(mut receipts) => {

@@ -85,8 +85,8 @@ fn seated(membership: &Value) -> Vec<(u64, bool)> {
 
 /// The audit trail of the add and the removal (from `from` on), the same on every member that
 /// stayed: each officer request is recorded before it is carried out and again with its outcome, by
-/// the officer; each membership Raft committed is an entry listing every member with its identity,
-/// written alike by every member. The ledger's first entry names the founding members.
+/// the officer, attributed to the member that took the request; each membership Raft committed is
+/// an entry listing every member with its identity, written alike by every member. The ledger's first entry names the founding members.
 fn check_membership_audit(stayed: &[&Node], from: u64, new_identity: &str) {
     let first = audited(&stayed[0].entries_from(0)[..1]);
     assert_eq!(first.len(), 1, "the ledger does not start with its members");
@@ -100,29 +100,34 @@ fn check_membership_audit(stayed: &[&Node], from: u64, new_identity: &str) {
             "two members' audit trails differ"
         );
     }
-    let mut acts: Vec<(String, String)> = Vec::new();
+    // (kind, outcome, the member that took the officer's request and appended the entry)
+    let mut acts: Vec<(String, String, String)> = Vec::new();
     for (kind, outcome, e) in trail.iter().filter(|(k, ..)| k != "consortium.membership") {
         assert_eq!(e["actor"], "officer", "{e}");
         assert!(e["time"].is_string(), "{e}");
+        let member = e["member"].as_str().unwrap_or("(none)").to_owned();
         // An add answered `catching_up` is asked again: such a round (requested, failed) is left
         // out.
         if outcome == "failed" {
-            assert_eq!(acts.pop(), Some((kind.clone(), "requested".to_owned())));
+            assert_eq!(
+                acts.pop(),
+                Some((kind.clone(), "requested".to_owned(), member))
+            );
         } else {
-            acts.push((kind.clone(), outcome.clone()));
+            acts.push((kind.clone(), outcome.clone(), member));
         }
     }
-    let pair = |kind: &str| {
+    let pair = |kind: &str, at: &str| {
         [
-            (kind.to_owned(), "requested".to_owned()),
-            (kind.to_owned(), "done".to_owned()),
+            (kind.to_owned(), "requested".to_owned(), at.to_owned()),
+            (kind.to_owned(), "done".to_owned(), at.to_owned()),
         ]
     };
-    // The add, the add asked again, the removal.
-    let expected: Vec<(String, String)> = [
-        pair("consortium.member_add"),
-        pair("consortium.member_add"),
-        pair("consortium.member_remove"),
+    // The add (asked at m1), the add asked again (at m0), the removal (at the new member, m3).
+    let expected: Vec<(String, String, String)> = [
+        pair("consortium.member_add", "m1"),
+        pair("consortium.member_add", "m0"),
+        pair("consortium.member_remove", "m3"),
     ]
     .concat();
     assert_eq!(acts, expected);

@@ -47,6 +47,8 @@ pub enum StartError {
 pub struct Consortium {
     pub(super) raft: Raft<TypeConfig>,
     me: Proposer,
+    /// This member's name (its cosignatures' key name, the `member` of its audit entries).
+    name: String,
     pub(super) roster: Roster,
     pending: Pending,
     next_tag: AtomicU64,
@@ -208,6 +210,7 @@ impl Consortium {
         Ok(Arc::new_cyclic(|me_weak| Consortium {
             raft,
             me,
+            name,
             roster,
             pending,
             next_tag: AtomicU64::new(1),
@@ -222,6 +225,11 @@ impl Consortium {
     /// This member's node id.
     pub fn id(&self) -> NodeId {
         self.me.id
+    }
+
+    /// This member's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The member whose channel proved `identity`, if it is one.

@@ -314,6 +314,26 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
                     let mine = (p.origin == self.me.id && p.started == self.me.started)
                         .then(|| self.pending.take(p.tag))
                         .flatten();
+                    let origin = self.state.membership.membership().get_node(&p.origin);
+                    if let Some(why) =
+                        super::audit_entry::refusal(&p.entries, origin.map(|m| m.name.as_str()))
+                    {
+                        // Every member refuses it alike: it is applied as nothing.
+                        tracing::error!(
+                            event = "consortium_proposal_refused",
+                            origin = p.origin,
+                            why,
+                            "a proposal with an audit entry its member may not write; not applied"
+                        );
+                        if let Some(w) = mine {
+                            let _ = w.reply.send(Err(LedgerError::NotReplicated(format!(
+                                "the consortium refused the proposal: {why}"
+                            ))));
+                        }
+                        out.push(self.no_entries());
+                        unrecorded = true;
+                        continue;
+                    }
                     let (attachments, reply) = match mine {
                         Some(w)
                             if w.attachments.is_empty()

@@ -267,3 +267,77 @@ async fn a_snapshot_cut_short_is_resumed_without_duplicates() {
     );
     assert_eq!(l3.size(), 2048);
 }
+
+/// A proposal with an audit entry that does not name its proposer (or a forged membership entry)
+/// is applied as nothing, and its proposer's submission gets an error; one whose audit entry names
+/// its proposer is appended.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_entries_are_attributed_to_the_member_that_proposed_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Proposer { id: 1, started: 7 };
+    let pending = Pending::default();
+    let (reply, answer) = oneshot::channel();
+    pending.insert(
+        9,
+        PendingWrite {
+            attachments: Vec::new(),
+            reply,
+        },
+    );
+    let l = ledger(dir.path());
+    let mut m = LedgerMachine::open(Arc::clone(&l), me, pending, dir.path().to_path_buf()).unwrap();
+    let member = |name: &str| Member {
+        name: name.into(),
+        address: "127.0.0.1:1".into(),
+        identity: "ab".repeat(32),
+    };
+    let members = openraft::Membership::new(
+        vec![std::collections::BTreeSet::from([1, 2])],
+        std::collections::BTreeMap::from([(1, member("a")), (2, member("b"))]),
+    );
+    let act = |who: &str| {
+        crate::audit::Event {
+            kind: "consortium.member_remove",
+            actor: "officer".into(),
+            target: "member 1".into(),
+            outcome: crate::audit::Outcome::Requested,
+            reason: None,
+            details: serde_json::Value::Null,
+        }
+        .entry(Some(0), Some(who))
+    };
+    let as_text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    let forged_act = as_text(act("a"));
+    let own_act = as_text(act("b"));
+    let forged_membership = as_text(super::super::audit_entry::membership(
+        &LogId::new(CommittedLeaderId::new(1, 1), 1),
+        &members,
+    ));
+    let applied = m
+        .apply([
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+                payload: EntryPayload::Membership(members.clone()),
+            },
+            // Member 2 ("b") in member 1's ("a") name: refused.
+            proposal(2, 2, 1, &["record", &forged_act]),
+            // A membership entry proposed by a member (this one): refused, and its submission told.
+            proposal(3, 1, 9, &[&forged_membership]),
+            // Member 2's own act: appended.
+            proposal(4, 2, 2, &[&own_act]),
+        ])
+        .await
+        .unwrap();
+    let sizes: Vec<u64> = applied.iter().map(|a| a.tree_size).collect();
+    assert_eq!(sizes, vec![1, 1, 1, 2]);
+    assert!(answer.await.unwrap().is_err());
+    m.drain().await.unwrap();
+    let held: Vec<Vec<u8>> = l
+        .entries(0, l.size())
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[1], own_act.into_bytes());
+}
