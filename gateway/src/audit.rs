@@ -13,11 +13,18 @@
 //! Record types cannot be mistaken for audit entries: a policy's record type names are lowercase
 //! letters, digits and `_` (no dot).
 
+pub mod journal;
+pub mod listing;
+
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::ledger::Attachment;
+
+/// How long an audited act (an officer's command, a disclosure, a reload) waits for its audit entry
+/// to be durable, through elections on a consortium.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The prefix of every audit entry's `type`.
 pub const TYPE_PREFIX: &str = "audit.";

@@ -10,6 +10,7 @@
 //! ledger in the background (`usage`).
 //! A batch is one round: one append, one wait.
 
+mod audit;
 mod read;
 mod submit;
 
@@ -31,8 +32,6 @@ use crate::vault::{Vault, VaultError};
 pub const REQUEST_MAC_KEY: &str = "request-mac";
 /// The role that may read raw ledger entries (`/v1/entries`).
 pub const AUDITOR_ROLE: &str = "auditor";
-/// How long an audit append waits before it is tried again after the consortium did not commit it.
-const AUDIT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 /// Deepest JSON nesting a submission may have.
 pub const MAX_JSON_DEPTH: usize = 32;
 
@@ -130,6 +129,8 @@ pub struct Pipeline {
     metrics: Arc<crate::metrics::Metrics>,
     /// The consortium this node is a member of, once its Raft runs: appends then go through it.
     consortium: std::sync::OnceLock<Arc<crate::consortium::Consortium>>,
+    /// How far the key store's journal is copied into the ledger (`audit::journal`).
+    journal: audit::JournalCopy,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -183,6 +184,7 @@ impl Pipeline {
             signing: std::sync::Mutex::new(()),
             metrics,
             consortium: std::sync::OnceLock::new(),
+            journal: audit::JournalCopy::default(),
         };
         // After a crash the index may trail the ledger by the last unindexed entries.
         p.index_usage()?;
@@ -226,40 +228,6 @@ impl Pipeline {
         match self.consortium.get() {
             Some(c) => c.append_with(items).await,
             None => self.ledger.append_with(items).await,
-        }
-    }
-
-    /// Appends an audit event, stamped now, to the ledger (through the consortium when this node is
-    /// a member); answers once it is durable (committed, on a consortium). On a consortium, an
-    /// append that was not committed (no leader for a moment, a leader that moved) is tried again
-    /// until `within` has passed: an audited act must not go unrecorded because of an election. (One
-    /// that timed out but committed late is then in the trail twice; an entry is never lost for it.)
-    pub async fn record_audit(
-        &self,
-        event: &crate::audit::Event,
-        within: std::time::Duration,
-    ) -> Result<crate::ledger::Receipt, crate::ledger::LedgerError> {
-        use crate::ledger::LedgerError;
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            // On a consortium the entry names this member; every member checks that against the
-            // member that proposed it (consortium::audit_entry).
-            let member = self.consortium.get().map(|c| c.name().to_owned());
-            let entry = event.entry(Some(crate::keys::unix_now()), member.as_deref());
-            let attachment = crate::audit::attachment(&entry);
-            match self.append_with(vec![(entry, attachment)]).await {
-                Ok(mut receipts) => {
-                    return receipts
-                        .pop()
-                        .ok_or_else(|| LedgerError::Corrupt("an append without a receipt".into()));
-                }
-                Err(LedgerError::NotReplicated(_))
-                    if tokio::time::Instant::now() + AUDIT_RETRY < deadline =>
-                {
-                    tokio::time::sleep(AUDIT_RETRY).await;
-                }
-                Err(e) => return Err(e),
-            }
         }
     }
 

@@ -58,6 +58,42 @@ impl Reloader {
         Arc::clone(&self.tls.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// [`Reloader::reload`], with its outcome in the audit trail (`audit.config.reload`: the new
+    /// policy's digest, or why nothing changed), for `actor` (an officer, or `operator` for a
+    /// signal) by `trigger` (`admin_api`, `SIGHUP`). A reload is not held back when the ledger cannot
+    /// take the entry (a node must be able to take new TLS material and CRLs at any time); that is
+    /// logged as `audit_unrecorded`.
+    pub async fn reload_audited(
+        &self,
+        actor: &str,
+        trigger: &str,
+    ) -> Result<Reloaded, Vec<String>> {
+        let result = self.reload();
+        let (outcome, reason, policy) = match &result {
+            Ok(r) => (crate::audit::Outcome::Done, None, Some(r.policy.clone())),
+            Err(errors) => (
+                crate::audit::Outcome::Refused,
+                Some(errors.join("; ")),
+                None,
+            ),
+        };
+        let event = crate::audit::Event {
+            kind: "config.reload",
+            actor: actor.to_owned(),
+            target: "policies and TLS material".to_owned(),
+            outcome,
+            reason,
+            details: serde_json::json!({
+                "trigger": trigger,
+                "policy": policy.unwrap_or_else(|| self.pipeline.policy().digest_hex()),
+            }),
+        };
+        if let Err(e) = self.pipeline.record_audit(&event, crate::audit::WAIT).await {
+            tracing::error!(event = "audit_unrecorded", kind = event.kind, error = %e, "an audit entry could not be appended");
+        }
+        result
+    }
+
     /// Reads the policies and TLS files again; applies them only if all are good.
     pub fn reload(&self) -> Result<Reloaded, Vec<String>> {
         let policy = PolicySet::load(&self.config.policies)

@@ -280,7 +280,7 @@ pub async fn serve(
         {
             tasks.push(tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    let _ = reloader.reload();
+                    let _ = reloader.reload_audited("operator", "SIGHUP").await;
                 }
             }));
         }
@@ -365,6 +365,20 @@ pub async fn serve(
             std::future::pending(),
         )));
     }
+    // The audit trail: this start, then the key store's journal (commands run offline while the
+    // node was stopped, automatic rotations, officers' commands, disclosures) copied into the
+    // ledger as it grows. After the consortium started: a member's appends go through it.
+    // A single node does the first copy before it serves; a member cannot before the consortium
+    // has a leader.
+    let started = pipeline.consortium().is_none()
+        && crate::audit::journal::start(&pipeline)
+            .await
+            .inspect_err(|e| tracing::warn!(event = "audit_copy_pending", error = %e, "the audit trail could not be brought up to date at start; trying again"))
+            .is_ok();
+    tasks.push(tokio::spawn(crate::audit::journal::follow(
+        Arc::clone(&pipeline),
+        started,
+    )));
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
     let tls = Arc::clone(&reloader);
     crate::ingress::accept::serve_tls(

@@ -631,6 +631,14 @@ impl KeyManager {
         self.store.sync()
     }
 
+    /// The sequence number of the last event in the audit trail (0: none yet).
+    pub fn last_audit_seq(&self) -> u64 {
+        *self
+            .audit_seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The audit trail after sequence number `after` (0: from the start), oldest first, at most
     /// `limit` events (capped at [`MAX_PAGE`]).
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, Error> {

@@ -344,13 +344,30 @@ impl Node {
             .expect("a checkpoint size")
     }
 
-    /// Every ledger entry, decoded, read as the auditor (`officer`): (index, entry JSON), in pages
-    /// of the most one answer carries.
+    /// Every record entry of the ledger, decoded, read as the auditor (`officer`): (index, entry
+    /// JSON), in pages of the most one answer carries. Audit entries (type `audit.*`) are left out:
+    /// see [`Node::audit_entries`].
     pub fn entries(&self) -> Vec<(u64, serde_json::Value)> {
         self.entries_from(0)
+            .into_iter()
+            .filter(|(_, e)| !is_audit(e))
+            .collect()
     }
 
-    /// The ledger entries from index `first` on, as [`Node::entries`].
+    /// How many records the ledger holds (its entries that are not audit entries).
+    pub fn record_count(&self) -> u64 {
+        self.entries().len() as u64
+    }
+
+    /// The ledger's audit entries: (index, entry JSON).
+    pub fn audit_entries(&self) -> Vec<(u64, serde_json::Value)> {
+        self.entries_from(0)
+            .into_iter()
+            .filter(|(_, e)| is_audit(e))
+            .collect()
+    }
+
+    /// Every ledger entry from index `first` on, records and audit entries.
     pub fn entries_from(&self, first: u64) -> Vec<(u64, serde_json::Value)> {
         use base64::Engine as _;
         const PAGE: usize = 1000;
@@ -420,4 +437,11 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.crash();
     }
+}
+
+/// Whether a ledger entry is an audit entry (its type starts with `audit.`).
+pub fn is_audit(entry: &serde_json::Value) -> bool {
+    entry["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("audit."))
 }

@@ -280,7 +280,7 @@ fn after_a_revocation_during_load_returns_no_record_carries_the_revoked_version(
         })
         .collect();
     e2e::eventually("some records under version 1", || {
-        (node.tree_size() >= 10).then_some(())
+        (node.record_count() >= 10).then_some(())
     });
     let out = remote(
         &node,

@@ -33,7 +33,9 @@ fn sealed_values_reach_their_owner_and_the_unseal_roles_only() {
     let lab = json!({ "type": "lab_result", "id": "LAB-1", "fields": {
         "patient_id": "person-2", "birth_date": "1980-01-02", "test_code": "HB", "value": 13.5,
         "diagnosis": "anaemia", "collected_at": "2026-11-30T10:00:00Z" } });
-    assert_eq!(a.submit(node.addr, &lab).status, 201);
+    let submitted = a.submit(node.addr, &lab);
+    assert_eq!(submitted.status, 201);
+    let lab1 = submitted.json()["index"].as_u64().unwrap();
 
     let salary = |who: &str, path: &str| read(&node, who, path).json()["sealed"]["salary"].clone();
     let diagnosis =
@@ -100,7 +102,20 @@ fn sealed_values_reach_their_owner_and_the_unseal_roles_only() {
     assert_eq!(unseals[0]["actor"], "registry");
     assert_eq!(
         unseals[0]["detail"],
-        "provider provider-a, record LAB-1, fields diagnosis"
+        format!("provider provider-a, entry {lab1}, fields diagnosis")
+    );
+    // …and in the ledger's audit trail, also before the answer: no id, the record's index.
+    let on_ledger: Vec<Value> = node
+        .audit_entries()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["type"] == "audit.record.unseal")
+        .collect();
+    assert_eq!(on_ledger.len(), 1, "{on_ledger:?}");
+    assert_eq!(on_ledger[0]["actor"], "registry");
+    assert_eq!(
+        on_ledger[0]["details"]["detail"],
+        format!("provider provider-a, entry {lab1}, fields diagnosis")
     );
     // After a shred every reader sees that the value is gone.
     let out = node.keymgr("officer", &["shred", "--subject", "person-2"]);
@@ -390,9 +405,20 @@ fn no_personal_data_or_secret_reaches_the_log_and_no_protected_value_the_ledger(
             let out = node.keymgr("officer", args);
             assert!(out.status.success(), "{}", stderr(&out));
         }
-        // What the ledger shares carries no record id either: keyed references stand in.
-        for (index, entry) in node.entries() {
-            for id in ["LOAN-XJ-4471", "LAB-XJ-9902"] {
+        // What the ledger shares carries no record id or subject id either, audit entries (the
+        // shreds, the unseals) included: keyed references stand in.
+        let shared = node.entries_from(0);
+        assert!(
+            shared.iter().any(|(_, e)| e["type"] == "audit.key.shred"),
+            "the shreds are not in the audit trail"
+        );
+        for (index, entry) in shared {
+            for id in [
+                "LOAN-XJ-4471",
+                "LAB-XJ-9902",
+                "PATIENT-5523",
+                "APPLICANT-7781",
+            ] {
                 assert!(!entry.to_string().contains(id), "entry {index}: {entry}");
             }
         }

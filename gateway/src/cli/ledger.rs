@@ -43,11 +43,34 @@ pub(crate) enum LedgerCommand {
         /// per checkpoint).
         #[arg(long)]
         all_signatures: bool,
+        /// A checkpoint saved earlier (a note, e.g. from `GET /v1/checkpoint`): the store must still
+        /// hold its tree, proved by a consistency proof. Catches entries removed from the end and a
+        /// store rolled back to an older copy, which verify on their own as a shorter log.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        saved: Vec<PathBuf>,
     },
     /// Print the latest signed checkpoint.
     Checkpoint {
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// List the audit entries (type `audit.*`), each with its index and its inclusion proof against
+    /// the latest checkpoint.
+    Audit {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Only entries by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries of this kind or below it (`key` keeps `key.rotate`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Print the inclusion proof of an entry.
     Proof {
@@ -98,9 +121,31 @@ pub(crate) fn run(cmd: LedgerCommand) -> Result<ExitCode, CliError> {
             vkeys,
             checkpoint_keys,
             all_signatures,
-        } => verify(&data, &vkeys, checkpoint_keys.as_deref(), all_signatures),
+            saved,
+        } => verify(
+            &data,
+            &vkeys,
+            checkpoint_keys.as_deref(),
+            all_signatures,
+            &saved,
+        ),
         LedgerCommand::Checkpoint { data } => checkpoint(&data),
         LedgerCommand::Proof { data, index, size } => proof(&data, index, size),
+        LedgerCommand::Audit {
+            data,
+            actor,
+            kind,
+            since,
+            until,
+        } => audit(
+            &data,
+            gateway::audit::listing::Filter {
+                actor,
+                kind,
+                since,
+                until,
+            },
+        ),
     }
 }
 
@@ -157,6 +202,7 @@ fn verify(
     vkeys: &[String],
     history: Option<&Path>,
     all_signatures: bool,
+    saved: &[PathBuf],
 ) -> Result<ExitCode, CliError> {
     let pinned = vkeys
         .iter()
@@ -168,7 +214,13 @@ fn verify(
         history: history.map(read_history).transpose()?,
         all_signatures,
     };
-    match verify_store(&data.store(), &options) {
+    let report = verify_store(&data.store(), &options).and_then(|r| {
+        for path in saved {
+            still_holds(&data.store(), &options.pinned, path, r.size, &r.root)?;
+        }
+        Ok(r)
+    });
+    match report {
         Ok(r) => {
             let secs = r.elapsed.as_secs_f64();
             // Integer MB/s keeps the text stable; bytes and seconds are in the JSON for precise use.
@@ -274,4 +326,114 @@ fn proof(data: &DataArgs, index: u64, size: Option<u64>) -> Result<ExitCode, Cli
         },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every audit entry the filter keeps, in ledger order: JSON, one line each (`{index, entry, proof}`),
+/// after a line with the checkpoint the proofs are against; or a table.
+#[allow(clippy::print_stdout)]
+fn audit(data: &DataArgs, filter: gateway::audit::listing::Filter) -> Result<ExitCode, CliError> {
+    let filter = filter
+        .parse()
+        .map_err(|e| CliError::new("read the filter", e))?;
+    let reader = LedgerReader::open(&data.store()).map_err(|e| CliError::new("open ledger", e))?;
+    let cp = reader
+        .checkpoint()
+        .map_err(|e| CliError::new("read checkpoint", e))?;
+    let size = cp.checkpoint.size;
+    if data.json {
+        println!(
+            "{}",
+            json!({ "tree_size": size, "checkpoint": cp.note, "root": cp.checkpoint.root.to_base64() })
+        );
+    } else {
+        println!(
+            "{:>8}  {:<20}  {:<26}  {:<14}  {:<10}  target",
+            "index", "time", "type", "actor", "outcome"
+        );
+    }
+    reader
+        .for_each_entry(0, |index, bytes| {
+            if index >= size {
+                return Ok(false);
+            }
+            let Some(entry) = filter.keeps(bytes) else {
+                return Ok(true);
+            };
+            if data.json {
+                let hashes: Vec<String> = reader
+                    .inclusion_proof(index, size)?
+                    .iter()
+                    .map(|h| h.to_base64())
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "index": index, "entry": entry,
+                        "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
+                    })
+                );
+            } else {
+                let field = |k: &str| {
+                    entry
+                        .get(k)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                println!(
+                    "{index:>8}  {:<20}  {:<26}  {:<14}  {:<10}  {}",
+                    field("time"),
+                    field("type"),
+                    field("actor"),
+                    field("outcome"),
+                    field("target")
+                );
+            }
+            Ok(true)
+        })
+        .map_err(|e| CliError::new("ledger audit", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the store (verified: `size` entries with root `root`) still holds the tree of the
+/// checkpoint saved in `path`: its signature checks out (against `pinned`, or the keys recorded in
+/// the store) and a consistency proof from its size to the store's holds.
+fn still_holds(
+    store: &Path,
+    pinned: &[NoteVerifier],
+    path: &Path,
+    size: u64,
+    root: &ledger::Hash,
+) -> Result<(), VerifyFailure> {
+    let fail = |why: String| VerifyFailure::Saved(format!("{}: {why}", path.display()));
+    let note = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let reader = LedgerReader::open(store).map_err(VerifyFailure::Store)?;
+    let trusted = if pinned.is_empty() {
+        reader.verifiers().map_err(VerifyFailure::Store)?
+    } else {
+        pinned.to_vec()
+    };
+    let saved = ledger::SignedCheckpoint::open(&note, &trusted)
+        .map_err(|e| {
+            fail(format!(
+                "not a checkpoint of this log signed by a trusted key: {e}"
+            ))
+        })?
+        .checkpoint;
+    if saved.size > size {
+        return Err(fail(format!(
+            "the saved checkpoint covers {} entries, the store holds {size}: entries were removed \
+             from the end (or the store was rolled back)",
+            saved.size
+        )));
+    }
+    let proof = reader
+        .consistency_proof(saved.size, size)
+        .map_err(VerifyFailure::Store)?;
+    ledger::verify_consistency(saved.size, size, &proof, &saved.root, root).map_err(|e| {
+        fail(format!(
+            "the store is not an extension of the saved checkpoint (size {}): {e}",
+            saved.size
+        ))
+    })
 }

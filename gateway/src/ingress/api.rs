@@ -141,7 +141,8 @@ async fn read(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    blocking_json(move || p.read(&peer, q.provider.as_deref(), &id)).await
+    let p2 = Arc::clone(&p);
+    audited_json(&p, move || p2.read(&peer, q.provider.as_deref(), &id)).await
 }
 
 async fn opening(
@@ -154,7 +155,11 @@ async fn opening(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    blocking_json(move || p.opening(&peer, q.provider.as_deref(), &id, &path)).await
+    let p2 = Arc::clone(&p);
+    audited_json(&p, move || {
+        p2.opening(&peer, q.provider.as_deref(), &id, &path)
+    })
+    .await
 }
 
 /// Runs a read on the blocking pool (a read in clear by anyone but the owner is audited with a
@@ -165,6 +170,33 @@ async fn blocking_json(
     let span = tracing::Span::current();
     match tokio::task::spawn_blocking(move || span.in_scope(read)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => problem(&e).into_response(),
+        Err(e) => {
+            problem(&crate::pipeline::PipelineError::Unavailable(e.to_string())).into_response()
+        }
+    }
+}
+
+/// [`blocking_json`] for reads that may disclose sealed values: a read in clear by a non-owner is in
+/// the key store's journal before the read returns, and on the ledger before the answer leaves; if
+/// the ledger cannot take it, the answer is `503 unavailable` and nothing is disclosed.
+async fn audited_json(
+    p: &Arc<Pipeline>,
+    read: impl FnOnce() -> Result<serde_json::Value, crate::pipeline::PipelineError> + Send + 'static,
+) -> Response {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(read)).await {
+        Ok(Ok(v)) => {
+            if p.journal_behind()
+                && let Err(e) = p.copy_journal(crate::audit::WAIT).await
+            {
+                return problem(&crate::pipeline::PipelineError::Unavailable(format!(
+                    "the read could not be put in the audit trail: {e}"
+                )))
+                .into_response();
+            }
+            axum::Json(v).into_response()
+        }
         Ok(Err(e)) => problem(&e).into_response(),
         Err(e) => {
             problem(&crate::pipeline::PipelineError::Unavailable(e.to_string())).into_response()
@@ -452,12 +484,23 @@ async fn run_admin(p: &Arc<Pipeline>, command: keymgr::Command, actor: &str) -> 
     tracing::warn!(event = "officer_command", %actor, verb = command.verb(), key = command.key_name(), "officer key command");
     let (p, actor) = (Arc::clone(p), actor.to_owned());
     let span = tracing::Span::current();
+    let pipeline = Arc::clone(&p);
     match tokio::task::spawn_blocking(move || {
         span.in_scope(|| crate::admin::execute(&p, command, &actor))
     })
     .await
     {
-        Ok(Ok(outcome)) => axum::Json(outcome).into_response(),
+        Ok(Ok(outcome)) => {
+            // The change and its journal event are durable in the key store; put the event on the
+            // ledger before answering. If that fails the change stands (it is done), and the
+            // journal's copy task appends the event when the ledger takes it again.
+            if pipeline.journal_behind()
+                && let Err(e) = pipeline.copy_journal(crate::audit::WAIT).await
+            {
+                tracing::warn!(event = "audit_copy_pending", error = %e, "the key store journal is not yet on the ledger; it is copied when the ledger takes appends again");
+            }
+            axum::Json(outcome).into_response()
+        }
         Ok(Err(e)) => problem(&e.into()).into_response(),
         Err(e) => {
             problem(&crate::pipeline::PipelineError::Unavailable(e.to_string())).into_response()
@@ -495,11 +538,14 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `GET /admin/v1/audit`: a page of the audit trail (`?after=SEQ&limit=N`).
+/// `GET /admin/v1/audit`: a page of the ledger's audit trail
+/// (`?start=INDEX&limit=N&actor=A&kind=K&since=T&until=T`).
 #[derive(Debug, Deserialize)]
 struct AuditQuery {
-    after: Option<u64>,
+    start: Option<u64>,
     limit: Option<usize>,
+    #[serde(flatten)]
+    filter: crate::audit::listing::Filter,
 }
 
 /// A read-only admin command built from the request's query, for the officer behind the request.
@@ -538,11 +584,24 @@ async fn admin_audit(
     q: Result<Query<AuditQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    admin_query(&p, q, req, |q| keymgr::Command::Audit {
-        after: q.after,
-        limit: q.limit,
-    })
-    .await
+    if let Err(r) = officer(&p, req).await {
+        return r;
+    }
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return query_problem(&e).into_response(),
+    };
+    let filter = match q.filter.parse() {
+        Ok(f) => f,
+        Err(why) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "invalid_request", why).into_response();
+        }
+    };
+    let (start, limit) = (
+        q.start.unwrap_or(0),
+        q.limit.unwrap_or(crate::audit::listing::DEFAULT_PAGE),
+    );
+    blocking_json(move || p.audit_page(start, limit, &filter)).await
 }
 
 async fn admin_unknown(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
@@ -564,7 +623,7 @@ async fn admin_reload(
         Err(r) => return r,
     };
     tracing::warn!(event = "reload_requested", %actor, "reload requested");
-    match reloader.reload() {
+    match reloader.reload_audited(&actor, "admin_api").await {
         Ok(r) => axum::Json(serde_json::json!({ "ok": true, "policy": r.policy })).into_response(),
         Err(errors) => {
             let detail = format!("nothing changed; {}", errors.join("; "));

@@ -69,10 +69,6 @@ async fn list(State(p): State<Arc<Pipeline>>, req: Request) -> Response {
     }
 }
 
-/// How long an officer's change waits for its audit entries to be committed (an election
-/// may be under way: a removed leader's successor, say).
-const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The audit trail's words for a change: its kind and target, and its facts.
 fn described(change: &MemberChange) -> (&'static str, String, serde_json::Value) {
     match change {
@@ -112,7 +108,7 @@ async fn change(p: &Pipeline, change: MemberChange, actor: &str) -> Response {
         reason: None,
         details,
     };
-    if let Err(e) = p.record_audit(&event, AUDIT_WAIT).await {
+    if let Err(e) = p.record_audit(&event, crate::audit::WAIT).await {
         return problem(&e.into()).into_response();
     }
     let result = c.change_members(change, actor).await;
@@ -123,7 +119,7 @@ async fn change(p: &Pipeline, change: MemberChange, actor: &str) -> Response {
         }
         Err(e) => (Outcome::Refused, Some(e.to_string())),
     };
-    if let Err(e) = p.record_audit(&event, AUDIT_WAIT).await {
+    if let Err(e) = p.record_audit(&event, crate::audit::WAIT).await {
         // The request is on the ledger, and what Raft committed is too; only this outcome is not.
         tracing::error!(event = "audit_append_failed", kind, error = %e, "the outcome of a membership change is not in the audit trail");
     }

@@ -70,6 +70,33 @@ impl LedgerReader {
         consistency_proof(&self.store.snapshot()?, from, to).map_err(super::proof_error)
     }
 
+    /// Calls `each` with every stored entry from `start` on, in order, until it returns false.
+    pub fn for_each_entry(
+        &self,
+        start: u64,
+        mut each: impl FnMut(u64, &[u8]) -> Result<bool, LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let size = self.store.size()?;
+        let mut expected = start;
+        for item in self.store.entries_from(start)? {
+            let e = item?;
+            if e.index >= size {
+                break;
+            }
+            if e.index != expected {
+                return Err(LedgerError::Corrupt(format!("entry {expected} is missing")));
+            }
+            expected += 1;
+            if !each(e.index, e.bytes())? {
+                return Ok(());
+            }
+        }
+        if expected < size {
+            return Err(LedgerError::Corrupt(format!("entry {expected} is missing")));
+        }
+        Ok(())
+    }
+
     fn check_size(&self, asked: u64) -> Result<(), LedgerError> {
         let size = self.store.size()?;
         if asked > size {

@@ -91,6 +91,10 @@ pub enum VerifyFailure {
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] LedgerError),
+    /// A checkpoint saved earlier whose tree the store no longer holds (`ledger verify
+    /// --checkpoint`): entries removed from the end, a store rolled back, or a fork.
+    #[error("saved checkpoint {0}")]
+    Saved(String),
     /// An entry index below the tree size has no entry.
     #[error("entry {index} is missing")]
     MissingEntry {

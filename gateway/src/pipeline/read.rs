@@ -56,7 +56,7 @@ impl Pipeline {
         }
         if !unsealed.is_empty() {
             let fields = unsealed.join(",");
-            self.audit_unseal(&subject.name, provider, id, &fields)?;
+            self.audit_unseal(&subject.name, provider, found.index, &fields)?;
             self.count_unseals(&subject.name, &found.record_type, unsealed.len());
         }
         let (proof, checkpoint) = self.proof(found.index)?;
@@ -116,15 +116,16 @@ impl Pipeline {
     }
 
     /// Records a read in clear by someone other than the provider, durably, before anything is
-    /// disclosed: no audit, no answer.
+    /// disclosed: no audit, no answer. The record is named by its ledger index, not its id (the
+    /// journal is copied into the shared ledger, where ids are kept keyed).
     fn audit_unseal(
         &self,
         who: &str,
         provider: &str,
-        id: &str,
+        index: u64,
         fields: &str,
     ) -> Result<(), PipelineError> {
-        let detail = format!("provider {provider}, record {id}, fields {fields}");
+        let detail = format!("provider {provider}, entry {index}, fields {fields}");
         Ok(self
             .keys
             .audit_event(crate::keys::unix_now(), who, "unseal", detail)?)
@@ -243,7 +244,12 @@ impl Pipeline {
             .ok_or_else(|| VaultError::Corrupt(format!("no commitment at {path}")))?
             .to_owned();
         if !found.owner {
-            self.audit_unseal(&subject.name, provider, id, &format!("{path} (opening)"))?;
+            self.audit_unseal(
+                &subject.name,
+                provider,
+                found.index,
+                &format!("{path} (opening)"),
+            )?;
             self.count_unseals(&subject.name, &found.record_type, 1);
         }
         let (proof, checkpoint) = self.proof(found.index)?;
