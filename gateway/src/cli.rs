@@ -3,7 +3,9 @@
 mod consortium;
 mod init;
 mod ledger;
+mod officer;
 mod policy;
+mod risk;
 mod serve;
 
 use std::process::ExitCode;
@@ -46,6 +48,8 @@ pub(crate) enum Command {
     Policy(policy::PolicyCommand),
     /// List, add and remove a running consortium's members (as an officer, through a member).
     Consortium(consortium::ConsortiumArgs),
+    /// List alarms, quarantine and release subjects of a running node (as an officer).
+    Risk(risk::RiskArgs),
 }
 
 pub(crate) fn init_logging(format: LogFormat) {
@@ -75,6 +79,7 @@ pub(crate) fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Consortium(args) => consortium::run(args),
+        Command::Risk(args) => risk::run(args),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Config {
     /// Bounds on what clients may hold of the node.
     #[serde(default)]
     pub ingress: IngressSection,
+    /// Risk control's thresholds and responses (docs/risk.md).
+    #[serde(default)]
+    pub risk: crate::risk::RiskSection,
     /// The node-to-node channel (docs/channel.md): where edges connect, and who they may be.
     #[serde(default)]
     pub channel: Option<ChannelSection>,
@@ -431,6 +434,9 @@ impl Config {
         if let Some(why) = c.ingress.problem() {
             return Err(err(None, "invalid_value", why));
         }
+        if let Some(why) = c.risk.problem() {
+            return Err(err(None, "invalid_value", why));
+        }
         if c.ledger.origin.is_empty()
             || c.ledger.origin.contains(char::is_whitespace)
             || c.ledger.origin.contains('+')
@@ -611,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             load(&format!("{MINIMAL}lisen: 127.0.0.1:1\n")).unwrap_err(),
-            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `chain`, `ledger`, `keys`, `ingress`, `channel`, `consortium`"
+            "gateway.yaml:5:1: invalid_config: unknown field `lisen`, expected one of `listen`, `metrics_listen`, `tls`, `policies`, `data`, `kek`, `chain`, `ledger`, `keys`, `ingress`, `risk`, `channel`, `consortium`"
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),

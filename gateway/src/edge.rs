@@ -287,7 +287,15 @@ pub async fn serve_edge(
     )));
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, ledger = %remote.address, "serving as an edge");
     let tls = move || Arc::clone(&tls_now.read().unwrap_or_else(PoisonError::into_inner));
-    crate::ingress::accept::serve_tls(listener, tls, router, limits, shutdown).await;
+    // An edge blocks source addresses itself (it terminates TLS); it keeps no quarantine list and no
+    // audit trail of its own: the ledger node behind it applies both to forwarded requests.
+    let risk = Arc::new(crate::risk::Sentinel::new(
+        config.risk.clone(),
+        crate::risk::quarantine::Quarantine::in_memory(),
+        metrics.alarms.clone(),
+        metrics.connections_blocked.clone(),
+    ));
+    crate::ingress::accept::serve_tls(listener, tls, router, limits, risk, shutdown).await;
     for task in &tasks {
         task.abort();
     }

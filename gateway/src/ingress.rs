@@ -9,4 +9,6 @@ pub mod identity;
 pub mod members;
 pub mod observe;
 pub mod problem;
+pub mod risk_admin;
+pub mod risk_gate;
 pub mod tls;

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Alarms raised, by kind.
     pub alarms: IntCounterVec,
+    /// Connections refused at accept because their source address is blocked (risk control).
+    pub connections_blocked: IntCounter,
     /// What the ledger's writer records.
     pub ledger: LedgerMetrics,
     /// The channel's sessions, handshakes and rekeys (a ledger node's listener, an edge's link).
@@ -188,6 +190,13 @@ impl Metrics {
                 "ledgergate_alarms_total",
                 "Alarms raised, by kind.",
                 &["kind"],
+            )?,
+            connections_blocked: register(
+                r,
+                IntCounter::new(
+                    "ledgergate_connections_blocked_total",
+                    "Connections refused at accept because risk control blocked their source address.",
+                ),
             )?,
             ledger: LedgerMetrics {
                 group_entries: histogram(

@@ -77,6 +77,13 @@ pub enum PipelineError {
     /// An officer's change to the consortium's members was refused or failed.
     #[error(transparent)]
     Membership(#[from] crate::consortium::membership::MembershipError),
+    /// The subject is quarantined by risk control: refused on every route until an officer releases
+    /// it.
+    #[error("subject `{subject}` is quarantined; an officer must release it")]
+    Quarantined {
+        /// The subject.
+        subject: String,
+    },
     /// A consortium request on a node that is not a consortium member.
     #[error("this node is not a consortium member")]
     NotAConsortium,
@@ -131,6 +138,8 @@ pub struct Pipeline {
     consortium: std::sync::OnceLock<Arc<crate::consortium::Consortium>>,
     /// How far the key store's journal is copied into the ledger (`audit::journal`).
     journal: audit::JournalCopy,
+    /// Risk control: told of submissions, invalid records and foreign reads.
+    risk: Arc<crate::risk::Sentinel>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -157,6 +166,7 @@ impl Pipeline {
         keys: Arc<KeyManager>,
         ledger: Arc<Ledger>,
         metrics: Arc<crate::metrics::Metrics>,
+        risk: Arc<crate::risk::Sentinel>,
     ) -> Result<Pipeline, PipelineError> {
         if let Err(keymgr::Error::NoSuchKey(_)) = keys.show(REQUEST_MAC_KEY) {
             keys.create(
@@ -185,6 +195,7 @@ impl Pipeline {
             metrics,
             consortium: std::sync::OnceLock::new(),
             journal: audit::JournalCopy::default(),
+            risk,
         };
         // After a crash the index may trail the ledger by the last unindexed entries.
         p.index_usage()?;
@@ -207,6 +218,11 @@ impl Pipeline {
             .policy
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+    }
+
+    /// Risk control.
+    pub fn risk(&self) -> &Arc<crate::risk::Sentinel> {
+        &self.risk
     }
 
     /// The key store.
@@ -393,6 +409,7 @@ impl Pipeline {
             .into_iter()
             .map(|o| o.unwrap_or(Err(PipelineError::Unavailable("no outcome".into()))))
             .collect();
+        let subject = policy.identify(peer).ok().map(|s| s.name.as_str());
         for (outcome, record_type) in outcomes.iter().zip(types) {
             let label = match outcome {
                 Ok(a) if a.created => "created",
@@ -400,6 +417,19 @@ impl Pipeline {
                 Err(e) => crate::ingress::problem::problem(e).code,
             };
             self.metrics.record(record_type, label);
+            if let Some(subject) = subject {
+                match outcome {
+                    Ok(_) => self.risk.observe(crate::risk::Observation::Submitted {
+                        subject,
+                        record_type,
+                    }),
+                    Err(PipelineError::Record(e)) if e.code != RecordErrorCode::Forbidden => {
+                        self.risk
+                            .observe(crate::risk::Observation::Invalid { subject });
+                    }
+                    Err(_) => {}
+                }
+            }
         }
         outcomes
     }

@@ -63,6 +63,9 @@ pub enum ServeError {
     /// The consortium's Raft could not start.
     #[error("consortium: {0}")]
     Consortium(String),
+    /// Risk control's quarantine list could not be read.
+    #[error("risk control: {0}")]
+    Risk(String),
     /// The channel's keys could not be read from the key store.
     #[error("channel keys")]
     ChannelKeys(#[source] keymgr::Error),
@@ -144,7 +147,21 @@ pub fn open_pipeline(
             old_vault.display()
         )));
     }
-    let pipeline = Arc::new(Pipeline::new(policy, keys, Arc::clone(&ledger), metrics)?);
+    let quarantine = crate::risk::quarantine::Quarantine::open(&data.join("risk"))
+        .map_err(|e| ServeError::Risk(e.to_string()))?;
+    let risk = Arc::new(crate::risk::Sentinel::new(
+        config.risk.clone(),
+        quarantine,
+        metrics.alarms.clone(),
+        metrics.connections_blocked.clone(),
+    ));
+    let pipeline = Arc::new(Pipeline::new(
+        policy,
+        keys,
+        Arc::clone(&ledger),
+        metrics,
+        risk,
+    )?);
     Ok((pipeline, ledger))
 }
 
@@ -379,6 +396,19 @@ pub async fn serve(
         Arc::clone(&pipeline),
         started,
     )));
+    // Risk control's alarms, quarantines and refused admin requests, into the audit trail.
+    {
+        let (sink, mut events) = crate::risk::Sentinel::audit_channel();
+        pipeline.risk().audit_to(sink);
+        let pipeline = Arc::clone(&pipeline);
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let Err(e) = pipeline.record_audit(&event, crate::audit::WAIT).await {
+                    tracing::error!(event = "audit_unrecorded", kind = event.kind, error = %e, "an audit entry could not be appended");
+                }
+            }
+        }));
+    }
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, policy = %pipeline.policy().digest_hex(), ledger_size = ledger.size(), "serving");
     let tls = Arc::clone(&reloader);
     crate::ingress::accept::serve_tls(
@@ -386,6 +416,7 @@ pub async fn serve(
         move || tls.tls(),
         router.clone(),
         limits,
+        Arc::clone(pipeline.risk()),
         shutdown,
     )
     .await;

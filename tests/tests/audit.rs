@@ -255,6 +255,13 @@ fn every_privileged_act_is_an_audit_entry_with_a_proof_and_tampering_is_caught()
         .request(node.addr, "GET", "/admin/v1/audit", None)
         .unwrap();
     assert_eq!(not_officer.status, 403);
+    // …and that refusal is an audit entry too.
+    let all = listed(&node, "");
+    let refused = find_first(&all, "audit.admin.refused").1;
+    assert_eq!(
+        (refused["actor"].as_str(), refused["target"].as_str()),
+        (Some("provider-a"), Some("/admin/v1/audit"))
+    );
     // The checkpoint an auditor saves now.
     let saved_note = node
         .client("officer")

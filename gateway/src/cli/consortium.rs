@@ -2,29 +2,18 @@
 //! member's admin API (docs/consortium.md, Membership).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use keymgr::admin_client::AdminClient;
 
 use super::CliError;
 
 #[derive(Debug, Args)]
 pub(crate) struct ConsortiumArgs {
-    /// A running member's admin API: https://HOST[:PORT].
-    #[arg(long)]
-    gateway: String,
-    /// The officer's client certificate (PEM).
-    #[arg(long)]
-    cert: PathBuf,
-    /// Its private key (PEM).
-    #[arg(long)]
-    key: PathBuf,
-    /// The CA that signed the member's server certificate (PEM).
-    #[arg(long)]
-    cacert: PathBuf,
+    /// A running member's admin API and the officer's credentials.
+    #[command(flatten)]
+    officer: super::officer::OfficerArgs,
     #[command(subcommand)]
     command: ConsortiumCommand,
 }
@@ -62,12 +51,7 @@ enum ConsortiumCommand {
 
 #[allow(clippy::print_stdout)] // the command's output is its job
 pub(crate) fn run(args: ConsortiumArgs) -> Result<ExitCode, CliError> {
-    let client = AdminClient::new(&args.gateway, &args.cert, &args.key, &args.cacert)
-        .map_err(|e| CliError::new("consortium: officer credentials", e))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new("consortium: runtime", e))?;
+    let (client, rt) = args.officer.connect("consortium")?;
     let answer: serde_json::Value = rt.block_on(async {
         match args.command {
             ConsortiumCommand::List => client

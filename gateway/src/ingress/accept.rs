@@ -24,14 +24,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most one line per this for a warning that repeats (failed accepts, refused connections).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The source address of a request's connection (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source(pub std::net::IpAddr);
+
 /// Serves `router` over mutually authenticated TLS on `listener` until `shutdown` resolves, then
 /// drains in-flight requests. `tls` gives the configuration for each new connection (a reload swaps
-/// it); each connection's verified client identity is added to its requests.
+/// it); each connection's verified client identity and source address are added to its requests.
+/// `risk` refuses blocked source addresses at accept and is told of failed handshakes.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: impl Fn() -> Arc<rustls::ServerConfig>,
     router: Router,
     limits: &IngressSection,
+    risk: Arc<crate::risk::Sentinel>,
     shutdown: impl Future<Output = ()>,
 ) {
     let connections = ConnLimits::new(limits.max_connections, limits.max_connections_per_source);
@@ -72,7 +78,20 @@ pub async fn serve_tls(
                 }
             },
         };
-        // Caps first, before any TLS work: a refused connection costs one accept and one close.
+        // Blocks and caps first, before any TLS work: a refused connection costs one accept and
+        // one close.
+        if risk.is_blocked(remote.ip()) {
+            if let Some(held_back) = refused_log.admit(std::time::Instant::now()) {
+                tracing::warn!(
+                    event = "connection_refused",
+                    why = "blocked",
+                    held_back,
+                    "connection refused at accept: its source address is blocked"
+                );
+            }
+            drop(tcp);
+            continue;
+        }
         let slot = match connections.admit(remote.ip()) {
             Ok(slot) => slot,
             Err(why) => {
@@ -93,11 +112,21 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         let http = Arc::clone(&http);
         let handshake_log = Arc::clone(&handshake_log);
+        let risk = Arc::clone(&risk);
         tokio::spawn(async move {
             let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 failed => {
+                    // A connection closed before it sent a byte (a port probe, a load balancer's
+                    // TCP check, a client giving up) is not a failed handshake; a handshake that
+                    // went wrong or never finished is.
+                    let closed_early = matches!(&failed, Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof);
+                    if !closed_early {
+                        risk.observe(crate::risk::Observation::HandshakeFailed {
+                            source: remote.ip(),
+                        });
+                    }
                     let may_log = handshake_log
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -126,7 +155,11 @@ pub async fn serve_tls(
                 tracing::warn!(event = "client_certificate_unreadable", %remote, "verified client certificate could not be read");
                 return;
             };
-            let service = TowerToHyperService::new(router.layer(axum::Extension(Arc::new(peer))));
+            let service = TowerToHyperService::new(
+                router
+                    .layer(axum::Extension(Arc::new(peer)))
+                    .layer(axum::Extension(Source(remote.ip()))),
+            );
             let activity = Activity::new();
             let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
             let conn = http

@@ -49,6 +49,7 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>
             post(admin_reload).fallback(admin_unknown),
         )
         .merge(super::members::routes())
+        .merge(super::risk_admin::routes())
         .route("/admin/v1/{*rest}", axum::routing::any(admin_unknown))
         .route("/v1/checkpoint/key", get(checkpoint_key))
         .route("/v1/checkpoint/keys", get(checkpoint_keys))
@@ -60,6 +61,11 @@ pub fn router(pipeline: Arc<Pipeline>, budget: BodyBudget, metrics: Arc<Metrics>
                 "method not allowed here",
             )
         })
+        // Quarantined subjects are refused before any handler; refusals are counted by source.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&pipeline),
+            super::risk_gate::gate,
+        ))
         .layer(axum::middleware::from_fn(guard))
         .layer(axum::Extension(budget))
         .layer(axum::Extension(Arc::clone(&metrics)))
@@ -363,7 +369,7 @@ fn hashes(h: &[crate::ledger::Hash]) -> Vec<String> {
     h.iter().map(crate::ledger::Hash::to_base64).collect()
 }
 
-fn query_problem(e: &QueryRejection) -> Problem {
+pub(super) fn query_problem(e: &QueryRejection) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
 }
 
@@ -474,6 +480,11 @@ pub(super) async fn officer(
         .map_err(IntoResponse::into_response)?
         .bytes;
     let actor = crate::admin::officer(p, &peer).map_err(|e| problem(&e.into()).into_response())?;
+    let minute_of_day = u32::try_from(crate::keys::unix_now().rem_euclid(86_400) / 60).unwrap_or(0);
+    p.risk().observe(crate::risk::Observation::OfficerCommand {
+        officer: &actor,
+        minute_of_day,
+    });
     Ok((actor, body))
 }
 

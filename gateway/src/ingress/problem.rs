@@ -146,6 +146,7 @@ pub fn problem(e: &PipelineError) -> Problem {
             }
         }
         PipelineError::NotAConsortium => (StatusCode::NOT_FOUND, "not_a_consortium"),
+        PipelineError::Quarantined { .. } => (StatusCode::FORBIDDEN, "quarantined"),
         PipelineError::Ledger(_)
         | PipelineError::Vault(_)
         | PipelineError::Keys(_)

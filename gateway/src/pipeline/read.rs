@@ -81,6 +81,12 @@ impl Pipeline {
             provider: provider.to_owned(),
             id: id.to_owned(),
         };
+        if provider != subject.name {
+            // Tried or done, a read of another provider's record counts.
+            self.risk.observe(crate::risk::Observation::ForeignRead {
+                subject: &subject.name,
+            });
+        }
         let index = self
             .vault
             .submission(provider, id)?
