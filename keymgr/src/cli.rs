@@ -136,14 +136,34 @@ enum Verb {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Show the audit trail of key operations, a page at a time.
+    /// Show the key store's journal of key operations, a page at a time; with `--ledger` (and
+    /// `--gateway`), the node's audit trail in the ledger instead: every audit entry with its ledger
+    /// index and inclusion proof.
     Audit {
         /// Start after this sequence number (the `next` of the previous page).
-        #[arg(long, value_name = "SEQ")]
+        #[arg(long, value_name = "SEQ", conflicts_with = "ledger")]
         after: Option<u64>,
-        /// Most events to show (default 1000, at most 10000).
+        /// Most events to show (default 1000, at most 10000; with --ledger 100, at most 1000).
         #[arg(long)]
         limit: Option<usize>,
+        /// The audit trail in the node's ledger (`GET /admin/v1/audit`), not the key store's journal.
+        #[arg(long)]
+        ledger: bool,
+        /// With --ledger: from this ledger index (the `next` of the previous page).
+        #[arg(long, value_name = "INDEX", requires = "ledger")]
+        start: Option<u64>,
+        /// With --ledger: only entries by this actor.
+        #[arg(long, requires = "ledger")]
+        by: Option<String>,
+        /// With --ledger: only entries of this kind or below it (`key` keeps `key.rotate`).
+        #[arg(long, requires = "ledger")]
+        kind: Option<String>,
+        /// With --ledger: only entries at or after this time (RFC 3339).
+        #[arg(long, requires = "ledger")]
+        since: Option<String>,
+        /// With --ledger: only entries before this time (RFC 3339).
+        #[arg(long, requires = "ledger")]
+        until: Option<String>,
     },
     /// Revoke another node's channel identity: the node refuses it at the handshake from now on and,
     /// when running, closes its sessions within a second. Permanent.
@@ -259,7 +279,7 @@ fn to_command(verb: Verb) -> Option<Command> {
             after,
             limit,
         },
-        Verb::Audit { after, limit } => Command::Audit { after, limit },
+        Verb::Audit { after, limit, .. } => Command::Audit { after, limit },
         Verb::RevokePeer { identity, reason } => Command::RevokePeer { identity, reason },
         Verb::RevokedPeers => Command::RevokedPeers,
     })
@@ -281,6 +301,23 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     if let (Some(url), Some(cert), Some(key), Some(cacert)) =
         (&cli.gateway, &cli.cert, &cli.key, &cli.cacert)
     {
+        if let Verb::Audit {
+            ledger: true,
+            limit,
+            start,
+            by,
+            kind,
+            since,
+            until,
+            ..
+        } = &cli.verb
+        {
+            let query = ledger_query(*start, *limit, by, kind, since, until);
+            let backend = remote::Remote::new(url, cert, key, cacert).map_err(fail("connect"))?;
+            let page = backend.ledger_audit(&query).map_err(fail("audit"))?;
+            render::ledger_audit(cli.json, &page);
+            return Ok(());
+        }
         let command = match to_command(cli.verb) {
             Some(c) => c,
             None => {
@@ -313,6 +350,16 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "officer".to_owned());
     let command = match cli.verb {
+        Verb::Audit { ledger: true, .. } => {
+            return Err(Failure {
+                step: "audit",
+                error: Error::InvalidArgument(
+                    "--ledger reads a running node's ledger: pass --gateway (while the node is \
+                     stopped: gateway ledger audit --data DIR)"
+                        .into(),
+                ),
+            });
+        }
         Verb::Init => {
             let source =
                 kek::for_init(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
@@ -345,8 +392,62 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The query of `GET /admin/v1/audit`, each value percent-encoded.
+fn ledger_query(
+    start: Option<u64>,
+    limit: Option<usize>,
+    by: &Option<String>,
+    kind: &Option<String>,
+    since: &Option<String>,
+    until: &Option<String>,
+) -> String {
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                    char::from(b).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    let mut pairs = Vec::new();
+    if let Some(s) = start {
+        pairs.push(format!("start={s}"));
+    }
+    if let Some(l) = limit {
+        pairs.push(format!("limit={l}"));
+    }
+    for (name, value) in [
+        ("actor", by),
+        ("kind", kind),
+        ("since", since),
+        ("until", until),
+    ] {
+        if let Some(v) = value {
+            pairs.push(format!("{name}={}", encode(v)));
+        }
+    }
+    pairs.join("&")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ledger_query_is_encoded() {
+        assert_eq!(
+            super::ledger_query(
+                Some(3),
+                None,
+                &Some("a b".into()),
+                &None,
+                &Some("2026-12-01T00:00:00+01:00".into()),
+                &None
+            ),
+            "start=3&actor=a%20b&since=2026-12-01T00:00:00%2B01:00"
+        );
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         // clap checks conflicting names (such as a `--version` argument against the version flag) only

@@ -240,6 +240,22 @@ fn every_privileged_act_is_an_audit_entry_with_a_proof_and_tampering_is_caught()
             .all(|(_, e)| e["type"].as_str().unwrap().starts_with("audit.key."))
     );
     assert!(listed(&node, "&since=2999-01-01T00:00:00Z").is_empty());
+    // keymgr lists the same through the node.
+    let out = node.keymgr(
+        "officer",
+        &[
+            "audit", "--ledger", "--kind", "key", "--limit", "1000", "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let via_keymgr: Vec<(u64, Value)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["entry"].clone()))
+        .collect();
+    assert_eq!(via_keymgr, keys_only);
     let bad = node
         .client("officer")
         .request(node.addr, "GET", "/admin/v1/audit?until=yesterday", None)
@@ -272,6 +288,20 @@ fn every_privileged_act_is_an_audit_entry_with_a_proof_and_tampering_is_caught()
     std::fs::write(&note_path, &saved_note).unwrap();
     assert_eq!(node.stop(), Some(0));
 
+    // Offline, keymgr has no ledger to read and says where to look.
+    let out = std::process::Command::new(e2e::keymgr_bin())
+        .arg("--store")
+        .arg(dir.join("data/keys"))
+        .args(["audit", "--ledger"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).starts_with("keymgr: audit: ")
+            && stderr(&out).contains("gateway ledger audit"),
+        "{}",
+        stderr(&out)
+    );
     // Offline, the same trail.
     let out = gateway(&["ledger", "audit", "--data", dir.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));

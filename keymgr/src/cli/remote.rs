@@ -15,6 +15,20 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// A page of the node's audit trail in its ledger (`GET /admin/v1/audit?query`).
+    pub(crate) fn ledger_audit(&self, query: &str) -> Result<serde_json::Value, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        rt.block_on(
+            self.0
+                .json("GET", &format!("/admin/v1/audit?{query}"), None),
+        )
+    }
+}
+
 impl Backend for Remote {
     fn execute(&mut self, command: Command, _actor: &str) -> Result<Outcome, Error> {
         // The gateway records the officer named by the client certificate, not a claimed --actor.

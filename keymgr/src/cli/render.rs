@@ -170,3 +170,51 @@ fn more(next: Option<&str>) {
         println!("(more: repeat with --after {n})");
     }
 }
+
+/// A page of the node's audit trail in its ledger: the answer as it came (`--json`), or a table
+/// with the page's checkpoint size and where the next page starts.
+pub(crate) fn ledger_audit(json_mode: bool, page: &serde_json::Value) {
+    if json_mode {
+        println!("{page}");
+        return;
+    }
+    let field = |e: &serde_json::Value, k: &str| {
+        e.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("-")
+            .to_owned()
+    };
+    println!(
+        "{:>8}  {:<20}  {:<26}  {:<14}  {:<10}  target",
+        "index", "time", "type", "actor", "outcome"
+    );
+    for item in page
+        .get("entries")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let entry = item.get("entry").cloned().unwrap_or_default();
+        println!(
+            "{:>8}  {:<20}  {:<26}  {:<14}  {:<10}  {}",
+            item.get("index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or_default(),
+            field(&entry, "time"),
+            field(&entry, "type"),
+            field(&entry, "actor"),
+            field(&entry, "outcome"),
+            field(&entry, "target"),
+        );
+    }
+    let size = page
+        .get("tree_size")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_default();
+    match page.get("next").and_then(serde_json::Value::as_u64) {
+        Some(next) => {
+            println!("(proofs against the checkpoint of size {size}; more from --start {next})")
+        }
+        None => println!("(proofs against the checkpoint of size {size}; --json shows them)"),
+    }
+}
