@@ -9,7 +9,7 @@
 //! `503 unavailable` with `Retry-After`, never a hang and never a silent loss.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -105,10 +105,7 @@ async fn forward(State(edge): State<Arc<Edge>>, req: Request) -> Response {
         Err(e) => return problem(&PipelineError::Record(e)).into_response(),
     };
     let limits = policy.limits_for(subject);
-    if let Err(retry_after) = edge
-        .limiter
-        .admit(&subject.name, &limits, 1, Instant::now())
-    {
+    if let Err(retry_after) = edge.limiter.admit(&subject.name, &limits, 1) {
         return problem(&PipelineError::RateLimited { retry_after }).into_response();
     }
     let method = req.method().as_str().to_owned();
@@ -235,6 +232,17 @@ pub async fn serve_edge(
         .with_state(Arc::clone(&edge));
     let tls_now = Arc::new(RwLock::new(server_tls));
     let mut tasks = Vec::new();
+    {
+        // Rate-limit state of subjects that went quiet is dropped once a minute.
+        let edge = Arc::clone(&edge);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                edge.limiter.tidy();
+            }
+        }));
+    }
     #[cfg(unix)]
     {
         // SIGHUP: the policy and TLS material again, all or nothing.

@@ -22,7 +22,7 @@ pub const FUZZ_ORIGIN: &str = "fuzz.ledgergate.local/log";
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the names of `fuzz/fuzz_targets/*.rs` and of `fuzz/corpus/*`).
-pub const TARGETS: [(&str, Target); 14] = [
+pub const TARGETS: [(&str, Target); 16] = [
     ("json_record", json_record),
     ("batch_lines", batch_lines),
     ("policy_yaml", policy_yaml),
@@ -37,7 +37,54 @@ pub const TARGETS: [(&str, Target); 14] = [
     ("channel_frames", channel_frames),
     ("channel_rpc", channel_rpc),
     ("snapshot_image", snapshot_image),
+    ("audit_entry", audit_entry),
+    ("quarantine_list", quarantine_list),
 ];
+
+/// A ledger entry read as an audit entry: by the consortium's attribution check (on entries another
+/// member proposed) and by the audit listing's filter. An entry the check lets through that reads as
+/// an audit entry names the member that proposed it.
+pub fn audit_entry(data: &[u8]) {
+    let accepted = crate::consortium::audit_entry::refusal(&[data.to_vec()], Some("m1")).is_none();
+    if accepted
+        && let Some(typed) = crate::audit::typed(data)
+        && typed
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.starts_with(crate::audit::TYPE_PREFIX))
+    {
+        assert_eq!(
+            typed.member.as_deref(),
+            Some("m1"),
+            "an unattributed audit entry"
+        );
+    }
+    let filter = crate::audit::listing::Filter {
+        actor: Some("officer".into()),
+        kind: Some("key".into()),
+        since: Some("2026-01-01T00:00:00Z".into()),
+        until: None,
+    }
+    .parse()
+    .unwrap_or_default();
+    if let Some(entry) = filter.keeps(data) {
+        assert!(
+            crate::audit::is_audit(data),
+            "a record listed as an audit entry"
+        );
+        assert_eq!(
+            entry.get("actor").and_then(serde_json::Value::as_str),
+            Some("officer")
+        );
+    }
+}
+
+/// The quarantine list as read from `DATA/risk/quarantine.json`: read whole or refused.
+pub fn quarantine_list(data: &[u8]) {
+    if let Ok(list) = crate::risk::quarantine::parse(data) {
+        assert!(list.iter().all(|(k, q)| *k == q.subject));
+    }
+}
 
 /// A forwarded request or response from the other node: decodes or is refused, and what decodes
 /// encodes back to a message that decodes to the same.

@@ -319,17 +319,23 @@ impl Pipeline {
     }
 
     /// Who `peer` is and what it may send, decided before a byte of its request body is read: an
-    /// unknown peer is refused, a subject over its rate gets `RateLimited` (no token is taken; the
-    /// record takes its token once parsed), and the answer carries the subject's limits, by which the
-    /// caller bounds the body it reads.
+    /// unknown peer is refused, a subject over its rate gets `RateLimited`, and the answer carries
+    /// the subject's limits, by which the caller bounds the body it reads. The request takes its
+    /// first token here (a refused or invalid request costs its token too); each further record of
+    /// a batch takes one once parsed.
     pub fn admission(&self, peer: &PeerIdentity) -> Result<policies::Limits, PipelineError> {
         let policy = self.policy();
         let subject = policy.identify(peer)?;
         let limits = policy.limits_for(subject);
         self.limiter
-            .check(&subject.name, &limits, std::time::Instant::now())
+            .admit(&subject.name, &limits, 1)
             .map_err(|retry_after| self.rate_limited(retry_after))?;
         Ok(limits)
+    }
+
+    /// Forgets rate-limit state that says nothing more than a fresh subject's (periodically).
+    pub fn tidy_limits(&self) {
+        self.limiter.tidy();
     }
 
     /// The refusal of a subject over its rate, counted.
@@ -366,7 +372,8 @@ impl Pipeline {
         // Each line's record type for the metrics: a declared type, or `unknown` before that is known.
         let mut types = vec![crate::metrics::UNKNOWN_TYPE; lines.len()];
         for (i, line) in lines.iter().enumerate() {
-            match self.parse_line(&policy, peer, line) {
+            // The first record's token was taken at admission.
+            match self.parse_line(&policy, peer, line, i == 0) {
                 Ok(parsed) => {
                     if let Some(t) = types.get_mut(i) {
                         *t = parsed.record_type_name();

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 /// How often the key-usage index catches up with the ledger.
+/// How often rate-limit state of quiet subjects is dropped.
+const LIMITS_TIDY_EVERY: Duration = Duration::from_secs(60);
 const USAGE_INDEX_EVERY: Duration = Duration::from_secs(1);
 /// How long shutdown waits, after the drain, for the last users of the stores to let go.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,6 +240,17 @@ pub async fn serve(
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.index_usage()).await {
                     tracing::error!(error = %e, "key-usage indexing failed");
                 }
+            }
+        }));
+    }
+    // Rate-limit state of subjects that went quiet is dropped once a minute.
+    {
+        let pipeline = Arc::clone(&pipeline);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LIMITS_TIDY_EVERY);
+            loop {
+                tick.tick().await;
+                pipeline.tidy_limits();
             }
         }));
     }

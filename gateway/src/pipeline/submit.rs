@@ -2,7 +2,6 @@
 //! desensitize and seal the new ones, and append them together with their vault attachments.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use keymgr::PrimaryKey;
 use policies::{
@@ -113,19 +112,23 @@ pub fn check_record(
 }
 
 impl Pipeline {
-    /// identify → admit (size, then rate) → parse → authorize.
+    /// identify → admit (size, then rate: one token, unless `prepaid` at admission) → parse →
+    /// authorize.
     pub(super) fn parse_line<'p>(
         &self,
         policy: &'p PolicySet,
         peer: &PeerIdentity,
         body: &[u8],
+        prepaid: bool,
     ) -> Result<Parsed<'p>, PipelineError> {
         let subject = policy.identify(peer)?;
         let limits = policy.limits_for(subject);
         check_size(&limits, body)?;
-        self.limiter
-            .admit(&subject.name, &limits, 1, Instant::now())
-            .map_err(|retry_after| self.rate_limited(retry_after))?;
+        if !prepaid {
+            self.limiter
+                .admit(&subject.name, &limits, 1)
+                .map_err(|retry_after| self.rate_limited(retry_after))?;
+        }
         let (rt, record_type, id, record) = parse_record(policy, subject, &limits, body)?;
         Ok(Parsed {
             provider: subject.name.as_str(),

@@ -42,6 +42,22 @@ pub enum QuarantineError {
     Full,
 }
 
+/// The list as the file holds it (a JSON array of [`Quarantined`]), by subject; a file naming one
+/// subject twice, or more than the list may hold, is refused rather than half-read.
+pub fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Quarantined>, String> {
+    let list: Vec<Quarantined> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if list.len() > MAX_QUARANTINED {
+        return Err(format!("more than {MAX_QUARANTINED} subjects"));
+    }
+    let mut subjects = BTreeMap::new();
+    for q in list {
+        if let Some(twice) = subjects.insert(q.subject.clone(), q) {
+            return Err(format!("subject `{}` listed twice", twice.subject));
+        }
+    }
+    Ok(subjects)
+}
+
 /// The list, with where it is kept (none: in memory only, on a node without a data directory).
 #[derive(Debug)]
 pub struct Quarantine {
@@ -72,11 +88,7 @@ impl Quarantine {
             keymgr::durable::create_private_dir(dir).map_err(|e| storage(dir, e))?;
         }
         let subjects = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice::<Vec<Quarantined>>(&bytes)
-                .map_err(|e| storage(&file, e))?
-                .into_iter()
-                .map(|q| (q.subject.clone(), q))
-                .collect(),
+            Ok(bytes) => parse(&bytes).map_err(|e| storage(&file, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(storage(&file, e)),
         };
