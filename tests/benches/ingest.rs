@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_BATCH_CONNECTIONS`,
 //! `INGEST_SECONDS` to change the load; `INGEST_ONLY=consortium` runs only the node's own two rows and
-//! the consortium's, for comparing versions of the consortium quickly). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
+//! the consortium's, for comparing versions of the consortium quickly; `INGEST_ONLY=node` only the
+//! node's two rows, for comparing versions of the node's hot path). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
 //! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
@@ -421,13 +422,17 @@ fn main() {
         "ingest benchmark: {connections} keep-alive mTLS connections, {seconds} s each, 1 KiB records, generator on the same machine"
     );
     let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
-    if std::env::var("INGEST_ONLY").is_ok_and(|v| v == "consortium") {
+    let only = std::env::var("INGEST_ONLY").unwrap_or_default();
+    if only == "consortium" || only == "node" {
         let node = e2e::node::Node::start(&dir);
         let single = run(node.addr, &tls, connections, SINGLE, seconds);
         report("POST /v1/records:", single, "");
         let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
         report("POST /v1/records:batch:", batch, "   (256 per request)");
         drop(node);
+        if only == "node" {
+            return;
+        }
         consortium_rows(
             tmp.path(),
             connections,

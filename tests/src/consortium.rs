@@ -163,23 +163,7 @@ pub fn join_config(
 
 /// `gateway consortium <args>` as the officer of the member `at` (its own PKI).
 pub fn consortium_cli(at: &Node, args: &[&str]) -> std::process::Output {
-    let pki = at.dir.join("pki");
-    std::process::Command::new(crate::gateway_bin())
-        .arg("consortium")
-        .args([
-            "--gateway",
-            &format!("https://localhost:{}", at.addr.port()),
-        ])
-        .arg("--cert")
-        .arg(pki.join("officer.pem"))
-        .arg("--key")
-        .arg(pki.join("officer.key"))
-        .arg("--cacert")
-        .arg(pki.join("ca.pem"))
-        .args(args)
-        .env("LEDGERGATE_LOG", "warn")
-        .output()
-        .unwrap()
+    at.officer_cli("consortium", args)
 }
 
 /// Submits `total` records at `node` in batches (two submitters, 1,000 records a request), ids

@@ -326,6 +326,28 @@ impl Node {
             .expect("keymgr runs")
     }
 
+    /// `gateway <command> --gateway … <args>` (an officer's command against this node's admin API:
+    /// `consortium`, `risk`) as the development officer.
+    pub fn officer_cli(&self, command: &str, args: &[&str]) -> std::process::Output {
+        let pki = self.dir.join("pki");
+        Command::new(crate::gateway_bin())
+            .arg(command)
+            .args([
+                "--gateway",
+                &format!("https://localhost:{}", self.addr.port()),
+            ])
+            .arg("--cert")
+            .arg(pki.join("officer.pem"))
+            .arg("--key")
+            .arg(pki.join("officer.key"))
+            .arg("--cacert")
+            .arg(pki.join("ca.pem"))
+            .args(args)
+            .env("LEDGERGATE_LOG", "warn")
+            .output()
+            .expect("gateway runs")
+    }
+
     /// A client presenting one of the node's development identities.
     pub fn client(&self, who: &str) -> Client {
         Client::for_identity(&self.dir.join("pki"), who)

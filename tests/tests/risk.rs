@@ -15,7 +15,6 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 use e2e::node::{Node, append_config, init_node};
@@ -28,23 +27,8 @@ fn loan(id: &str) -> Value {
 }
 
 /// `gateway risk <args>` against the node, as the officer.
-fn risk(node: &Node, dir: &Path, args: &[&str]) -> Value {
-    let pki = dir.join("pki");
-    let out = std::process::Command::new(e2e::gateway_bin())
-        .arg("risk")
-        .args([
-            "--gateway",
-            &format!("https://localhost:{}", node.addr.port()),
-        ])
-        .arg("--cert")
-        .arg(pki.join("officer.pem"))
-        .arg("--key")
-        .arg(pki.join("officer.key"))
-        .arg("--cacert")
-        .arg(pki.join("ca.pem"))
-        .args(args)
-        .output()
-        .unwrap();
+fn risk(node: &Node, args: &[&str]) -> Value {
+    let out = node.officer_cli("risk", args);
     assert!(out.status.success(), "risk {args:?}: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -112,25 +96,24 @@ fn bursts_are_alarmed_and_quarantined_bad_sources_blocked_and_all_of_it_recorded
     assert_eq!(burst["severity"], "high");
     assert_eq!(burst["response"], json!(["quarantined"]));
     assert_eq!(burst["evidence"]["submissions_in_window"], 20);
-    let quarantined = risk(&node, &dir, &["quarantined"]);
+    let quarantined = risk(&node, &["quarantined"]);
     assert_eq!(quarantined["quarantined"][0]["subject"], "provider-b");
     assert_eq!(quarantined["quarantined"][0]["by"], "gateway");
 
     // The officer releases it; it works again.
-    let released = risk(&node, &dir, &["release", "provider-b"]);
+    let released = risk(&node, &["release", "provider-b"]);
     assert_eq!(released["changed"], true);
     assert_eq!(b.submit(node.addr, &loan("AFTER-RELEASE")).status, 201);
 
     // An officer quarantines provider-a by hand, and releases it.
     let q = risk(
         &node,
-        &dir,
         &["quarantine", "provider-a", "--reason", "investigating"],
     );
     assert_eq!(q["changed"], true);
     let refused = a.submit(node.addr, &loan("A-2"));
     assert_eq!(refused.json()["code"], "quarantined");
-    risk(&node, &dir, &["release", "provider-a"]);
+    risk(&node, &["release", "provider-a"]);
     assert_eq!(a.submit(node.addr, &loan("A-2")).status, 201);
     // A subject the policy does not have cannot be quarantined.
     let unknown = node
@@ -227,17 +210,13 @@ fn a_quarantine_survives_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
     let mut node = Node::start(&dir);
-    risk(
-        &node,
-        &dir,
-        &["quarantine", "provider-b", "--reason", "kept"],
-    );
+    risk(&node, &["quarantine", "provider-b", "--reason", "kept"]);
     assert_eq!(node.stop(), Some(0));
     let node = Node::start(&dir);
     let refused = node
         .client("provider-b")
         .submit(node.addr, &loan("AFTER-RESTART"));
     assert_eq!(refused.json()["code"], "quarantined", "{}", refused.text());
-    let listed = risk(&node, &dir, &["quarantined"]);
+    let listed = risk(&node, &["quarantined"]);
     assert_eq!(listed["quarantined"][0]["reason"], "kept");
 }

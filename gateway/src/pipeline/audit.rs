@@ -118,7 +118,8 @@ impl Pipeline {
         let mut copied = 0;
         while seq <= last {
             let page = self.keys.audit(seq - 1, JOURNAL_PAGE)?;
-            if page.is_empty() {
+            // A journal is dense up to `last`; should it not be, stop rather than spin.
+            if page.first().is_none_or(|e| e.seq > last) {
                 break;
             }
             for e in page.iter().take_while(|e| e.seq <= last) {
@@ -180,16 +181,10 @@ impl Pipeline {
                 let Some(entry) = filter.keeps(&bytes) else {
                     continue;
                 };
-                let hashes: Vec<String> = self
-                    .ledger
-                    .inclusion_proof(index, size)?
-                    .iter()
-                    .map(|h| h.to_base64())
-                    .collect();
                 listed.push(json!({
                     "index": index,
                     "entry": entry,
-                    "proof": { "leaf_index": index, "tree_size": size, "hashes": hashes },
+                    "proof": self.proof_at(index, size)?,
                 }));
                 if listed.len() == limit {
                     next = (index + 1 < size).then_some(index + 1);

@@ -156,15 +156,20 @@ impl Pipeline {
     /// The inclusion proof of entry `index` against the latest checkpoint, and that checkpoint.
     fn proof(&self, index: u64) -> Result<(Value, String), PipelineError> {
         let checkpoint = self.ledger.checkpoint();
-        let size = checkpoint.checkpoint.size;
+        let proof = self.proof_at(index, checkpoint.checkpoint.size)?;
+        Ok((proof, checkpoint.note.clone()))
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries, as answers carry it:
+    /// `{leaf_index, tree_size, hashes}`.
+    pub(super) fn proof_at(&self, index: u64, size: u64) -> Result<Value, PipelineError> {
         let hashes: Vec<String> = self
             .ledger
             .inclusion_proof(index, size)?
             .iter()
             .map(|h| h.to_base64())
             .collect();
-        let proof = json!({ "leaf_index": index, "tree_size": size, "hashes": hashes });
-        Ok((proof, checkpoint.note.clone()))
+        Ok(json!({ "leaf_index": index, "tree_size": size, "hashes": hashes }))
     }
 
     /// Whether the key a value was sealed under is destroyed (shredded), without unwrapping it.
