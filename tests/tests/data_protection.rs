@@ -603,3 +603,41 @@ fn an_opening_verifies_against_the_ledger_in_python() {
         gone.text()
     );
 }
+
+/// A read in clear by a non-owner is in the audit trail before the answer: when the ledger cannot
+/// take the entry (no usable checkpoint-signing key), the reader gets 503 and no value, while the
+/// provider still reads its own record (it discloses nothing to anyone else).
+#[test]
+fn a_disclosure_that_cannot_be_audited_is_refused_and_owners_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let node = Node::start(&dir);
+    let a = node.client("provider-a");
+    let lab = json!({ "type": "lab_result", "id": "LAB-503", "fields": {
+        "patient_id": "person-503", "birth_date": "1980-01-02", "test_code": "HB", "value": 13.5,
+        "diagnosis": "anaemia", "collected_at": "2026-11-30T10:00:00Z" } });
+    assert_eq!(a.submit(node.addr, &lab).status, 201);
+    let out = node.keymgr(
+        "officer",
+        &[
+            "revoke",
+            "checkpoint-signing",
+            "--version",
+            "1",
+            "--reason",
+            "compromised",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let refused = read(&node, "registry", "/v1/records/LAB-503?provider=provider-a");
+    assert_eq!(
+        (refused.status, refused.json()["code"].as_str()),
+        (503, Some("unavailable")),
+        "{}",
+        refused.text()
+    );
+    assert!(!refused.text().contains("anaemia"), "{}", refused.text());
+    let own = read(&node, "provider-a", "/v1/records/LAB-503");
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["sealed"]["diagnosis"]["value"], "anaemia");
+}

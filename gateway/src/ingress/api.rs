@@ -191,9 +191,14 @@ async fn audited_json(
     read: impl FnOnce() -> Result<serde_json::Value, crate::pipeline::PipelineError> + Send + 'static,
 ) -> Response {
     let span = tracing::Span::current();
+    // Only a read that wrote to the key store's journal (a disclosure) waits for the copy: an
+    // owner's read discloses nothing and is served even while the ledger refuses appends. (Another
+    // request's event in between makes this one wait too; never the other way round.)
+    let before = p.keys().last_audit_seq();
     match tokio::task::spawn_blocking(move || span.in_scope(read)).await {
         Ok(Ok(v)) => {
-            if p.journal_behind()
+            if p.keys().last_audit_seq() > before
+                && p.journal_behind()
                 && let Err(e) = p.copy_journal(crate::audit::WAIT).await
             {
                 return problem(&crate::pipeline::PipelineError::Unavailable(format!(
