@@ -321,6 +321,29 @@ pub struct KekConfig {
     pub passphrase_file: Option<PathBuf>,
     /// A key file of 64 hex digits (mode 0600).
     pub key_file: Option<PathBuf>,
+    /// An AES-256 key in a PKCS#11 token (an HSM): wraps and unwraps happen in the token.
+    pub pkcs11: Option<Pkcs11Section>,
+}
+
+/// A key in a PKCS#11 token (`kek: { pkcs11: … }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The key's label in the token (default `ledgergate-kek`, what `keymgr init` makes).
+    #[serde(default = "default_kek_label")]
+    pub key_label: String,
+    /// A file holding the user PIN (mode 0600).
+    pub pin_file: Option<PathBuf>,
+    /// An environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+}
+
+fn default_kek_label() -> String {
+    "ledgergate-kek".to_owned()
 }
 
 /// Ledger options.
@@ -387,16 +410,29 @@ impl Config {
             )
         })?;
         match (&c.chain, &c.kek, &c.data) {
-            (Chain::Local, Some(kek), Some(_)) => match (&kek.passphrase_file, &kek.key_file) {
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => {
+            (Chain::Local, Some(kek), Some(_)) => {
+                let given = [
+                    kek.passphrase_file.is_some(),
+                    kek.key_file.is_some(),
+                    kek.pkcs11.is_some(),
+                ];
+                if given.iter().filter(|g| **g).count() != 1 {
                     return Err(err(
                         None,
                         "invalid_value",
-                        "kek: give exactly one of passphrase_file, key_file".into(),
+                        "kek: give exactly one of passphrase_file, key_file, pkcs11".into(),
                     ));
                 }
-            },
+                if let Some(p) = &kek.pkcs11
+                    && p.pin_file.is_some() == p.pin_env.is_some()
+                {
+                    return Err(err(
+                        None,
+                        "invalid_value",
+                        "kek: pkcs11: give exactly one of pin_file, pin_env".into(),
+                    ));
+                }
+            }
             (Chain::Local, _, _) => {
                 return Err(err(
                     None,
@@ -499,6 +535,9 @@ impl Config {
         if let Some(kek) = c.kek.as_mut() {
             kek.passphrase_file.iter_mut().for_each(resolve);
             kek.key_file.iter_mut().for_each(resolve);
+            if let Some(p) = kek.pkcs11.as_mut() {
+                p.pin_file.iter_mut().for_each(resolve);
+            }
         }
         if let Chain::Remote(remote) = &mut c.chain {
             resolve(&mut remote.keys);
@@ -621,7 +660,7 @@ mod tests {
         );
         assert_eq!(
             load("tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\nkek: {}\n").unwrap_err(),
-            "gateway.yaml: invalid_value: kek: give exactly one of passphrase_file, key_file"
+            "gateway.yaml: invalid_value: kek: give exactly one of passphrase_file, key_file, pkcs11"
         );
         let syntax = load("policies: [\n").unwrap_err();
         assert!(

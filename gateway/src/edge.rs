@@ -303,7 +303,9 @@ pub async fn serve_edge(
         metrics.alarms.clone(),
         metrics.connections_blocked.clone(),
     ));
-    crate::ingress::accept::serve_tls(listener, tls, router, limits, risk, shutdown).await;
+    let handshakes = metrics.tls_handshakes.clone();
+    crate::ingress::accept::serve_tls(listener, tls, router, limits, risk, handshakes, shutdown)
+        .await;
     for task in &tasks {
         task.abort();
     }

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub alarms: IntCounterVec,
     /// Connections refused at accept because their source address is blocked (risk control).
     pub connections_blocked: IntCounter,
+    /// Finished provider/officer TLS handshakes by key exchange group (`X25519MLKEM768`, `X25519`,
+    /// …): how many clients still lack post-quantum key exchange.
+    pub tls_handshakes: IntCounterVec,
     /// What the ledger's writer records.
     pub ledger: LedgerMetrics,
     /// The channel's sessions, handshakes and rekeys (a ledger node's listener, an edge's link).
@@ -197,6 +200,12 @@ impl Metrics {
                     "ledgergate_connections_blocked_total",
                     "Connections refused at accept because risk control blocked their source address.",
                 ),
+            )?,
+            tls_handshakes: counter_vec(
+                r,
+                "ledgergate_tls_handshakes_total",
+                "Finished TLS handshakes with providers and officers, by key exchange group.",
+                &["group"],
             )?,
             ledger: LedgerMetrics {
                 group_entries: histogram(

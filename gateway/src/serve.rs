@@ -90,6 +90,19 @@ fn kek_source(config: &Config) -> Result<KekSource, ServeError> {
         .kek
         .as_ref()
         .ok_or_else(|| ServeError::Kek("none configured".into()))?;
+    if let Some(p) = &kek.pkcs11 {
+        let pin = match (&p.pin_file, &p.pin_env) {
+            (Some(f), _) => keymgr::PinSource::File(f.clone()),
+            (None, Some(v)) => keymgr::PinSource::Env(v.clone()),
+            (None, None) => return Err(ServeError::Kek("pkcs11: no PIN configured".into())),
+        };
+        return Ok(KekSource::Pkcs11(keymgr::Pkcs11Config {
+            module: p.module.clone(),
+            token_label: p.token_label.clone(),
+            key_label: p.key_label.clone(),
+            pin,
+        }));
+    }
     match (&kek.passphrase_file, &kek.key_file) {
         (Some(p), _) => {
             // A secret: the owner's alone, like the key file (and refused the same way).
@@ -430,6 +443,7 @@ pub async fn serve(
         router.clone(),
         limits,
         Arc::clone(pipeline.risk()),
+        metrics.tls_handshakes.clone(),
         shutdown,
     )
     .await;

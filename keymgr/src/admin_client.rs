@@ -65,7 +65,7 @@ impl AdminClient {
             .map_err(|e| file("--cert", cert, &e))?;
         let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file("--key", key, &e))?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(unreachable)?

@@ -1,13 +1,24 @@
-//! The bound on the in-memory cache of unwrapped primary keys.
+//! The bounds on the in-memory cache of unwrapped primary keys: how many, and for how long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::lifecycle::Timestamp;
 use crate::manager::PrimaryKey;
 
 /// Most primary keys kept unwrapped in memory. Data-subject keys are often used once, so without a
 /// bound the cache would grow with every subject ever seen.
 pub const CACHE_LIMIT: usize = 65_536;
+
+/// Longest a key stays unwrapped in the cache, in seconds. The hot path unwraps a key once per this
+/// period, not once per record (a PKCS#11 token's unwrap is a round trip to the token); and a key
+/// whose KEK became unusable (a token removed, a store re-wrapped) stops being used within it.
+pub const CACHE_TTL: i64 = 300;
+
+/// When a key unwrapped at `now` that expires at `expires_at` leaves the cache.
+pub(crate) fn cached_until(expires_at: Timestamp, now: Timestamp) -> Timestamp {
+    expires_at.min(now.saturating_add(CACHE_TTL))
+}
 
 /// Caches a primary key; a full cache is emptied first (the few hot keys come back on their next
 /// use, one store read each), which bounds memory without bookkeeping on the hot path.
@@ -35,6 +46,7 @@ mod tests {
             version: 1,
             purpose: Purpose::Subject,
             expires_at: i64::MAX,
+            cached_until: i64::MAX,
             material: Secret::new(vec![0; 32]),
         });
         let mut cache = HashMap::new();

@@ -22,6 +22,8 @@ pub(crate) struct Cli {
     /// ($LEDGERGATE_KEK_PASSPHRASE, or a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     kek_file: Option<PathBuf>,
+    #[command(flatten)]
+    pkcs11: kek::Pkcs11Args,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -176,11 +178,18 @@ enum Verb {
     },
     /// List the revoked peer identities.
     RevokedPeers,
-    /// Re-wrap every key under a new passphrase ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt) or key file.
+    /// Re-wrap every key under a new KEK, in one atomic write: a new passphrase
+    /// ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt), a key file, or (with --to-pkcs11) a key in a
+    /// PKCS#11 token. With --pkcs11-* and no --to-pkcs11, moves a store off its token.
+    #[command(alias = "change-kek")]
     ChangePassphrase {
         /// Switch to this key file (made if missing) instead of a new passphrase.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "to_pkcs11")]
         new_kek_file: Option<PathBuf>,
+        /// Switch to the token the --pkcs11-* options name (its key is made if missing); the
+        /// current KEK is the passphrase or --kek-file.
+        #[arg(long, requires = "pkcs11_module")]
+        to_pkcs11: bool,
     },
 }
 
@@ -361,19 +370,35 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             });
         }
         Verb::Init => {
-            let source =
-                kek::for_init(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
+            let source = match cli.pkcs11.config() {
+                Some(token) => token,
+                None => kek::for_init(cli.kek_file.as_deref())
+                    .map_err(fail("read key-encryption key"))?,
+            };
             let m = keymgr::KeyManager::init(&store, &source, local::now(), &actor)
                 .map_err(fail("init"))?;
             render::initialised(cli.json, &store, &m);
             return Ok(());
         }
-        Verb::ChangePassphrase { new_kek_file } => {
-            let source =
-                kek::existing(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
+        Verb::ChangePassphrase {
+            new_kek_file,
+            to_pkcs11,
+        } => {
+            let token = cli.pkcs11.config();
+            let (source, new) = match token {
+                Some(token) if to_pkcs11 => (
+                    kek::existing(cli.kek_file.as_deref(), None)
+                        .map_err(fail("read key-encryption key"))?,
+                    token,
+                ),
+                token => (
+                    kek::existing(cli.kek_file.as_deref(), token)
+                        .map_err(fail("read key-encryption key"))?,
+                    kek::for_change(new_kek_file.as_deref())
+                        .map_err(fail("read new key-encryption key"))?,
+                ),
+            };
             let mut m = keymgr::KeyManager::open(&store, &source).map_err(fail("open store"))?;
-            let new = kek::for_change(new_kek_file.as_deref())
-                .map_err(fail("read new key-encryption key"))?;
             m.change_kek(&new, local::now(), &actor)
                 .map_err(fail("change-passphrase"))?;
             render::changed(cli.json);
@@ -385,7 +410,8 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         },
     };
     let step = render::step(&command);
-    let source = kek::existing(cli.kek_file.as_deref()).map_err(fail("read key-encryption key"))?;
+    let source = kek::existing(cli.kek_file.as_deref(), cli.pkcs11.config())
+        .map_err(fail("read key-encryption key"))?;
     let mut backend = local::Local::open(&store, &source).map_err(fail("open store"))?;
     let outcome = backend.execute(command, &actor).map_err(fail(step))?;
     render::outcome(cli.json, &outcome);

@@ -41,7 +41,7 @@ pub enum Error {
     WrongKek,
     /// No KEK was given and none can be asked for.
     #[error(
-        "no key-encryption key: set LEDGERGATE_KEK_PASSPHRASE, pass --kek-file, or run in a terminal"
+        "no key-encryption key: set LEDGERGATE_KEK_PASSPHRASE, pass --kek-file or --pkcs11-module, or run in a terminal"
     )]
     NoKek,
     /// The key file is unreadable, malformed or readable by others.
@@ -52,6 +52,15 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+
+    /// The PKCS#11 token cannot be used as configured (module, token, PIN or key wrong); nothing was
+    /// changed.
+    #[error("{0}")]
+    Token(String),
+    /// The PKCS#11 token does not answer now (removed, its daemon down); nothing was changed, and
+    /// the next operation tries it again.
+    #[error("key-encryption key unavailable: {0}")]
+    TokenUnavailable(String),
 
     // --- the store ---
     /// No store at the path.
@@ -98,11 +107,14 @@ impl Error {
             Error::Unusable(_) => "key_revoked",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::WrongKek => "wrong_passphrase",
-            Error::NoKek | Error::KekFile { .. } => "kek_unavailable",
+            Error::NoKek | Error::KekFile { .. } | Error::Token(_) => "kek_unavailable",
             Error::StoreNotFound(_) => "store_not_found",
             Error::StoreLocked(_) => "store_locked",
             Error::StoreCorrupt(_) => "store_corrupt",
-            Error::Storage(_) | Error::Randomness | Error::Unreachable(_) => "unavailable",
+            Error::Storage(_)
+            | Error::Randomness
+            | Error::Unreachable(_)
+            | Error::TokenUnavailable(_) => "unavailable",
             Error::Remote { code, .. } => match code.as_str() {
                 "not_found" => "not_found",
                 "conflict" => "conflict",

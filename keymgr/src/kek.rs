@@ -1,5 +1,7 @@
-//! The key-encryption key (KEK) and envelope wrapping: every secret at rest is XChaCha20-Poly1305
-//! encrypted under the KEK, with a fresh random nonce and AAD binding the key's name, version and purpose.
+//! The key-encryption key (KEK) and envelope wrapping: every secret at rest is encrypted under the KEK,
+//! with a fresh random nonce and AAD binding the key's name, version and purpose. The KEK is either
+//! derived here (a passphrase or a key file; XChaCha20-Poly1305 in this process, [`Kek`]) or held in a
+//! PKCS#11 token (AES-256-GCM inside the token, `token.rs`); [`StoreKek`] is whichever a store uses.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -64,12 +66,47 @@ impl Kek {
     }
 }
 
+/// The KEK of an open store: derived in this process, or held in a token.
+#[derive(Debug)]
+pub(crate) enum StoreKek {
+    /// From a passphrase or a key file.
+    Local(Kek),
+    /// An AES key in a PKCS#11 token.
+    Token(crate::token::TokenKek),
+}
+
+impl StoreKek {
+    /// Wraps `secret` bound to `aad`.
+    pub(crate) fn wrap(&self, secret: &[u8], aad: &[u8]) -> Result<Vec<u8>, crate::Error> {
+        match self {
+            StoreKek::Local(k) => Ok(k.wrap(secret, aad)?),
+            StoreKek::Token(t) => t.wrap(secret, aad),
+        }
+    }
+
+    /// Unwraps a blob made by [`StoreKek::wrap`]: `Ok(None)` when the blob, its binding or the KEK
+    /// is wrong; `Err` when the token cannot be used now (the store is fine).
+    pub(crate) fn unwrap(&self, blob: &[u8], aad: &[u8]) -> Result<Option<Secret>, crate::Error> {
+        match self {
+            StoreKek::Local(k) => Ok(k.unwrap(blob, aad).ok()),
+            StoreKek::Token(t) => t.unwrap(blob, aad),
+        }
+    }
+
+    /// Whether the KEK is held in a token.
+    pub(crate) fn in_token(&self) -> bool {
+        matches!(self, StoreKek::Token(_))
+    }
+}
+
 /// Where the KEK comes from.
 pub enum KekSource {
     /// A passphrase, stretched with Argon2id under the store's salt and parameters.
     Passphrase(Secret),
     /// A file holding 32 random bytes as 64 hex digits; refused unless only its owner can read it.
     File(std::path::PathBuf),
+    /// A non-extractable AES-256 key in a PKCS#11 token.
+    Pkcs11(crate::token::Pkcs11Config),
 }
 
 impl std::fmt::Debug for KekSource {
@@ -77,6 +114,7 @@ impl std::fmt::Debug for KekSource {
         match self {
             KekSource::Passphrase(_) => f.write_str("KekSource::Passphrase(..)"),
             KekSource::File(p) => f.debug_tuple("KekSource::File").field(p).finish(),
+            KekSource::Pkcs11(c) => f.debug_tuple("KekSource::Pkcs11").field(c).finish(),
         }
     }
 }
@@ -98,6 +136,14 @@ pub enum KdfParams {
     },
     /// A key file.
     File,
+    /// A key in a PKCS#11 token, found by the token's and the key's labels. The module and the PIN
+    /// are the node's configuration, not the store's.
+    Pkcs11 {
+        /// The token's label.
+        token_label: String,
+        /// The key's label.
+        key_label: String,
+    },
 }
 
 /// Argon2id cost for new stores: 64 MiB, 3 passes, 1 lane (RFC 9106's second recommended setting with
@@ -123,13 +169,52 @@ impl KdfParams {
                 }
             }
             KekSource::File(_) => KdfParams::File,
+            KekSource::Pkcs11(c) => KdfParams::Pkcs11 {
+                token_label: c.token_label.clone(),
+                key_label: c.key_label.clone(),
+            },
         })
+    }
+
+    /// What kind of KEK, in a few words for an error message.
+    fn kind(&self) -> &'static str {
+        match self {
+            KdfParams::Argon2id { .. } => "a passphrase: set LEDGERGATE_KEK_PASSPHRASE",
+            KdfParams::File => "a key file: pass --kek-file",
+            KdfParams::Pkcs11 { .. } => "in a PKCS#11 token: pass --pkcs11-module and its options",
+        }
     }
 }
 
-/// Derives the KEK from `source` as `params` say.
-pub fn derive(source: &KekSource, params: &KdfParams) -> Result<Kek, crate::Error> {
+/// Derives (or, for a token, connects to) the KEK from `source` as `params` say; `create` makes the
+/// token's key if it has none (a new store only).
+pub(crate) fn derive(
+    source: &KekSource,
+    params: &KdfParams,
+    create: bool,
+) -> Result<StoreKek, crate::Error> {
     use base64::Engine as _;
+    if let KekSource::Pkcs11(config) = source {
+        return match params {
+            KdfParams::Pkcs11 {
+                token_label,
+                key_label,
+            } if *token_label == config.token_label && *key_label == config.key_label => Ok(
+                StoreKek::Token(crate::token::TokenKek::open(config, create)?),
+            ),
+            KdfParams::Pkcs11 {
+                token_label,
+                key_label,
+            } => Err(crate::Error::InvalidArgument(format!(
+                "this store's KEK is key `{key_label}` of token `{token_label}`, not key `{}` of token `{}`",
+                config.key_label, config.token_label
+            ))),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "this store's KEK is {}",
+                other.kind()
+            ))),
+        };
+    }
     let key = match (source, params) {
         (KekSource::Passphrase(pass), KdfParams::Argon2id { m_kib, t, p, salt }) => {
             let salt = base64::engine::general_purpose::STANDARD
@@ -149,18 +234,16 @@ pub fn derive(source: &KekSource, params: &KdfParams) -> Result<Kek, crate::Erro
             Secret::new(out.to_vec())
         }
         (KekSource::File(path), KdfParams::File) => read_key_file(path)?,
-        (KekSource::File(_), KdfParams::Argon2id { .. }) => {
-            return Err(crate::Error::InvalidArgument(
-                "this store's KEK is a passphrase: set LEDGERGATE_KEK_PASSPHRASE instead of --kek-file".into(),
-            ));
-        }
-        (KekSource::Passphrase(_), KdfParams::File) => {
-            return Err(crate::Error::InvalidArgument(
-                "this store's KEK is a key file: pass --kek-file".into(),
-            ));
+        (_, other) => {
+            return Err(crate::Error::InvalidArgument(format!(
+                "this store's KEK is {}",
+                other.kind()
+            )));
         }
     };
-    Kek::from_secret(&key).ok_or(crate::Error::WrongKek)
+    Kek::from_secret(&key)
+        .map(StoreKek::Local)
+        .ok_or(crate::Error::WrongKek)
 }
 
 fn read_key_file(path: &std::path::Path) -> Result<Secret, crate::Error> {

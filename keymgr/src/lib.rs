@@ -22,17 +22,17 @@ mod record;
 mod secret;
 mod store;
 mod subjects;
+mod token;
 mod usage;
 
 pub use audit::AuditEvent;
-pub use cache::CACHE_LIMIT;
+pub use cache::{CACHE_LIMIT, CACHE_TTL};
 pub use command::{
     Backend, Command, DEFAULT_PAGE, KeyView, Outcome, ShredView, VersionView, execute,
 };
 pub use error::Error;
 pub use kek::{
     ARGON2_M_KIB, ARGON2_P, ARGON2_T, KdfParams, Kek, KekSource, UnwrapError, create_key_file,
-    derive,
 };
 pub use lifecycle::{RevocationReason, Timestamp, TransitionError, VersionState, rfc3339};
 pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey, Shredded};
@@ -41,3 +41,4 @@ pub use peers::RevokedPeer;
 pub use purpose::Purpose;
 pub use record::{KeyRecord, UseError, VersionRecord};
 pub use secret::Secret;
+pub use token::{PinSource, Pkcs11Config};

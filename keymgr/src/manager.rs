@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use crate::Error;
 use crate::audit::AuditEvent;
 use crate::cache::cache_insert;
-use crate::kek::{KdfParams, Kek, KekSource, derive};
+use crate::kek::{KdfParams, KekSource, StoreKek, derive};
 use crate::lifecycle::{RevocationReason, Timestamp};
 use crate::purpose::Purpose;
 use crate::record::{KeyRecord, VersionRecord};
@@ -75,6 +75,9 @@ pub struct PrimaryKey {
     pub purpose: Purpose,
     /// When it stops being usable for new work.
     pub expires_at: Timestamp,
+    /// Until when the cache may serve it without unwrapping it again: its expiry, or
+    /// [`crate::CACHE_TTL`] after it was unwrapped, whichever is first.
+    pub(crate) cached_until: Timestamp,
     /// The material.
     pub material: Secret,
 }
@@ -82,7 +85,7 @@ pub struct PrimaryKey {
 /// An open key store.
 pub struct KeyManager {
     pub(crate) store: Store,
-    kek: Kek,
+    kek: StoreKek,
     /// Serialises changes: read-modify-write of a record.
     write: Mutex<()>,
     /// The last audit sequence number written; held while an event is applied, so numbers are dense.
@@ -111,7 +114,7 @@ impl KeyManager {
     ) -> Result<KeyManager, Error> {
         let store = Store::open(dir, true)?;
         let params = KdfParams::fresh(source)?;
-        let kek = derive(source, &params)?;
+        let kek = derive(source, &params, true)?;
         let mut batch = Store::format_batch();
         batch.put_meta(
             "kdf",
@@ -137,12 +140,12 @@ impl KeyManager {
             .meta("kdf")?
             .and_then(|v| serde_json::from_slice(&v).ok())
             .ok_or_else(|| Error::StoreCorrupt("missing KEK parameters".into()))?;
-        let kek = derive(source, &params)?;
+        let kek = derive(source, &params, false)?;
         let verifier = store
             .meta("verifier")?
             .ok_or_else(|| Error::StoreCorrupt("missing KEK verifier".into()))?;
-        kek.unwrap(&verifier, VERIFIER_AAD)
-            .map_err(|_| Error::WrongKek)?;
+        kek.unwrap(&verifier, VERIFIER_AAD)?
+            .ok_or(Error::WrongKek)?;
         let last_seq = store.last_audit_seq()?;
         let revoked = crate::peers::RevokedSet::of(&store.revoked_peers()?);
         Ok(KeyManager {
@@ -153,6 +156,11 @@ impl KeyManager {
             cache: RwLock::new(HashMap::new()),
             revoked,
         })
+    }
+
+    /// Whether the store's KEK is a key in a PKCS#11 token (not a passphrase or key file).
+    pub fn kek_in_token(&self) -> bool {
+        self.kek.in_token()
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -543,7 +551,7 @@ impl KeyManager {
         let cached = |cache: &HashMap<String, Arc<PrimaryKey>>| {
             cache
                 .get(name)
-                .filter(|k| now < k.expires_at)
+                .filter(|k| now < k.cached_until)
                 .map(Arc::clone)
         };
         if let Some(k) = self.cached_primary(name, now) {
@@ -564,19 +572,20 @@ impl KeyManager {
             version: v.version,
             purpose: record.purpose,
             expires_at: record.expires_at(v),
+            cached_until: crate::cache::cached_until(record.expires_at(v), now),
             material,
         });
         cache_insert(&mut cache, name, Arc::clone(&key));
         Ok(key)
     }
 
-    /// The cached primary key of `name`, if cached and not expired at `now`.
+    /// The cached primary key of `name`, if cached, not expired and not cached too long at `now`.
     pub(crate) fn cached_primary(&self, name: &str, now: Timestamp) -> Option<Arc<PrimaryKey>> {
         self.cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
-            .filter(|k| now < k.expires_at)
+            .filter(|k| now < k.cached_until)
             .map(Arc::clone)
     }
 
@@ -588,8 +597,8 @@ impl KeyManager {
             .and_then(|b| B64.decode(b).ok())
             .ok_or(destroyed)?;
         self.kek
-            .unwrap(&blob, &aad(&record.name, v.version, record.purpose))
-            .map_err(|_| {
+            .unwrap(&blob, &aad(&record.name, v.version, record.purpose))?
+            .ok_or_else(|| {
                 Error::StoreCorrupt(format!(
                     "key `{}` version {} does not unwrap: altered",
                     record.name, v.version
@@ -655,7 +664,7 @@ impl KeyManager {
     ) -> Result<(), Error> {
         let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let params = KdfParams::fresh(new)?;
-        let new_kek = derive(new, &params)?;
+        let new_kek = derive(new, &params, true)?;
         let mut batch = Batch::default();
         for mut record in self.store.all_keys()? {
             for v in &mut record.versions {
@@ -663,7 +672,7 @@ impl KeyManager {
                     continue;
                 };
                 let a = aad(&record.name, v.version, record.purpose);
-                let secret = self.kek.unwrap(&blob, &a).map_err(|_| {
+                let secret = self.kek.unwrap(&blob, &a)?.ok_or_else(|| {
                     Error::StoreCorrupt(format!("key `{}` does not unwrap", record.name))
                 })?;
                 v.wrapped = Some(B64.encode(new_kek.wrap(secret.expose(), &a)?));
@@ -676,17 +685,51 @@ impl KeyManager {
         );
         batch.put_meta("verifier", &new_kek.wrap(VERIFIER_PLAINTEXT, VERIFIER_AAD)?);
         drop(_guard);
-        self.commit_with_audit(
-            batch,
-            now,
-            actor,
-            "change-passphrase",
-            None,
-            None,
-            String::new(),
-        )?;
+        // The audit event goes into the same rewrite: the change and its record are one write.
+        let detail = if new_kek.in_token() {
+            "to a key in a PKCS#11 token"
+        } else {
+            "to a passphrase or key file"
+        };
+        let mut last = self
+            .audit_seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seq = *last + 1;
+        batch.put_audit(&AuditEvent {
+            seq,
+            at: now,
+            actor: actor.to_owned(),
+            action: "change-passphrase".to_owned(),
+            key: None,
+            version: None,
+            detail: detail.to_owned(),
+        })?;
+        // A fresh file, not a commit: no page of the old file, with blobs the old KEK opens, stays.
+        self.store.rewrite(batch)?;
+        *last = seq;
+        drop(last);
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.kek = new_kek;
         Ok(())
+    }
+
+    /// Every wrapped blob in the store as stored: only for tests that look for blobs a KEK no longer
+    /// in force could open.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn all_wrapped_for_tests(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        for record in self.store.all_keys()? {
+            for v in &record.versions {
+                if let Some(blob) = v.wrapped.as_ref().and_then(|b| B64.decode(b).ok()) {
+                    out.push(blob);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every secret in the store, unwrapped: only for tests that check no secret reaches the disk.

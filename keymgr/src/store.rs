@@ -22,6 +22,8 @@
 //! earlier in-memory commit durable with it (redb's `Durability::None` contract); a crash before it
 //! loses them, which is why nothing may be acknowledged that depends on them until `sync` returned.
 
+mod rewrite;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -178,6 +180,8 @@ impl Store {
                 path.display()
             )));
         }
+        // A rewrite (a change of KEK) that stopped before its rename: the old file is in force.
+        rewrite::remove_stray(&path.join(rewrite::REWRITE_FILE))?;
         let (mut db, _) = crate::engine::open_file(path, DB_FILE, create).map_err(|e| match e {
             OpenError::Locked => Error::StoreLocked(path.to_owned()),
             OpenError::NotADatabase { .. } => Error::StoreCorrupt(e.to_string()),

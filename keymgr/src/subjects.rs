@@ -134,11 +134,13 @@ impl KeyManager {
             }
             let (first, material) = self.new_version(name, 1, Purpose::Subject, now, actor)?;
             let record = KeyRecord::new(name, Purpose::Subject, None, DEFAULT_MAX_AGE, first);
+            let expires_at = record.version(1).map_or(now, |v| record.expires_at(v));
             let key = Arc::new(PrimaryKey {
                 name: name.clone(),
                 version: 1,
                 purpose: Purpose::Subject,
-                expires_at: record.version(1).map_or(now, |v| record.expires_at(v)),
+                expires_at,
+                cached_until: crate::cache::cached_until(expires_at, now),
                 material,
             });
             prepared.insert(name, (record, key));

@@ -65,6 +65,31 @@ fn rotation_switches_new_work_and_keeps_old_versions_for_verification() {
 }
 
 #[test]
+fn a_cached_key_is_unwrapped_again_after_the_cache_ttl() {
+    let (_d, m) = fresh();
+    m.create("pseudonym", Purpose::Pseudonym, None, None, T0, "o")
+        .unwrap();
+    let first = m.primary("pseudonym", T0).unwrap();
+    let later = m.primary("pseudonym", T0 + keymgr::CACHE_TTL - 1).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &later),
+        "served from the cache"
+    );
+    let unwrapped = m.primary("pseudonym", T0 + keymgr::CACHE_TTL).unwrap();
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &unwrapped),
+        "unwrapped again once the TTL passed"
+    );
+    assert_eq!(unwrapped.material.expose(), first.material.expose());
+    // Subject keys made on the hot path are cached the same way.
+    let made = m.subject_key("s-1", T0, "o").unwrap();
+    let cached = m.subject_key("s-1", T0 + 1, "o").unwrap();
+    assert!(std::sync::Arc::ptr_eq(&made, &cached));
+    let again = m.subject_key("s-1", T0 + keymgr::CACHE_TTL, "o").unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&made, &again));
+}
+
+#[test]
 fn a_compromised_primary_is_never_used_again_and_its_later_signatures_are_not_believed() {
     let (_d, m) = fresh();
     m.create(
@@ -419,6 +444,68 @@ fn no_secret_and_no_passphrase_is_anywhere_in_the_store_files() {
             f.display()
         );
     }
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                files.push(p)
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn after_a_change_of_kek_no_blob_the_old_kek_opens_is_left_in_the_store_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let mut m = KeyManager::init(&path, &pass("the old passphrase"), T0, "o").unwrap();
+    for (i, p) in Purpose::ALL.into_iter().enumerate() {
+        m.create(&format!("k{i}"), p, None, None, T0, "o").unwrap();
+        // Rotations free pages that still hold earlier versions of the records.
+        for r in 1..5 {
+            m.rotate(&format!("k{i}"), T0 + r, "o").unwrap();
+        }
+    }
+    for s in 0..50 {
+        m.subject_key(&format!("S-{s}"), T0, "o").unwrap();
+    }
+    m.sync().unwrap();
+    let old_blobs = m.all_wrapped_for_tests().unwrap();
+    assert_eq!(old_blobs.len(), 5 * 5 + 50);
+    let secrets = m.all_material_for_tests().unwrap();
+    m.change_kek(&pass("the new passphrase"), T0 + 10, "o")
+        .unwrap();
+    assert_eq!(m.all_material_for_tests().unwrap(), secrets);
+    drop(m);
+    for f in files_under(&path) {
+        let bytes = std::fs::read(&f).unwrap();
+        for blob in &old_blobs {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(blob);
+            assert!(
+                !bytes.windows(blob.len()).any(|w| w == blob.as_slice())
+                    && !bytes.windows(b64.len()).any(|w| w == b64.as_bytes()),
+                "a blob wrapped under the old KEK is still in {}",
+                f.display()
+            );
+        }
+    }
+    // The old passphrase opens nothing; the new one opens every key.
+    assert!(matches!(
+        KeyManager::open(&path, &pass("the old passphrase")),
+        Err(Error::WrongKek)
+    ));
+    let m = KeyManager::open(&path, &pass("the new passphrase")).unwrap();
+    assert_eq!(m.all_material_for_tests().unwrap(), secrets);
 }
 
 #[test]

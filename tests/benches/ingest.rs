@@ -5,7 +5,8 @@
 //! Run: `cargo bench --workspace --bench ingest` (`INGEST_CONNECTIONS`, `INGEST_BATCH_CONNECTIONS`,
 //! `INGEST_SECONDS` to change the load; `INGEST_ONLY=consortium` runs only the node's own two rows and
 //! the consortium's, for comparing versions of the consortium quickly; `INGEST_ONLY=node` only the
-//! node's two rows, for comparing versions of the node's hot path). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
+//! node's two rows, for comparing versions of the node's hot path; `INGEST_ONLY=handshakes` only the
+//! handshake rows). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
 //! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
@@ -19,6 +20,10 @@
 //! these cores) with the same loads at its leader and at a follower (which forwards to the leader),
 //! compared with the node alone; then a member that was down while a batch load ran catches up, and
 //! its rate (entries/s, through Raft's log) is reported.
+//!
+//! The handshake rows open a new connection per request (full mTLS handshake, no resumption) against
+//! the same node, with a client offering X25519MLKEM768 (the default) and one offering X25519 only:
+//! what the post-quantum key exchange costs.
 //!
 //! Two more rows say where the gap to it lies: the node answering the same requests on a path it does
 //! not serve (404: its TLS, HTTP and routing, no work), and the pipeline alone, opened in this process
@@ -52,6 +57,14 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn tls(pki: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    tls_with(pki, None)
+}
+
+/// The client's configuration; with `groups`, only those key exchange groups are offered.
+fn tls_with(
+    pki: &std::path::Path,
+    groups: Option<&[rustls::NamedGroup]>,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(pki.join("ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -61,16 +74,86 @@ fn tls(pki: &std::path::Path) -> Arc<rustls::ClientConfig> {
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(pki.join("provider-a.key")).unwrap();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(groups) = groups {
+        provider.kx_groups.retain(|g| groups.contains(&g.name()));
+    }
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap(),
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
     )
+}
+
+/// Full mTLS handshakes per second against `addr`: `tasks` loops of connect, handshake (no
+/// resumption), one request to a path the node does not serve, close.
+fn handshake_rate(
+    addr: std::net::SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    tasks: usize,
+    seconds: u64,
+) -> f64 {
+    let mut config = (**tls).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let done: u64 = rt.block_on(async {
+        let tasks: Vec<_> = (0..tasks)
+            .map(|_| {
+                let config = Arc::clone(&config);
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let stream = tokio_rustls::TlsConnector::from(Arc::clone(&config))
+                            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                            .await
+                            .unwrap();
+                        let (mut sender, conn) =
+                            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                                .await
+                                .unwrap();
+                        tokio::spawn(conn);
+                        let req = hyper::Request::get("/bench/handshake")
+                            .header("host", "localhost")
+                            .body(Full::new(bytes::Bytes::new()))
+                            .unwrap();
+                        let resp = sender.send_request(req).await.unwrap();
+                        assert_eq!(resp.status().as_u16(), 404);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The handshake rows: the same node, clients offering the post-quantum hybrid and X25519 only.
+fn handshake_rows(node: &e2e::node::Node, pki: &std::path::Path, seconds: u64) {
+    let hybrid = tls_with(pki, None);
+    let classic = tls_with(pki, Some(&[rustls::NamedGroup::X25519]));
+    let pq = handshake_rate(node.addr, &hybrid, 8, seconds);
+    let x25519 = handshake_rate(node.addr, &classic, 8, seconds);
+    println!(
+        "   new connection per request, X25519MLKEM768: {pq:>8.0} handshakes/s   = {:.2}x X25519",
+        pq / x25519
+    );
+    println!("   new connection per request, X25519 only:    {x25519:>8.0} handshakes/s");
 }
 
 /// `batch` 1 KiB loan applications (padded in fields the example policy allows to be long) with
@@ -423,6 +506,11 @@ fn main() {
     );
     let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
     let only = std::env::var("INGEST_ONLY").unwrap_or_default();
+    if only == "handshakes" {
+        let node = e2e::node::Node::start(&dir);
+        handshake_rows(&node, &dir.join("pki"), seconds);
+        return;
+    }
     if only == "consortium" || only == "node" {
         let node = e2e::node::Node::start(&dir);
         let single = run(node.addr, &tls, connections, SINGLE, seconds);
@@ -463,6 +551,7 @@ fn main() {
     );
     let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
     report("POST /v1/records:batch:", batch, "   (256 per request)");
+    handshake_rows(&node, &dir.join("pki"), seconds);
     let recurring = Load {
         ids: "recurring",
         subjects: Some(RECURRING_SUBJECTS),

@@ -58,7 +58,7 @@ pub fn tls_from(
     let key = PrivateKeyDer::from_pem_file(pki.join(format!("{who}.key")))
         .map_err(std::io::Error::other)?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(std::io::Error::other)?

@@ -31,13 +31,15 @@ pub struct Source(pub std::net::IpAddr);
 /// Serves `router` over mutually authenticated TLS on `listener` until `shutdown` resolves, then
 /// drains in-flight requests. `tls` gives the configuration for each new connection (a reload swaps
 /// it); each connection's verified client identity and source address are added to its requests.
-/// `risk` refuses blocked source addresses at accept and is told of failed handshakes.
+/// `risk` refuses blocked source addresses at accept and is told of failed handshakes;
+/// `handshakes` counts finished handshakes by key exchange group.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: impl Fn() -> Arc<rustls::ServerConfig>,
     router: Router,
     limits: &IngressSection,
     risk: Arc<crate::risk::Sentinel>,
+    handshakes: prometheus::IntCounterVec,
     shutdown: impl Future<Output = ()>,
 ) {
     let connections = ConnLimits::new(limits.max_connections, limits.max_connections_per_source);
@@ -113,6 +115,7 @@ pub async fn serve_tls(
         let http = Arc::clone(&http);
         let handshake_log = Arc::clone(&handshake_log);
         let risk = Arc::clone(&risk);
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -144,10 +147,14 @@ pub async fn serve_tls(
                     return;
                 }
             };
+            let tls = stream.get_ref().1;
+            // The group's name (its Debug form, e.g. `X25519MLKEM768`): one of the provider's few.
+            let group = tls
+                .negotiated_key_exchange_group()
+                .map_or_else(|| "none".to_owned(), |g| format!("{:?}", g.name()));
+            handshakes.with_label_values(&[group.as_str()]).inc();
             // The verifier has checked the chain and the CRLs; this only reads who it is.
-            let peer = stream
-                .get_ref()
-                .1
+            let peer = tls
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| identity::peer_identity(c));

@@ -42,9 +42,11 @@ fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
     Ok(all)
 }
 
-/// The ring-backed crypto provider used for every TLS connection of the node.
+/// The crypto provider of every TLS connection of the node: aws-lc-rs, whose key exchange groups
+/// put the post-quantum hybrid X25519MLKEM768 first (rustls' `prefer-post-quantum`) and keep X25519,
+/// P-256 and P-384 for clients without it.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Builds the server configuration from the configured files.

@@ -1,9 +1,50 @@
-//! Getting the key-encryption key from the officer: a key file, $LEDGERGATE_KEK_PASSPHRASE, or a prompt
-//! on the terminal that does not echo.
+//! Getting the key-encryption key from the officer: a PKCS#11 token, a key file,
+//! $LEDGERGATE_KEK_PASSPHRASE, or a prompt on the terminal that does not echo.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use keymgr::{Error, KekSource, Secret};
+use keymgr::{Error, KekSource, PinSource, Pkcs11Config, Secret};
+
+/// The KEK in a PKCS#11 token (every option global, so it may follow the verb).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Pkcs11Args {
+    /// The KEK is an AES key in a PKCS#11 token, through this module (e.g.
+    /// /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, global = true, value_name = "FILE", requires = "pkcs11_token")]
+    pub(crate) pkcs11_module: Option<PathBuf>,
+    /// With --pkcs11-module: the token's label.
+    #[arg(long, global = true, value_name = "LABEL")]
+    pkcs11_token: Option<String>,
+    /// With --pkcs11-module: the KEK's label in the token (made by `init` if missing).
+    #[arg(
+        long,
+        global = true,
+        value_name = "LABEL",
+        default_value = "ledgergate-kek"
+    )]
+    pkcs11_key: String,
+    /// With --pkcs11-module: read the user PIN from this file (mode 0600) instead of
+    /// $LEDGERGATE_PKCS11_PIN.
+    #[arg(long, global = true, value_name = "FILE")]
+    pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl Pkcs11Args {
+    /// The token's configuration, if one was named.
+    pub(crate) fn config(&self) -> Option<KekSource> {
+        let (module, token) = (self.pkcs11_module.as_ref()?, self.pkcs11_token.as_ref()?);
+        let pin = match &self.pkcs11_pin_file {
+            Some(f) => PinSource::File(f.clone()),
+            None => PinSource::Env("LEDGERGATE_PKCS11_PIN".into()),
+        };
+        Some(KekSource::Pkcs11(Pkcs11Config {
+            module: module.clone(),
+            token_label: token.clone(),
+            key_label: self.pkcs11_key.clone(),
+            pin,
+        }))
+    }
+}
 
 fn from_env(var: &str) -> Option<Secret> {
     std::env::var(var)
@@ -33,8 +74,11 @@ fn prompt_twice(text: &str) -> Result<Secret, Error> {
     Ok(first)
 }
 
-/// The KEK of an existing store.
-pub(crate) fn existing(file: Option<&Path>) -> Result<KekSource, Error> {
+/// The KEK of an existing store: the token, if one is named.
+pub(crate) fn existing(file: Option<&Path>, token: Option<KekSource>) -> Result<KekSource, Error> {
+    if let Some(token) = token {
+        return Ok(token);
+    }
     if let Some(f) = file {
         return Ok(KekSource::File(f.to_owned()));
     }

@@ -22,9 +22,15 @@ pub(crate) fn failure(json_mode: bool, step: &str, e: &Error) {
     eprintln!("keymgr: {step}: {e}");
 }
 
-pub(crate) fn initialised(json_mode: bool, store: &Path, _m: &KeyManager) {
+pub(crate) fn initialised(json_mode: bool, store: &Path, m: &KeyManager) {
+    let kek = if m.kek_in_token() { "pkcs11" } else { "local" };
     if json_mode {
-        println!("{}", json!({ "ok": true, "store": store }));
+        println!("{}", json!({ "ok": true, "store": store, "kek": kek }));
+    } else if m.kek_in_token() {
+        println!(
+            "key store created at {} (its KEK is in the PKCS#11 token)",
+            store.display()
+        );
     } else {
         println!("key store created at {}", store.display());
     }

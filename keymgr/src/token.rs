@@ -1,0 +1,342 @@
+//! A key-encryption key held in a PKCS#11 token (an HSM; SoftHSM2 in development and tests): a
+//! non-extractable, sensitive AES-256 key that never leaves the token. Every wrap and unwrap is an
+//! AES-GCM operation inside the token with the same AAD the software KEK binds, so the key store on
+//! disk is useless without the token and its PIN.
+//!
+//! The connection (library, slot, session, login, key handle) is made on first use and made again
+//! after any failure that is not the ciphertext's fault: a token pulled out and put back, a crashed
+//! HSM daemon, a network HSM that restarted. Until it returns, every operation fails with
+//! [`Error::TokenUnavailable`] (the gateway's `503 unavailable`), never half-done.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+
+use crate::Error;
+use crate::secret::Secret;
+
+/// Format byte of a blob wrapped in a token: `0x02 ‖ IV (12) ‖ ciphertext ‖ tag (16)` (AES-256-GCM).
+pub(crate) const WRAP_TOKEN_V1: u8 = 2;
+const IV_LEN: usize = 12;
+const TAG_BITS: u64 = 128;
+
+/// Where the token's user PIN comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// A file holding the PIN (mode 0600; trailing newline ignored).
+    File(PathBuf),
+    /// An environment variable holding the PIN.
+    Env(String),
+    /// The PIN itself (read already by the caller).
+    Given(Secret),
+}
+
+impl std::fmt::Debug for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            PinSource::Env(v) => f.debug_tuple("Env").field(v).finish(),
+            PinSource::Given(_) => f.write_str("Given(..)"),
+        }
+    }
+}
+
+/// Which token and key hold the KEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Config {
+    /// The PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The AES key's label (`CKA_LABEL`) in that token.
+    pub key_label: String,
+    /// The user PIN.
+    pub pin: PinSource,
+}
+
+impl PinSource {
+    fn read(&self) -> Result<Secret, Error> {
+        let bad = |why: String| Error::Token(format!("PIN: {why}"));
+        let text = match self {
+            PinSource::Given(pin) => return Ok(pin.clone()),
+            PinSource::Env(var) => zeroize::Zeroizing::new(
+                std::env::var(var).map_err(|_| bad(format!("${var} is not set")))?,
+            ),
+            PinSource::File(path) => {
+                crate::durable::check_private(path)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| bad(format!("{}: {e}", path.display())))?,
+                )
+            }
+        };
+        let pin = text.trim_end_matches(['\r', '\n']);
+        if pin.is_empty() {
+            return Err(bad("empty".into()));
+        }
+        Ok(Secret::new(pin.as_bytes().to_vec()))
+    }
+}
+
+/// Loaded modules, one per path for the life of the process: `C_Initialize` is once per process
+/// and module, and unloading a module other handles still use would pull it from under them.
+fn module(path: &Path) -> Result<Pkcs11, Error> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let mut modules = MODULES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(m) = modules.get(path) {
+        return Ok(m.clone());
+    }
+    let loaded = Pkcs11::new(path).map_err(|e| {
+        Error::Token(format!(
+            "cannot load PKCS#11 module {}: {e}",
+            path.display()
+        ))
+    })?;
+    match loaded.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => {
+            return Err(Error::Token(format!(
+                "PKCS#11 module {} failed to initialise: {}",
+                path.display(),
+                short(&e)
+            )));
+        }
+    }
+    modules.insert(path.to_owned(), loaded.clone());
+    Ok(loaded)
+}
+
+/// A PKCS#11 error in a few words: the function and the return value's name (the library's own
+/// text for a return value is a paragraph).
+fn short(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, function) => format!("{function}: {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// An open session, logged in, with the KEK's handle.
+struct Connected {
+    session: Session,
+    key: ObjectHandle,
+}
+
+/// The KEK in a token.
+pub(crate) struct TokenKek {
+    config: Pkcs11Config,
+    pin: Secret,
+    /// `None` until the first use and after a failure: the next use connects again.
+    conn: Mutex<Option<Connected>>,
+}
+
+impl std::fmt::Debug for TokenKek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKek")
+            .field("token", &self.config.token_label)
+            .field("key", &self.config.key_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The attributes of a KEK made here: in the token, private, sensitive, never extractable, and
+/// good for encryption and decryption only.
+fn kek_template(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::ValueLen(32.into()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+impl TokenKek {
+    /// Connects to the token and finds the key; with `create`, makes the key when the token has
+    /// none of that label. Fails with one clear sentence when the module, the token, the PIN or the
+    /// key is wrong.
+    pub(crate) fn open(config: &Pkcs11Config, create: bool) -> Result<TokenKek, Error> {
+        let kek = TokenKek {
+            pin: config.pin.read()?,
+            config: config.clone(),
+            conn: Mutex::new(None),
+        };
+        let connected = kek.connect(create)?;
+        *kek.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(connected);
+        Ok(kek)
+    }
+
+    fn connect(&self, create: bool) -> Result<Connected, Error> {
+        let c = &self.config;
+        let unavailable = |what: &str, e: &CkError| {
+            Error::TokenUnavailable(format!("token `{}`: {what}: {}", c.token_label, short(e)))
+        };
+        let ctx = module(&c.module)?;
+        let slots = ctx
+            .get_slots_with_token()
+            .map_err(|e| unavailable("listing slots", &e))?;
+        let slot = slots
+            .into_iter()
+            .find(|s| {
+                ctx.get_token_info(*s)
+                    .is_ok_and(|t| t.label().trim_end() == c.token_label)
+            })
+            .ok_or_else(|| {
+                Error::TokenUnavailable(format!(
+                    "no token labelled `{}` in PKCS#11 module {}",
+                    c.token_label,
+                    c.module.display()
+                ))
+            })?;
+        let session = ctx
+            .open_rw_session(slot)
+            .map_err(|e| unavailable("opening a session", &e))?;
+        let pin = std::str::from_utf8(self.pin.expose())
+            .map_err(|_| Error::Token("PIN: not UTF-8".into()))?;
+        match session.login(UserType::User, Some(&AuthPin::from(pin))) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid, _)) => {
+                return Err(Error::Token(format!(
+                    "token `{}` refused the PIN (wrong PIN)",
+                    c.token_label
+                )));
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                return Err(Error::Token(format!(
+                    "token `{}`: the user PIN is locked (too many wrong PINs); its security officer must reset it",
+                    c.token_label
+                )));
+            }
+            Err(e) => return Err(unavailable("login", &e)),
+        }
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Label(c.key_label.as_bytes().to_vec()),
+        ];
+        let found = session
+            .find_objects(&template)
+            .map_err(|e| unavailable("finding the key", &e))?;
+        let key = match found.as_slice() {
+            [key] => *key,
+            [] if create => session
+                .generate_key(&Mechanism::AesKeyGen, &kek_template(&c.key_label))
+                .map_err(|e| unavailable("generating the key", &e))?,
+            [] => {
+                return Err(Error::Token(format!(
+                    "token `{}` holds no AES key labelled `{}`",
+                    c.token_label, c.key_label
+                )));
+            }
+            _ => {
+                return Err(Error::Token(format!(
+                    "token `{}` holds {} AES keys labelled `{}`: which one is the KEK is ambiguous",
+                    c.token_label,
+                    found.len(),
+                    c.key_label
+                )));
+            }
+        };
+        Ok(Connected { session, key })
+    }
+
+    /// Runs `op` on the connection, connecting first if needed; a failure that is not `op`'s own
+    /// verdict drops the connection, so the next call starts afresh.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&Connected) -> Result<T, CkError>,
+        own_verdict: impl Fn(&CkError) -> Option<Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.is_none() {
+            *conn = Some(self.connect(false)?);
+        }
+        let Some(connected) = conn.as_ref() else {
+            return Err(Error::TokenUnavailable("not connected".into()));
+        };
+        match op(connected) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if let Some(verdict) = own_verdict(&e) {
+                    return Err(verdict);
+                }
+                *conn = None;
+                Err(Error::TokenUnavailable(format!(
+                    "token `{}`: {}",
+                    self.config.token_label,
+                    short(&e)
+                )))
+            }
+        }
+    }
+
+    /// Encrypts `secret` under the token's key, bound to `aad`.
+    pub(crate) fn wrap(&self, secret: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut iv = [0u8; IV_LEN];
+        getrandom::fill(&mut iv)?;
+        let mut iv_for_token = iv;
+        let sealed = self.with(
+            |c| {
+                let params = GcmParams::new(&mut iv_for_token, aad, TAG_BITS.into())?;
+                c.session.encrypt(&Mechanism::AesGcm(params), c.key, secret)
+            },
+            |_| None,
+        )?;
+        let mut out = Vec::with_capacity(1 + IV_LEN + sealed.len());
+        out.push(WRAP_TOKEN_V1);
+        out.extend_from_slice(&iv);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Decrypts a blob made by [`TokenKek::wrap`] with the same `aad`. `Ok(None)`: the blob or its
+    /// binding was altered (or another key made it); `Err`: the token cannot be used now.
+    pub(crate) fn unwrap(&self, blob: &[u8], aad: &[u8]) -> Result<Option<Secret>, Error> {
+        let Some((&WRAP_TOKEN_V1, rest)) = blob.split_first() else {
+            return Ok(None);
+        };
+        let Some((iv, sealed)) = rest.split_at_checked(IV_LEN) else {
+            return Ok(None);
+        };
+        let mut iv: [u8; IV_LEN] = iv.try_into().unwrap_or_default();
+        let opened = self.with(
+            |c| {
+                let params = GcmParams::new(&mut iv, aad, TAG_BITS.into())?;
+                c.session.decrypt(&Mechanism::AesGcm(params), c.key, sealed)
+            },
+            // The token's answers for a ciphertext that fails its tag or is too short: the
+            // blob's fault, not the token's.
+            |e| match e {
+                CkError::Pkcs11(
+                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+                    _,
+                ) => Some(Error::WrongKek),
+                _ => None,
+            },
+        );
+        match opened {
+            Ok(plain) => Ok(Some(Secret::new(plain))),
+            Err(Error::WrongKek) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
