@@ -88,14 +88,33 @@ impl PinSource {
 }
 
 /// Loaded modules, one per path for the life of the process: `C_Initialize` is once per process
-/// and module, and unloading a module other handles still use would pull it from under them.
-fn module(path: &Path) -> Result<Pkcs11, Error> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
-    let mut modules = MODULES
+/// and module, and unloading a module other handles still use would pull it from under them. With
+/// each, when it was last initialised.
+type Modules = HashMap<PathBuf, (Pkcs11, std::time::Instant)>;
+
+fn modules() -> std::sync::MutexGuard<'static, Modules> {
+    static MODULES: OnceLock<Mutex<Modules>> = OnceLock::new();
+    MODULES
         .get_or_init(Mutex::default)
         .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(m) = modules.get(path) {
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn initialize(path: &Path, m: &Pkcs11) -> Result<(), Error> {
+    match m.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Err(e) => Err(Error::TokenUnavailable(format!(
+            "PKCS#11 module {} failed to initialise: {}",
+            path.display(),
+            short(&e)
+        ))),
+    }
+}
+
+/// The module at `path`, loaded and initialised once.
+fn module(path: &Path) -> Result<Pkcs11, Error> {
+    let mut modules = modules();
+    if let Some((m, _)) = modules.get(path) {
         return Ok(m.clone());
     }
     let loaded = Pkcs11::new(path).map_err(|e| {
@@ -104,18 +123,32 @@ fn module(path: &Path) -> Result<Pkcs11, Error> {
             path.display()
         ))
     })?;
-    match loaded.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => {
-            return Err(Error::Token(format!(
-                "PKCS#11 module {} failed to initialise: {}",
-                path.display(),
-                short(&e)
-            )));
-        }
-    }
-    modules.insert(path.to_owned(), loaded.clone());
+    initialize(path, &loaded)?;
+    modules.insert(path.to_owned(), (loaded.clone(), std::time::Instant::now()));
     Ok(loaded)
+}
+
+/// Least time between two re-initialisations of a module.
+const REINITIALIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Finalises and initialises the module again, so that it looks for its tokens afresh: some
+/// modules (SoftHSM2 among them) list the tokens they found at `C_Initialize` and never see a token
+/// that comes back after it was gone. Every session of the module ends; their holders connect again
+/// on their next use. At most once per [`REINITIALIZE_EVERY`], so a missing token is not a loop of
+/// re-initialisations. Says whether it did.
+fn reinitialize(path: &Path) -> Result<bool, Error> {
+    let mut modules = modules();
+    let Some((m, at)) = modules.get_mut(path) else {
+        return Ok(false);
+    };
+    if at.elapsed() < REINITIALIZE_EVERY {
+        return Ok(false);
+    }
+    *at = std::time::Instant::now();
+    // Its error (not initialised, say) changes nothing: initialising again is the point.
+    let _ = m.clone().finalize();
+    initialize(path, m)?;
+    Ok(true)
 }
 
 /// A PKCS#11 error in a few words: the function and the return value's name (the library's own
@@ -190,23 +223,30 @@ impl TokenKek {
         let unavailable = |what: &str, e: &CkError| {
             Error::TokenUnavailable(format!("token `{}`: {what}: {}", c.token_label, short(e)))
         };
-        let ctx = module(&c.module)?;
-        let slots = ctx
-            .get_slots_with_token()
-            .map_err(|e| unavailable("listing slots", &e))?;
-        let slot = slots
-            .into_iter()
-            .find(|s| {
+        let find = |ctx: &Pkcs11| -> Result<Option<cryptoki::slot::Slot>, Error> {
+            let slots = ctx
+                .get_slots_with_token()
+                .map_err(|e| unavailable("listing slots", &e))?;
+            Ok(slots.into_iter().find(|s| {
                 ctx.get_token_info(*s)
                     .is_ok_and(|t| t.label().trim_end() == c.token_label)
-            })
-            .ok_or_else(|| {
-                Error::TokenUnavailable(format!(
-                    "no token labelled `{}` in PKCS#11 module {}",
-                    c.token_label,
-                    c.module.display()
-                ))
-            })?;
+            }))
+        };
+        let mut ctx = module(&c.module)?;
+        let mut slot = find(&ctx);
+        // Not found, or the module in a bad state (an earlier re-initialisation failed while the
+        // token was gone): initialise it again, at most once a second.
+        if !matches!(slot, Ok(Some(_))) && reinitialize(&c.module)? {
+            ctx = module(&c.module)?;
+            slot = find(&ctx);
+        }
+        let slot = slot?.ok_or_else(|| {
+            Error::TokenUnavailable(format!(
+                "no token labelled `{}` in PKCS#11 module {}",
+                c.token_label,
+                c.module.display()
+            ))
+        })?;
         let session = ctx
             .open_rw_session(slot)
             .map_err(|e| unavailable("opening a session", &e))?;

@@ -13,6 +13,7 @@ pub mod node;
 pub mod powerfs;
 pub mod raw;
 pub mod relay;
+pub mod softhsm;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,0 +1,374 @@
+//! A node whose key-encryption key is an AES key in a PKCS#11 token (SoftHSM2, in a configuration of
+//! each test's own): migration from a passphrase, the core scenarios, what is left on the disk, the
+//! token's own view of the key, the token lost and back at runtime, and a node that cannot start.
+
+// Test code: a failed unwrap or index is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine as _;
+use e2e::node::{Node, init_node};
+use e2e::softhsm::{SoftHsm, TOKEN};
+use e2e::{gateway, keymgr_bin, stderr};
+use serde_json::{Value, json};
+
+fn loan(id: &str, applicant: &str) -> Value {
+    json!({ "type": "loan_application", "id": id, "fields": {
+        "applicant_id": applicant, "salary": 61000, "amount": 1000, "currency": "EUR" } })
+}
+
+/// `keymgr --store <node's key store> <token options> <args>` with `env` set.
+fn keymgr_local(hsm: &SoftHsm, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = hsm.command(keymgr_bin());
+    c.arg("--store")
+        .arg(dir.join("data/keys"))
+        .args(args)
+        .env_remove("LEDGERGATE_KEK_PASSPHRASE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// The development passphrase `gateway init` wrote.
+fn passphrase(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("kek.pass"))
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+/// Moves the node's key store onto the token (`keymgr change-kek --to-pkcs11`) and points its
+/// gateway.yaml at the token; the passphrase file is deleted.
+fn migrate(dir: &Path, hsm: &SoftHsm) {
+    let mut args = vec!["change-kek".to_owned(), "--to-pkcs11".to_owned()];
+    args.extend(hsm.keymgr_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let pass = passphrase(dir);
+    let out = keymgr_local(
+        hsm,
+        dir,
+        &args,
+        &[("LEDGERGATE_KEK_PASSPHRASE", pass.as_str())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| *l != "kek:" && !l.trim_start().starts_with("passphrase_file:"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!("{}\n{}\n", kept.join("\n"), hsm.kek_config()),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("kek.pass")).unwrap();
+}
+
+fn start(dir: &Path, hsm: &SoftHsm) -> Node {
+    let prefix = hsm.env_prefix();
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    Node::start_with(dir, &prefix, std::process::Stdio::inherit())
+}
+
+fn officer(node: &Node, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = node.keymgr("officer", &all);
+    assert!(out.status.success(), "keymgr {args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_node_with_its_kek_in_a_token_runs_the_core_scenarios_and_its_disk_opens_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    // What the passphrase opened before the migration: every key's material and wrapped blob.
+    let (secrets, old_blobs) = {
+        let keys = keymgr::KeyManager::open(
+            &dir.join("data/keys"),
+            &gateway::init::dev_kek(&dir).unwrap(),
+        )
+        .unwrap();
+        (
+            keys.all_material_for_tests().unwrap(),
+            keys.all_wrapped_for_tests().unwrap(),
+        )
+    };
+    assert!(secrets.len() >= 4, "the node's keys: {}", secrets.len());
+    let hsm = SoftHsm::new(tmp.path());
+    let old_pass = passphrase(&dir);
+    migrate(&dir, &hsm);
+
+    // The passphrase opens nothing any more, and says where the KEK is.
+    let out = keymgr_local(
+        &hsm,
+        &dir,
+        &["list"],
+        &[("LEDGERGATE_KEK_PASSPHRASE", old_pass.as_str())],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "keymgr: open store: this store's KEK is in a PKCS#11 token: pass --pkcs11-module and its options"
+    );
+
+    let mut node = start(&dir, &hsm);
+    let a = node.client("provider-a");
+    assert_eq!(a.submit(node.addr, &loan("H-1", "subject-1")).status, 201);
+    assert_eq!(a.submit(node.addr, &loan("H-2", "subject-2")).status, 201);
+    let read = |id: &str| {
+        a.request(node.addr, "GET", &format!("/v1/records/{id}"), None)
+            .unwrap()
+            .json()
+    };
+    assert_eq!(
+        read("H-1")["sealed"]["salary"],
+        json!({ "status": "sealed", "value": 61000 })
+    );
+    // Rotate, revoke, shred through the running node: each wraps or unwraps in the token.
+    let rotated = officer(&node, &["rotate", "pseudonym"]);
+    assert_eq!(rotated["key"]["primary"], 2, "{rotated}");
+    officer(
+        &node,
+        &[
+            "revoke",
+            "pseudonym",
+            "--version",
+            "1",
+            "--reason",
+            "superseded",
+        ],
+    );
+    assert_eq!(a.submit(node.addr, &loan("H-3", "subject-3")).status, 201);
+    let shred = officer(&node, &["shred", "--subject", "subject-1"]);
+    assert_eq!(shred["shred"]["destroyed"], json!([1]));
+    assert_eq!(
+        read("H-1")["sealed"]["salary"],
+        json!({ "status": "shredded" })
+    );
+    assert_eq!(
+        read("H-2")["sealed"]["salary"],
+        json!({ "status": "sealed", "value": 61000 })
+    );
+    let checkpoint = a.request(node.addr, "GET", "/v1/checkpoint", None).unwrap();
+    assert_eq!(checkpoint.status, 200);
+    assert_eq!(node.stop(), Some(0));
+    let verified = gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+
+    // The disk: no key material, no blob the old passphrase opens, no passphrase; every wrapped
+    // key in the store is in the token's format (0x02: base64 `Ag`–`Av`), none in the
+    // passphrase's (0x01: `AQ`–`Af`).
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let store = std::fs::read(dir.join("data/keys/keys.redb")).unwrap();
+    let wrapped = |second: char| {
+        let p = format!("\"wrapped\":\"A{second}");
+        store
+            .windows(p.len())
+            .filter(|w| *w == p.as_bytes())
+            .count()
+    };
+    let token_format: usize = ('g'..='v').map(wrapped).sum();
+    let passphrase_format: usize = ('Q'..='Z').chain('a'..='f').map(wrapped).sum();
+    assert!(
+        token_format >= secrets.len(),
+        "{token_format} token-wrapped blobs"
+    );
+    assert_eq!(
+        passphrase_format, 0,
+        "blobs wrapped under the passphrase remain"
+    );
+    for f in files_under(&dir) {
+        let bytes = std::fs::read(&f).unwrap();
+        for s in &secrets {
+            assert!(
+                !contains(&bytes, s.expose()),
+                "key material in {}",
+                f.display()
+            );
+            assert!(
+                !contains(&bytes, hex::encode(s.expose()).as_bytes()),
+                "hex key material in {}",
+                f.display()
+            );
+        }
+        for blob in &old_blobs {
+            assert!(
+                !contains(&bytes, blob) && !contains(&bytes, b64.encode(blob).as_bytes()),
+                "a blob the old passphrase opens is in {}",
+                f.display()
+            );
+        }
+        assert!(
+            !contains(&bytes, old_pass.as_bytes()),
+            "the passphrase is in {}",
+            f.display()
+        );
+    }
+
+    // The token's own account of the KEK (OpenSC's pkcs11-tool, not our code): one AES-256 key,
+    // sensitive and never extractable, for encryption and decryption only.
+    let objects = hsm.list_objects();
+    assert_eq!(
+        objects.matches("Secret Key Object; AES length 32").count(),
+        1,
+        "{objects}"
+    );
+    assert!(objects.contains("label:      ledgergate-kek"), "{objects}");
+    assert!(
+        objects.contains("Access:     sensitive, always sensitive, never extractable, local"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("Usage:      encrypt, decrypt\n"),
+        "{objects}"
+    );
+}
+
+/// `POST /v1/records` as provider-a: status and problem code.
+fn submit(node: &Node, id: &str, applicant: &str) -> (u16, Value) {
+    let answer = node
+        .client("provider-a")
+        .submit(node.addr, &loan(id, applicant));
+    (answer.status, answer.json())
+}
+
+#[test]
+fn the_token_lost_at_runtime_refuses_what_needs_it_with_503_and_the_node_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let hsm = SoftHsm::new(tmp.path());
+    migrate(&dir, &hsm);
+    let node = start(&dir, &hsm);
+    assert_eq!(submit(&node, "L-1", "known").0, 201);
+    let size = node.tree_size();
+
+    // The token is pulled: SoftHSM2 finds its directory gone.
+    let away = tmp.path().join("tokens-away");
+    std::fs::rename(&hsm.tokens, &away).unwrap();
+    let (status, problem) = submit(&node, "L-2", "new-subject");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("unavailable")),
+        "{problem}"
+    );
+    let out = node.keymgr("officer", &["rotate", "pseudonym"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot complete the command now"),
+        "{}",
+        stderr(&out)
+    );
+    // A subject whose key was unwrapped before is served from the cache (at most CACHE_TTL).
+    assert_eq!(submit(&node, "L-3", "known").0, 201);
+    assert_eq!(
+        node.tree_size(),
+        size + 1,
+        "only the cached subject's record"
+    );
+
+    // Back: the node finds the token again by itself; nothing of the refused request was kept,
+    // so the same record is new (201, not a conflict).
+    std::fs::rename(&away, &hsm.tokens).unwrap();
+    e2e::eventually("the node to use the token again", || {
+        let (status, _) = submit(&node, "L-2", "new-subject");
+        (status == 201).then_some(())
+    });
+    assert_eq!(
+        submit(&node, "L-2", "new-subject").0,
+        200,
+        "a repeat is a duplicate"
+    );
+    let rotated = officer(&node, &["rotate", "pseudonym"]);
+    assert_eq!(rotated["key"]["primary"], 2, "{rotated}");
+}
+
+#[test]
+fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let hsm = SoftHsm::new(tmp.path());
+    migrate(&dir, &hsm);
+    let serve = |dir: &Path| {
+        let out = hsm
+            .command(e2e::gateway_bin())
+            .args(["serve", "--config"])
+            .arg(dir.join("gateway.yaml"))
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .env("LEDGERGATE_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let text = stderr(&out);
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
+        text.trim().to_owned()
+    };
+    std::fs::write(&hsm.pin_file, "0000-wrong\n").unwrap();
+    assert_eq!(
+        serve(&dir),
+        format!("gateway: serve: key store: token `{TOKEN}` refused the PIN (wrong PIN)")
+    );
+    std::fs::write(&hsm.pin_file, format!("{}\n", e2e::softhsm::PIN)).unwrap();
+    std::fs::rename(&hsm.tokens, tmp.path().join("away")).unwrap();
+    let line = serve(&dir);
+    assert!(
+        line.starts_with("gateway: serve: key store: key-encryption key unavailable: "),
+        "{line}"
+    );
+
+    // A new store on the token from the start: `keymgr init --pkcs11-module …` makes the key.
+    std::fs::rename(tmp.path().join("away"), &hsm.tokens).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let mut init = vec![
+        "--json".to_owned(),
+        "--pkcs11-key".to_owned(),
+        "second-kek".to_owned(),
+    ];
+    init.extend(hsm.keymgr_args());
+    init.push("init".to_owned());
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let out = keymgr_local(&hsm, &fresh, &init, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["kek"], "pkcs11");
+    assert_eq!(
+        hsm.list_objects()
+            .matches("Secret Key Object; AES length 32")
+            .count(),
+        2
+    );
+}
