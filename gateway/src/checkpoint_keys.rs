@@ -4,11 +4,40 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::VerifyingKey;
-use keymgr::{KeyManager, KeyRecord, Timestamp, VersionRecord, VersionState};
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use keymgr::{KeyManager, KeyRecord, Timestamp, TokenSigner, VersionRecord, VersionState};
 
 use crate::init::CHECKPOINT_KEY;
-use crate::ledger::{CheckpointKey, Ed25519NoteSigner, NoteVerifier, Signing};
+use crate::ledger::{
+    CheckpointKey, Ed25519NoteSigner, NoteSigner, NoteVerifier, SignError, Signing,
+};
+
+/// A checkpoint signer whose key is held in the PKCS#11 token: every signature is made there, and
+/// checked against the key's public half before it is used (a token that answers with a wrong
+/// signature must not publish a checkpoint nobody can verify).
+struct TokenNoteSigner {
+    signer: TokenSigner,
+    public: VerifyingKey,
+    verifier: NoteVerifier,
+}
+
+impl NoteSigner for TokenNoteSigner {
+    fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Signature, SignError> {
+        let bytes = self
+            .signer
+            .sign(msg)
+            .map_err(|e| SignError(e.to_string()))?;
+        let signature = Signature::from_bytes(&bytes);
+        self.public
+            .verify(msg, &signature)
+            .map_err(|_| SignError("the token's signature does not verify".into()))?;
+        Ok(signature)
+    }
+}
 
 /// The signer and history of the checkpoint key at `now`, for the log named `origin`.
 pub fn signing(keys: &KeyManager, origin: &str, now: Timestamp) -> Result<Signing, keymgr::Error> {
@@ -18,6 +47,26 @@ pub fn signing(keys: &KeyManager, origin: &str, now: Timestamp) -> Result<Signin
         .iter()
         .map(|v| history(&record, v, origin))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Ok(v) = record.usable(now)
+        && v.in_token()
+    {
+        let public = public_key(&record, v)?;
+        let verifier = NoteVerifier::new(origin, public).map_err(|e| {
+            keymgr::Error::InvalidArgument(format!(
+                "the log origin {origin:?} cannot name a checkpoint key: {e}"
+            ))
+        })?;
+        let signer = TokenNoteSigner {
+            signer: keys.token_signer(CHECKPOINT_KEY, v.version)?,
+            public,
+            verifier,
+        };
+        return Ok(Signing {
+            signer: Some(Arc::new(signer)),
+            expires_at: Some(record.expires_at(v)),
+            keys: history,
+        });
+    }
     let signer = match keys.primary(CHECKPOINT_KEY, now) {
         Ok(key) => {
             let seed: [u8; 32] = key.material.expose().try_into().map_err(|_| {
@@ -54,13 +103,7 @@ fn history(
     let corrupt = |why: &str| {
         keymgr::Error::StoreCorrupt(format!("{} version {}: {why}", record.name, v.version))
     };
-    let public: [u8; 32] = v
-        .public_key
-        .as_deref()
-        .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt("no Ed25519 public key"))?;
-    let key = VerifyingKey::from_bytes(&public).map_err(|_| corrupt("invalid public key"))?;
+    let key = public_key(record, v)?;
     let verifier = NoteVerifier::new(origin, key).map_err(|e| corrupt(&e.to_string()))?;
     let states = || v.history.iter().chain(std::iter::once(&v.state));
     Ok(CheckpointKey {
@@ -71,6 +114,20 @@ fn history(
         valid_until: states().find_map(left_service_at),
         compromised_at: states().find_map(compromised_at),
     })
+}
+
+/// A version's Ed25519 public key.
+fn public_key(record: &KeyRecord, v: &VersionRecord) -> Result<VerifyingKey, keymgr::Error> {
+    let corrupt = |why: &str| {
+        keymgr::Error::StoreCorrupt(format!("{} version {}: {why}", record.name, v.version))
+    };
+    let public: [u8; 32] = v
+        .public_key
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("no Ed25519 public key"))?;
+    VerifyingKey::from_bytes(&public).map_err(|_| corrupt("invalid public key"))
 }
 
 /// When a version in this state stopped being used for new work, if the state says.

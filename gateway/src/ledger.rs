@@ -59,8 +59,8 @@ pub use cosignature::{Cosigner, Quorum, cosign, verify_quorum};
 pub use error::LedgerError;
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash};
 pub use note::{
-    Ed25519NoteSigner, NoteError, NoteSignature, NoteSigner, NoteVerifier, ParsedNote, key_id,
-    open_note, parse_note, sign_note,
+    Ed25519NoteSigner, NoteError, NoteSignature, NoteSigner, NoteVerifier, ParsedNote, SignError,
+    key_id, open_note, parse_note, sign_note,
 };
 pub use proof::{
     NodeSource, ProofRequestError, VerifyError, consistency_proof, inclusion_proof, range_root,
@@ -266,7 +266,7 @@ impl Ledger {
                     size: 0,
                     root: range.root(),
                 };
-                let signed = cp.sign(signer.as_ref());
+                let signed = cp.sign(signer.as_ref())?;
                 first.set_origin(&config.origin);
                 first.put_checkpoint(0, &signed.note);
                 first.put_signed_at(0, now);

@@ -188,6 +188,10 @@ pub struct VersionView {
     /// Public half, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// Whether the private key is held in the PKCS#11 token (made there, signs there, never leaves
+    /// it) rather than wrapped in the key store.
+    #[serde(default)]
+    pub in_token: bool,
     /// The full state, with times (Unix seconds) and actors.
     pub detail: VersionState,
 }
@@ -238,6 +242,7 @@ impl KeyView {
                     created_by: v.created_by.clone(),
                     expires_at: rfc3339(r.expires_at(v)),
                     public_key: v.public_key.clone(),
+                    in_token: v.token_id.is_some(),
                     detail: v.state.clone(),
                 })
                 .collect(),

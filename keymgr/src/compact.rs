@@ -63,6 +63,7 @@ pub fn encode(record: &KeyRecord) -> Option<(Hash, Compact)> {
         && v.state == VersionState::Active
         && v.history.is_empty()
         && v.public_key.is_none()
+        && v.token_id.is_none()
         && v.created_by == GATEWAY
         && v.created_at == record.created_at;
     if !plain {
@@ -95,6 +96,7 @@ pub fn decode(hash: &Hash, value: &[u8]) -> Result<KeyRecord, Error> {
         history: Vec::new(),
         public_key: None,
         wrapped: Some(B64.encode(wrapped)),
+        token_id: None,
     };
     Ok(KeyRecord::new(
         &name,
@@ -124,6 +126,7 @@ mod tests {
                 history: Vec::new(),
                 public_key: None,
                 wrapped: Some(B64.encode(wrapped)),
+                token_id: None,
             },
         )
     }

@@ -59,7 +59,7 @@ pub enum Error {
     Token(String),
     /// The PKCS#11 token does not answer now (removed, its daemon down); nothing was changed, and
     /// the next operation tries it again.
-    #[error("key-encryption key unavailable: {0}")]
+    #[error("PKCS#11 token unavailable: {0}")]
     TokenUnavailable(String),
 
     // --- the store ---

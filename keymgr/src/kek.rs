@@ -71,8 +71,8 @@ impl Kek {
 pub(crate) enum StoreKek {
     /// From a passphrase or a key file.
     Local(Kek),
-    /// An AES key in a PKCS#11 token.
-    Token(crate::token::TokenKek),
+    /// An AES key in a PKCS#11 token (shared with the signers of the keys made there).
+    Token(std::sync::Arc<crate::token::TokenKek>),
 }
 
 impl StoreKek {
@@ -96,6 +96,14 @@ impl StoreKek {
     /// Whether the KEK is held in a token.
     pub(crate) fn in_token(&self) -> bool {
         matches!(self, StoreKek::Token(_))
+    }
+
+    /// The token, if the KEK is in one.
+    pub(crate) fn token(&self) -> Option<&std::sync::Arc<crate::token::TokenKek>> {
+        match self {
+            StoreKek::Token(t) => Some(t),
+            StoreKek::Local(_) => None,
+        }
     }
 }
 
@@ -199,9 +207,11 @@ pub(crate) fn derive(
             KdfParams::Pkcs11 {
                 token_label,
                 key_label,
-            } if *token_label == config.token_label && *key_label == config.key_label => Ok(
-                StoreKek::Token(crate::token::TokenKek::open(config, create)?),
-            ),
+            } if *token_label == config.token_label && *key_label == config.key_label => {
+                Ok(StoreKek::Token(std::sync::Arc::new(
+                    crate::token::TokenKek::open(config, create)?,
+                )))
+            }
             KdfParams::Pkcs11 {
                 token_label,
                 key_label,

@@ -35,7 +35,7 @@ pub use kek::{
     ARGON2_M_KIB, ARGON2_P, ARGON2_T, KdfParams, Kek, KekSource, UnwrapError, create_key_file,
 };
 pub use lifecycle::{RevocationReason, Timestamp, TransitionError, VersionState, rfc3339};
-pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey, Shredded};
+pub use manager::{DEFAULT_MAX_AGE, KeyManager, PrimaryKey, Shredded, TokenSigner};
 pub use manager::{KeyFilter, MAX_PAGE};
 pub use peers::RevokedPeer;
 pub use purpose::Purpose;

@@ -82,6 +82,28 @@ pub struct PrimaryKey {
     pub material: Secret,
 }
 
+/// Signs with a private key held in the PKCS#11 token (Ed25519, pure EdDSA).
+#[derive(Clone)]
+pub struct TokenSigner {
+    token: Arc<crate::token::TokenKek>,
+    id: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("id", &hex::encode(&self.id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    /// An Ed25519 signature over `msg`, made in the token; fails while the token is unavailable.
+    pub fn sign(&self, msg: &[u8]) -> Result<[u8; 64], Error> {
+        self.token.sign_ed25519(&self.id, msg)
+    }
+}
+
 /// An open key store.
 pub struct KeyManager {
     pub(crate) store: Store,
@@ -215,20 +237,27 @@ impl KeyManager {
         now: Timestamp,
         actor: &str,
     ) -> Result<(VersionRecord, Secret), Error> {
-        let (material, public_key) = purpose.generate()?;
-        let wrapped = self
-            .kek
-            .wrap(material.expose(), &aad(name, version, purpose))?;
-        let record = VersionRecord {
+        let fresh = |public_key, wrapped, token_id| VersionRecord {
             version,
             created_at: now,
             created_by: actor.to_owned(),
             state: crate::lifecycle::VersionState::Active,
             public_key,
             history: Vec::new(),
-            wrapped: Some(B64.encode(wrapped)),
+            wrapped,
+            token_id,
         };
-        Ok((record, material))
+        if let Some(token) = self.kek.token().filter(|_| purpose.held_in_token()) {
+            // Made in the token, never outside it: there is no material to return.
+            let (id, public) = token.generate_ed25519(&format!("ledgergate {name} v{version}"))?;
+            let record = fresh(Some(hex::encode(public)), None, Some(hex::encode(id)));
+            return Ok((record, Secret::new(Vec::new())));
+        }
+        let (material, public_key) = purpose.generate()?;
+        let wrapped = self
+            .kek
+            .wrap(material.expose(), &aad(name, version, purpose))?;
+        Ok((fresh(public_key, Some(B64.encode(wrapped)), None), material))
     }
 
     pub(crate) fn record(&self, name: &str) -> Result<KeyRecord, Error> {
@@ -416,7 +445,9 @@ impl KeyManager {
         )
     }
 
-    /// Destroys a version whose window has passed: its wrapped material is erased from the record.
+    /// Destroys a version whose window has passed: its wrapped material is erased from the record,
+    /// and a key held in the token is destroyed there first (a destruction that stops between the
+    /// two leaves a record whose key is gone already; doing it again finishes it).
     pub fn destroy(
         &self,
         name: &str,
@@ -424,6 +455,21 @@ impl KeyManager {
         now: Timestamp,
         actor: &str,
     ) -> Result<KeyRecord, Error> {
+        let record = self.record(name)?;
+        if let Some(id) = record.version(version).and_then(|v| v.token_id.as_ref()) {
+            // Only when the lifecycle allows it now: a check on a copy, then the real change below.
+            let mut check = record.clone();
+            check.destroy(version, now, actor, false)?;
+            let token = self.kek.token().ok_or_else(|| {
+                Error::Token(format!(
+                    "key `{name}` version {version} is held in a PKCS#11 token: open the store with it"
+                ))
+            })?;
+            let id = hex::decode(id).map_err(|_| {
+                Error::StoreCorrupt(format!("key `{name}` version {version}: bad token id"))
+            })?;
+            token.destroy(&id)?;
+        }
         self.change(
             name,
             now,
@@ -590,6 +636,12 @@ impl KeyManager {
     }
 
     fn unwrap_version(&self, record: &KeyRecord, v: &VersionRecord) -> Result<Secret, Error> {
+        if v.token_id.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "key `{}` version {} is held in the PKCS#11 token: it signs there and never leaves it",
+                record.name, v.version
+            )));
+        }
         let destroyed = Error::Illegal(crate::lifecycle::TransitionError::Destroyed(v.version));
         let blob = v
             .wrapped
@@ -614,6 +666,33 @@ impl KeyManager {
             version,
         })?;
         self.unwrap_version(&record, v)
+    }
+
+    /// A signer for a version held in the PKCS#11 token: every signature is made in the token.
+    /// Whether the version may sign new work is the caller's rule (the ledger asks [`KeyManager::
+    /// primary`]'s question with [`KeyRecord::usable`] first).
+    pub fn token_signer(&self, name: &str, version: u32) -> Result<TokenSigner, Error> {
+        let record = self.record(name)?;
+        let v = record.version(version).ok_or(Error::NoSuchVersion {
+            name: name.to_owned(),
+            version,
+        })?;
+        let id = v
+            .token_id
+            .as_ref()
+            .and_then(|id| hex::decode(id).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("key `{name}` version {version} is not in a token"))
+            })?;
+        let token = self.kek.token().ok_or_else(|| {
+            Error::Token(format!(
+                "key `{name}` version {version} is held in a PKCS#11 token: open the store with it"
+            ))
+        })?;
+        Ok(TokenSigner {
+            token: Arc::clone(token),
+            id,
+        })
     }
 
     /// Whether work (a signature, a ciphertext) made by `name`@`version` at `made_at` may be believed:
@@ -667,6 +746,13 @@ impl KeyManager {
         let new_kek = derive(new, &params, true)?;
         let mut batch = Batch::default();
         for mut record in self.store.all_keys()? {
+            if let Some(v) = record.versions.iter().find(|v| v.token_id.is_some()) {
+                return Err(Error::InvalidArgument(format!(
+                    "key `{}` version {} is held in the PKCS#11 token and cannot leave it: rotate \
+                     the key, destroy that version, then change the KEK",
+                    record.name, v.version
+                )));
+            }
             for v in &mut record.versions {
                 let Some(blob) = v.wrapped.as_ref().and_then(|b| B64.decode(b).ok()) else {
                     continue;

@@ -46,6 +46,13 @@ impl Purpose {
         Purpose::ALL.into_iter().find(|p| p.as_str() == text)
     }
 
+    /// Whether a new version is made in the PKCS#11 token when the store's KEK is there: the
+    /// checkpoint-signing key, which only ever signs. (The node identity's seed is still needed in
+    /// memory by the channel's handshake, so it stays wrapped in the store.)
+    pub fn held_in_token(self) -> bool {
+        matches!(self, Purpose::CheckpointSigning)
+    }
+
     /// Fresh material, and the public half where there is one (hex).
     pub fn generate(self) -> Result<(Secret, Option<String>), getrandom::Error> {
         let seed = Secret::random(32)?;

@@ -27,6 +27,10 @@ pub struct VersionRecord {
     /// The material wrapped under the KEK (base64); gone once destroyed. Never leaves the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) wrapped: Option<String>,
+    /// For a key made in the PKCS#11 token: its `CKA_ID` (hex). The private half never leaves the
+    /// token; gone once destroyed (the token's objects are destroyed first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) token_id: Option<String>,
 }
 
 /// A named key and all its versions.
@@ -71,6 +75,11 @@ pub enum UseError {
 }
 
 impl VersionRecord {
+    /// Whether its private key is held in the PKCS#11 token (it signs there and never leaves it).
+    pub fn in_token(&self) -> bool {
+        self.token_id.is_some()
+    }
+
     /// Moves to `next`, keeping the current state in the history.
     fn set(&mut self, next: VersionState) {
         if next != self.state {
@@ -218,6 +227,7 @@ impl KeyRecord {
         let next = v.state.destroy(version, now, by, immediately)?;
         v.set(next);
         v.wrapped = None;
+        v.token_id = None;
         if self.primary == Some(version) {
             self.primary = None;
         }

@@ -160,10 +160,25 @@ fn short(e: &CkError) -> String {
     }
 }
 
-/// An open session, logged in, with the KEK's handle.
+/// An open session, logged in, with the KEK's handle and the signing keys found so far.
 struct Connected {
     session: Session,
     key: ObjectHandle,
+    /// Private signing keys by `CKA_ID`, found once per session.
+    signers: HashMap<Vec<u8>, ObjectHandle>,
+}
+
+/// The DER encoding of Ed25519's object identifier (1.3.101.112, RFC 8410), as `CKA_EC_PARAMS`.
+const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// The 32-byte public key in a `CKA_EC_POINT`: DER `OCTET STRING` (`04 20` ‖ key), as PKCS#11 3.0
+/// says, or the bare key, as some modules give it.
+fn ec_point(point: &[u8]) -> Option<[u8; 32]> {
+    match point {
+        [0x04, 0x20, key @ ..] if key.len() == 32 => key.try_into().ok(),
+        key if key.len() == 32 => key.try_into().ok(),
+        _ => None,
+    }
 }
 
 /// The KEK in a token.
@@ -296,21 +311,25 @@ impl TokenKek {
                 )));
             }
         };
-        Ok(Connected { session, key })
+        Ok(Connected {
+            session,
+            key,
+            signers: HashMap::new(),
+        })
     }
 
     /// Runs `op` on the connection, connecting first if needed; a failure that is not `op`'s own
     /// verdict drops the connection, so the next call starts afresh.
     fn with<T>(
         &self,
-        op: impl FnOnce(&Connected) -> Result<T, CkError>,
+        op: impl FnOnce(&mut Connected) -> Result<T, CkError>,
         own_verdict: impl Fn(&CkError) -> Option<Error>,
     ) -> Result<T, Error> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if conn.is_none() {
             *conn = Some(self.connect(false)?);
         }
-        let Some(connected) = conn.as_ref() else {
+        let Some(connected) = conn.as_mut() else {
             return Err(Error::TokenUnavailable("not connected".into()));
         };
         match op(connected) {
@@ -378,5 +397,112 @@ impl TokenKek {
             Err(Error::WrongKek) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl TokenKek {
+    /// Makes an Ed25519 key pair in the token, its private half sensitive and never extractable,
+    /// named `label` and identified by a fresh random `CKA_ID`. Returns the id and the public key.
+    pub(crate) fn generate_ed25519(&self, label: &str) -> Result<(Vec<u8>, [u8; 32]), Error> {
+        let mut id = vec![0u8; 16];
+        getrandom::fill(&mut id)?;
+        let public_template = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(ED25519_OID.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        let private_template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Derive(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        let point = self.with(
+            |c| {
+                let (public, private) = c.session.generate_key_pair(
+                    &Mechanism::EccEdwardsKeyPairGen,
+                    &public_template,
+                    &private_template,
+                )?;
+                c.signers.insert(id.clone(), private);
+                let attrs = c
+                    .session
+                    .get_attributes(public, &[cryptoki::object::AttributeType::EcPoint])?;
+                Ok(attrs.into_iter().find_map(|a| match a {
+                    Attribute::EcPoint(p) => Some(p),
+                    _ => None,
+                }))
+            },
+            |_| None,
+        )?;
+        let public = point.as_deref().and_then(ec_point).ok_or_else(|| {
+            Error::Token(format!(
+                "token `{}` made an Ed25519 key whose public key it does not give",
+                self.config.token_label
+            ))
+        })?;
+        Ok((id, public))
+    }
+
+    /// An Ed25519 signature (pure EdDSA) over `msg` by the private key `id`, made in the token.
+    pub(crate) fn sign_ed25519(&self, id: &[u8], msg: &[u8]) -> Result<[u8; 64], Error> {
+        let missing = || {
+            Error::StoreCorrupt(format!(
+                "the token holds no private key with id {}",
+                hex::encode(id)
+            ))
+        };
+        let signature = self.with(
+            |c| {
+                let key = match c.signers.get(id) {
+                    Some(k) => Some(*k),
+                    None => {
+                        let found = c.session.find_objects(&[
+                            Attribute::Class(ObjectClass::PRIVATE_KEY),
+                            Attribute::Id(id.to_vec()),
+                        ])?;
+                        let first = found.first().copied();
+                        if let Some(k) = first {
+                            c.signers.insert(id.to_vec(), k);
+                        }
+                        first
+                    }
+                };
+                let Some(key) = key else {
+                    return Ok(None);
+                };
+                let mechanism = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+                    cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+                ));
+                c.session.sign(&mechanism, key, msg).map(Some)
+            },
+            |_| None,
+        )?;
+        signature
+            .ok_or_else(missing)?
+            .try_into()
+            .map_err(|_| Error::Token("the token's Ed25519 signature is not 64 bytes".into()))
+    }
+
+    /// Destroys every object (both halves of a key pair) with `CKA_ID` `id`; none left is fine.
+    pub(crate) fn destroy(&self, id: &[u8]) -> Result<(), Error> {
+        self.with(
+            |c| {
+                c.signers.remove(id);
+                for object in c.session.find_objects(&[Attribute::Id(id.to_vec())])? {
+                    c.session.destroy_object(object)?;
+                }
+                Ok(())
+            },
+            |_| None,
+        )
     }
 }

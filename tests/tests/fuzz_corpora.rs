@@ -104,7 +104,7 @@ fn write_seeds() {
         "{FUZZ_ORIGIN}\n5\n{}\n",
         gateway::ledger::Hash::empty().to_base64()
     );
-    let note = gateway::ledger::sign_note(&body, &signer);
+    let note = gateway::ledger::sign_note(&body, &signer).unwrap();
     write("checkpoint_note", "signed", note.as_bytes());
     write(
         "checkpoint_note",

@@ -346,7 +346,7 @@ fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line()
     std::fs::rename(&hsm.tokens, tmp.path().join("away")).unwrap();
     let line = serve(&dir);
     assert!(
-        line.starts_with("gateway: serve: key store: key-encryption key unavailable: "),
+        line.starts_with("gateway: serve: key store: PKCS#11 token unavailable: "),
         "{line}"
     );
 
@@ -371,4 +371,116 @@ fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line()
             .count(),
         2
     );
+}
+
+/// The key id (hex) on each signature line of a note.
+fn signer_ids(note: &str) -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let block = note.rsplit_once("\n\n").unwrap().1;
+    block
+        .lines()
+        .map(|line| hex::encode(&b64.decode(line.rsplit_once(' ').unwrap().1).unwrap()[..4]))
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let hsm = SoftHsm::new(tmp.path());
+    migrate(&dir, &hsm);
+    let mut node = start(&dir, &hsm);
+    let a = node.client("provider-a");
+    let get = |path: &str| a.request(node.addr, "GET", path, None).unwrap();
+
+    // Version 1 was made before the migration (wrapped in the store); a rotation makes version 2
+    // in the token, and the head is countersigned by it at once.
+    let rotated = officer(&node, &["rotate", "checkpoint-signing"]);
+    let versions = rotated["key"]["versions"].as_array().unwrap().clone();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v["in_token"].as_bool())
+            .collect::<Vec<_>>(),
+        vec![Some(false), Some(true)],
+        "{rotated}"
+    );
+    let v2 = get("/v1/checkpoint/key").text();
+    let v2_id = v2.trim().split('+').nth(1).unwrap().to_owned();
+    assert!(signer_ids(&get("/v1/checkpoint").text()).contains(&v2_id));
+    let ok = a.submit(node.addr, &loan("K-1", "subject-1"));
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    assert_eq!(
+        signer_ids(ok.json()["checkpoint"].as_str().unwrap()),
+        vec![v2_id.clone()]
+    );
+    // The token's account: an Ed25519 private key, sensitive, never extractable, for signing.
+    let objects = hsm.list_objects();
+    assert!(
+        objects.contains("Private Key Object; EC_EDWARDS"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("label:      ledgergate checkpoint-signing v2"),
+        "{objects}"
+    );
+    assert!(
+        objects
+            .matches("Access:     sensitive, always sensitive, never extractable, local")
+            .count()
+            >= 2,
+        "the KEK and the signing key: {objects}"
+    );
+
+    // Without the token nothing can be signed, so nothing is appended, not even for a subject whose
+    // key is cached; back, the node signs again.
+    let away = tmp.path().join("tokens-away");
+    std::fs::rename(&hsm.tokens, &away).unwrap();
+    let refused = a.submit(node.addr, &loan("K-2", "subject-1"));
+    assert_eq!(
+        (refused.status, refused.json()["code"].as_str()),
+        (503, Some("unavailable")),
+        "{}",
+        refused.text()
+    );
+    std::fs::rename(&away, &hsm.tokens).unwrap();
+    e2e::eventually("the checkpoint key to sign again", || {
+        (a.submit(node.addr, &loan("K-2", "subject-1")).status == 201).then_some(())
+    });
+
+    // Retired: rotated away, its destruction scheduled and done; the token no longer holds it, and
+    // what it signed still verifies offline.
+    officer(&node, &["rotate", "checkpoint-signing"]);
+    officer(
+        &node,
+        &[
+            "schedule-destroy",
+            "checkpoint-signing",
+            "--version",
+            "2",
+            "--window",
+            "1s",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let destroyed = officer(&node, &["destroy", "checkpoint-signing", "--version", "2"]);
+    assert_eq!(
+        destroyed["key"]["versions"][1]["state"], "destroyed",
+        "{destroyed}"
+    );
+    let objects = hsm.list_objects();
+    assert!(!objects.contains("checkpoint-signing v2"), "{objects}");
+    assert!(
+        objects.contains("label:      ledgergate checkpoint-signing v3"),
+        "{objects}"
+    );
+    assert_eq!(a.submit(node.addr, &loan("K-3", "subject-1")).status, 201);
+    assert_eq!(node.stop(), Some(0));
+    let verified = gateway(&[
+        "ledger",
+        "verify",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
 }

@@ -174,6 +174,7 @@ mod tests {
                 &body(4, root4),
                 &Ed25519NoteSigner::from_seed(ORIGIN, &[9; 32]).unwrap()
             )
+            .unwrap()
         );
         let log = Ed25519NoteSigner::from_seed(ORIGIN, &[9; 32]).unwrap();
         let member = Cosigner::new("member-3", key.verifying_key()).unwrap();

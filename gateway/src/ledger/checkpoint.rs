@@ -76,11 +76,14 @@ impl Checkpoint {
     }
 
     /// Signs the checkpoint.
-    pub fn sign(&self, signer: &dyn NoteSigner) -> SignedCheckpoint {
-        SignedCheckpoint {
+    pub fn sign(
+        &self,
+        signer: &dyn NoteSigner,
+    ) -> Result<SignedCheckpoint, super::note::SignError> {
+        Ok(SignedCheckpoint {
             checkpoint: self.clone(),
-            note: sign_note(&self.body(), signer),
-        }
+            note: sign_note(&self.body(), signer)?,
+        })
     }
 }
 
@@ -118,7 +121,7 @@ mod tests {
             size: 42,
             root: leaf_hash(b"r"),
         };
-        let signed = cp.sign(&signer);
+        let signed = cp.sign(&signer).unwrap();
         let opened = SignedCheckpoint::open(&signed.note, &[signer.verifier().clone()]).unwrap();
         assert_eq!(opened, signed);
         assert!(signed.note.starts_with("ledgergate.local/log\n42\n"));
@@ -150,7 +153,7 @@ mod tests {
             let signer = Ed25519NoteSigner::from_seed("ledgergate.local/log", &seed).unwrap();
             let trusted = [signer.verifier().clone()];
             let cp = Checkpoint { origin: "ledgergate.local/log".into(), size, root: leaf_hash(&seed) };
-            let signed = cp.sign(&signer);
+            let signed = cp.sign(&signer).unwrap();
             proptest::prop_assert!(SignedCheckpoint::open(&signed.note, &trusted).is_ok());
             // The signature: key id (4 bytes) and Ed25519 signature (64 bytes).
             let (head, sig) = signed.note.rsplit_once(' ').unwrap();

@@ -173,7 +173,7 @@ mod tests {
 
     /// The log's note with the cosignatures of `members` appended.
     fn cosigned(members: &[u8]) -> String {
-        let mut note = sign_note(BODY, &log());
+        let mut note = sign_note(BODY, &log()).unwrap();
         for i in members {
             let (name, key) = member(*i);
             note.push_str(&cosign(BODY, &name, &key, 1_700_000_000 + u64::from(*i)).unwrap());
@@ -276,7 +276,7 @@ print("\u2014 " + name + " " + base64.b64encode(mine).decode())
             "python refused our cosignature: {stderr}"
         );
         let theirs = String::from_utf8(out.stdout).unwrap();
-        let note = format!("{}{theirs}", sign_note(BODY, &log()));
+        let note = format!("{}{theirs}", sign_note(BODY, &log()).unwrap());
         let q = verify_quorum(&note, log().verifier(), &[cosigner(4)], 1).unwrap();
         assert_eq!(q.cosigned_by, vec![(name, 987_654_321)]);
     }

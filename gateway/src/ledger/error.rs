@@ -84,6 +84,10 @@ pub enum LedgerError {
          until an officer rotates it"
     )]
     NoSigner,
+    /// The checkpoint key could not sign (it is in a PKCS#11 token that does not answer now):
+    /// nothing was appended; the client may retry.
+    #[error(transparent)]
+    Sign(#[from] super::note::SignError),
 
     // --- the machine ---
     /// The storage engine failed to read or write.

@@ -36,7 +36,15 @@ pub enum NoteError {
         /// How many were required.
         required: usize,
     },
+    /// The signer could not sign.
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
+
+/// A signer could not sign now: its key is in a token that does not answer. Nothing was signed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("cannot sign: {0}")]
+pub struct SignError(pub String);
 
 /// Checks a C2SP key name: non-empty, no Unicode white space, no `+`.
 fn check_name(name: &str) -> Result<(), NoteError> {
@@ -128,8 +136,9 @@ impl NoteVerifier {
 pub trait NoteSigner: Send + Sync {
     /// The public half, with its name.
     fn verifier(&self) -> &NoteVerifier;
-    /// An Ed25519 signature over `msg`.
-    fn sign(&self, msg: &[u8]) -> Signature;
+    /// An Ed25519 signature over `msg`; fails only where the key is outside this process (a
+    /// token) and cannot be reached.
+    fn sign(&self, msg: &[u8]) -> Result<Signature, SignError>;
 }
 
 /// An Ed25519 note signer holding its key in memory. The key is zeroized on drop (ed25519-dalek's
@@ -216,18 +225,22 @@ impl NoteSigner for Ed25519NoteSigner {
         &self.verifier
     }
 
-    fn sign(&self, msg: &[u8]) -> Signature {
-        self.key.sign(msg)
+    fn sign(&self, msg: &[u8]) -> Result<Signature, SignError> {
+        Ok(self.key.sign(msg))
     }
 }
 
 /// Signs `body` (which must end in a newline) and returns the whole note.
-pub fn sign_note(body: &str, signer: &dyn NoteSigner) -> String {
+pub fn sign_note(body: &str, signer: &dyn NoteSigner) -> Result<String, SignError> {
     let v = signer.verifier();
     let mut sig = Vec::with_capacity(68);
     sig.extend_from_slice(&v.id);
-    sig.extend_from_slice(&signer.sign(body.as_bytes()).to_bytes());
-    format!("{body}\n{SIG_PREFIX}{} {}\n", v.name, B64.encode(sig))
+    sig.extend_from_slice(&signer.sign(body.as_bytes())?.to_bytes());
+    Ok(format!(
+        "{body}\n{SIG_PREFIX}{} {}\n",
+        v.name,
+        B64.encode(sig)
+    ))
 }
 
 /// One signature line of a note: who claims to have signed, and the signature bytes.
@@ -327,7 +340,7 @@ mod tests {
     #[test]
     fn signs_and_opens_a_note() {
         let signer = Ed25519NoteSigner::from_seed("example.com/log", &[7u8; 32]).unwrap();
-        let note = sign_note("example.com/log\n1\nAAAA\n", &signer);
+        let note = sign_note("example.com/log\n1\nAAAA\n", &signer).unwrap();
         assert!(note.starts_with("example.com/log\n1\nAAAA\n\n\u{2014} example.com/log "));
         let trusted = [signer.verifier().clone()];
         assert_eq!(open_note(&note, &trusted), Ok("example.com/log\n1\nAAAA\n"));
@@ -336,7 +349,7 @@ mod tests {
     #[test]
     fn any_changed_byte_of_the_body_or_signature_fails() {
         let signer = Ed25519NoteSigner::from_seed("log", &[1u8; 32]).unwrap();
-        let note = sign_note("log\n5\nabc=\n", &signer);
+        let note = sign_note("log\n5\nabc=\n", &signer).unwrap();
         let trusted = [signer.verifier().clone()];
         for i in 0..note.len() {
             let mut bytes = note.clone().into_bytes();
@@ -354,7 +367,7 @@ mod tests {
     fn untrusted_key_is_refused() {
         let signer = Ed25519NoteSigner::from_seed("log", &[1u8; 32]).unwrap();
         let other = Ed25519NoteSigner::from_seed("log", &[2u8; 32]).unwrap();
-        let note = sign_note("log\n5\nabc=\n", &signer);
+        let note = sign_note("log\n5\nabc=\n", &signer).unwrap();
         assert_eq!(
             open_note(&note, &[other.verifier().clone()]),
             Err(NoteError::Unverified)
@@ -388,7 +401,7 @@ mod tests {
         );
         let signer = Ed25519NoteSigner::from_skey(skey).unwrap();
         assert_eq!(signer.verifier().to_vkey(), vkey);
-        assert_eq!(sign_note(text, &signer), want);
+        assert_eq!(sign_note(text, &signer).unwrap(), want);
         let trusted = [NoteVerifier::from_vkey(vkey).unwrap()];
         assert_eq!(open_note(&want, &trusted), Ok(text));
         assert!(open_note(&want.replace("cryptography", "cryptographY"), &trusted).is_err());

@@ -112,7 +112,7 @@ pub(crate) fn countersign(
     keys: &[CheckpointKey],
 ) -> Result<String, NoteError> {
     let parsed = parse_note(head)?;
-    let mut note = sign_note(parsed.body, signer);
+    let mut note = sign_note(parsed.body, signer)?;
     let new_key = signer.verifier();
     for (line, text) in parsed.signatures.iter().zip(signature_lines(head)) {
         let keep = keys.iter().any(|k| {
@@ -247,7 +247,8 @@ mod tests {
         let head = sign_note(
             "log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
             &old,
-        );
+        )
+        .unwrap();
         let rotated = countersign(&head, &new, &[key(&old, 1, None), key(&new, 2, None)]).unwrap();
         assert!(open_note(&rotated, &[old.verifier().clone()]).is_ok());
         assert!(open_note(&rotated, &[new.verifier().clone()]).is_ok());

@@ -340,7 +340,7 @@ fn verify_detects_a_checkpoint_with_a_forged_signature() {
         // Same body, signed by a key the log never had, under the log's name and key id.
         let body = note.split("\n\n").next().unwrap().to_owned() + "\n";
         let mallory = Ed25519NoteSigner::from_seed(ORIGIN, &[66u8; 32]).unwrap();
-        let forged_sig = sign_note(&body, &mallory);
+        let forged_sig = sign_note(&body, &mallory).unwrap();
         let real_id = signer().verifier().key_id();
         let sig_b64 = forged_sig.rsplit(' ').next().unwrap().trim();
         use base64::Engine as _;
@@ -572,7 +572,7 @@ fn verify_detects_a_validly_signed_checkpoint_with_the_wrong_root() {
         size: 20,
         root: leaf_hash(b"not the root"),
     };
-    tamper(&dir).set_checkpoint(20, &wrong.sign(signer().as_ref()).note);
+    tamper(&dir).set_checkpoint(20, &wrong.sign(signer().as_ref()).unwrap().note);
     assert_eq!(
         verify(&dir).unwrap_err().to_string(),
         "checkpoint at size 20: root does not match the entries"

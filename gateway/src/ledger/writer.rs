@@ -128,6 +128,15 @@ impl Writer {
                         let _ = req.reply.send(Ok(receipts));
                     }
                 }
+                Err(LedgerError::Sign(e)) => {
+                    // Signing comes before anything is written: the group is refused, the tree
+                    // stays as it was, and the next group tries the key again (a token back).
+                    tracing::error!(error = %e, "the checkpoint key could not sign; group refused");
+                    self.poison_if_recorded(&group, "the checkpoint key could not sign");
+                    for req in group.drain(..) {
+                        let _ = req.reply.send(Err(LedgerError::Sign(e.clone())));
+                    }
+                }
                 Err(e) => {
                     // The batch may be half-known to the engine and our in-memory tree is now uncertain:
                     // stop taking writes rather than risk signing a tree that is not on disk.
@@ -238,7 +247,7 @@ impl Writer {
             .signing
             .usable_signer(now)
             .ok_or(LedgerError::NoSigner)?;
-        let signed = Arc::new(checkpoint.sign(signer.as_ref()));
+        let signed = Arc::new(checkpoint.sign(signer.as_ref())?);
         batch.put_checkpoint(range.size(), &signed.note);
         batch.put_signed_at(range.size(), now);
         batch.set_size(range.size());

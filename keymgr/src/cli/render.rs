@@ -84,16 +84,17 @@ fn key_detail(k: &KeyView) {
             .unwrap_or_default()
     );
     println!(
-        "{:>7}  {:<18} {:<21} {:<21} PUBLIC KEY",
-        "VERSION", "STATE", "CREATED", "EXPIRES"
+        "{:>7}  {:<18} {:<21} {:<21} {:<6} PUBLIC KEY",
+        "VERSION", "STATE", "CREATED", "EXPIRES", "HELD"
     );
     for v in &k.versions {
         println!(
-            "{:>7}  {:<18} {:<21} {:<21} {}",
+            "{:>7}  {:<18} {:<21} {:<21} {:<6} {}",
             format!("{}{}", v.version, if v.primary { "*" } else { "" }),
             v.state,
             v.created_at,
             v.expires_at,
+            if v.in_token { "token" } else { "store" },
             v.public_key.as_deref().unwrap_or("-")
         );
     }
