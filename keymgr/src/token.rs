@@ -23,6 +23,9 @@ use cryptoki::types::AuthPin;
 use crate::Error;
 use crate::secret::Secret;
 
+/// Sessions a token KEK keeps open: one per core of a small node and then some.
+const SESSIONS: usize = 4;
+
 /// Format byte of a blob wrapped in a token: `0x02 ‖ IV (12) ‖ ciphertext ‖ tag (16)` (AES-256-GCM).
 pub(crate) const WRAP_TOKEN_V1: u8 = 2;
 const IV_LEN: usize = 12;
@@ -185,8 +188,12 @@ fn ec_point(point: &[u8]) -> Option<[u8; 32]> {
 pub(crate) struct TokenKek {
     config: Pkcs11Config,
     pin: Secret,
-    /// `None` until the first use and after a failure: the next use connects again.
-    conn: Mutex<Option<Connected>>,
+    /// Sessions, used by one caller at a time each; `None` until first used and after a failure:
+    /// the next use connects again. Several, so that concurrent wraps (a batch's new subject keys
+    /// on every core) are not queued behind one session.
+    conns: Vec<Mutex<Option<Connected>>>,
+    /// Where the next caller starts looking for a free session.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for TokenKek {
@@ -226,10 +233,13 @@ impl TokenKek {
         let kek = TokenKek {
             pin: config.pin.read()?,
             config: config.clone(),
-            conn: Mutex::new(None),
+            conns: (0..SESSIONS).map(|_| Mutex::new(None)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
         };
         let connected = kek.connect(create)?;
-        *kek.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(connected);
+        if let Some(first) = kek.conns.first() {
+            *first.lock().unwrap_or_else(PoisonError::into_inner) = Some(connected);
+        }
         Ok(kek)
     }
 
@@ -325,7 +335,21 @@ impl TokenKek {
         op: impl FnOnce(&mut Connected) -> Result<T, CkError>,
         own_verdict: impl Fn(&CkError) -> Option<Error>,
     ) -> Result<T, Error> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = self
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.conns.len().max(1);
+        // A free session if there is one; else wait for the one this caller was dealt.
+        let free = (0..n).find_map(|i| self.conns.get((start + i) % n)?.try_lock().ok());
+        let mut conn = match free {
+            Some(c) => c,
+            None => self
+                .conns
+                .get(start % n)
+                .ok_or_else(|| Error::TokenUnavailable("no session".into()))?
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        };
         if conn.is_none() {
             *conn = Some(self.connect(false)?);
         }

@@ -6,7 +6,8 @@
 //! `INGEST_SECONDS` to change the load; `INGEST_ONLY=consortium` runs only the node's own two rows and
 //! the consortium's, for comparing versions of the consortium quickly; `INGEST_ONLY=node` only the
 //! node's two rows, for comparing versions of the node's hot path; `INGEST_ONLY=handshakes` only the
-//! handshake rows). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
+//! handshake rows; `INGEST_ONLY=hsm` the node with its passphrase KEK against one with its KEK and
+//! checkpoint key in a SoftHSM2 token). `--workspace` keeps the binaries' build identical to `cargo test --workspace`'s.
 //!
 //! The baseline, in the same run and with the same generator and certificates: nginx (Debian's
 //! package; installed with apt-get when missing, which needs root) terminating mTLS and answering every
@@ -506,6 +507,10 @@ fn main() {
     );
     let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
     let only = std::env::var("INGEST_ONLY").unwrap_or_default();
+    if only == "hsm" {
+        hsm_rows(tmp.path(), &dir, &tls, connections, batch_connections, seconds);
+        return;
+    }
     if only == "handshakes" {
         let node = e2e::node::Node::start(&dir);
         handshake_rows(&node, &dir.join("pki"), seconds);
@@ -612,6 +617,60 @@ fn main() {
         let rate = in_process(tasks, load, seconds);
         println!("   pipeline alone, {what:<17} {rate:>8.0} records/s   ({tasks} tasks)");
     }
+}
+
+/// The same loads against the node with its passphrase KEK and against a second node whose KEK and
+/// checkpoint key are in a SoftHSM2 token (migrated with `keymgr change-kek --to-pkcs11`, the
+/// checkpoint key rotated into the token), one after the other in this run. Every record has a new
+/// applicant, so every record makes a subject key, wrapped in the token.
+fn hsm_rows(
+    tmp: &std::path::Path,
+    dir: &std::path::Path,
+    tls: &Arc<rustls::ClientConfig>,
+    connections: usize,
+    batch_connections: usize,
+    seconds: u64,
+) {
+    let node = e2e::node::Node::start(dir);
+    let single = run(node.addr, tls, connections, SINGLE, seconds);
+    report("passphrase KEK, POST /v1/records:", single, "");
+    let batch = run(node.addr, tls, batch_connections, BATCH, seconds);
+    report("passphrase KEK, batch:", batch, "   (256 per request)");
+    let recurring = Load {
+        ids: "recurring",
+        subjects: Some(RECURRING_SUBJECTS),
+        ..BATCH
+    };
+    let known = run(node.addr, tls, batch_connections, recurring, seconds);
+    report("passphrase KEK, batch, recurring:", known, "");
+    drop(node);
+    let hsm_dir = e2e::node::init_node(&tmp.join("hsm"));
+    e2e::node::unlimited_rate(&hsm_dir);
+    e2e::node::lift_connection_caps(&hsm_dir, connections);
+    let hsm = e2e::softhsm::SoftHsm::new(&tmp.join("hsm"));
+    hsm.migrate(&hsm_dir);
+    let node = hsm.start(&hsm_dir);
+    let rotated = node.keymgr("officer", &["rotate", "checkpoint-signing"]);
+    assert!(rotated.status.success(), "{}", e2e::stderr(&rotated));
+    let hsm_tls = tls_with(&hsm_dir.join("pki"), None);
+    let single_hsm = run(node.addr, &hsm_tls, connections, SINGLE, seconds);
+    report(
+        "SoftHSM2 KEK + signer, POST /v1/records:",
+        single_hsm,
+        &format!("   = {:.2}x the passphrase KEK", single_hsm.0 / single.0),
+    );
+    let batch_hsm = run(node.addr, &hsm_tls, batch_connections, BATCH, seconds);
+    report(
+        "SoftHSM2 KEK + signer, batch:",
+        batch_hsm,
+        &format!("   = {:.2}x the passphrase KEK", batch_hsm.0 / batch.0),
+    );
+    let known_hsm = run(node.addr, &hsm_tls, batch_connections, recurring, seconds);
+    report(
+        "SoftHSM2 KEK + signer, batch, recurring:",
+        known_hsm,
+        &format!("   = {:.2}x the passphrase KEK", known_hsm.0 / known.0),
+    );
 }
 
 /// CPU time (user + system) the node's process has used so far, in seconds; 0 where /proc does not

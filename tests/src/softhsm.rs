@@ -1,8 +1,13 @@
 //! A SoftHSM2 token for the tests: its own configuration and token directory under a test's temporary
 //! directory (`SOFTHSM2_CONF`), so tests never touch the machine's tokens or each other's.
 
+// Test support: a failed unwrap is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use crate::node::Node;
 
 /// Debian's SoftHSM2 PKCS#11 module (package `softhsm2`).
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -123,4 +128,57 @@ impl SoftHsm {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// `keymgr --store <the key store of the node in `dir`> <args>` with this installation and
+    /// `env` set (and no passphrase unless `env` gives one).
+    pub fn keymgr_local(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(crate::keymgr_bin());
+        c.arg("--store")
+            .arg(dir.join("data/keys"))
+            .args(args)
+            .env_remove("LEDGERGATE_KEK_PASSPHRASE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    /// Moves the key store of the node in `dir` (made by `gateway init`) onto the token (`keymgr
+    /// change-kek --to-pkcs11`) and points its gateway.yaml at the token; the passphrase file is
+    /// deleted.
+    pub fn migrate(&self, dir: &Path) {
+        let mut args = vec!["change-kek".to_owned(), "--to-pkcs11".to_owned()];
+        args.extend(self.keymgr_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let pass = passphrase(dir);
+        let out = self.keymgr_local(dir, &args, &[("LEDGERGATE_KEK_PASSPHRASE", pass.as_str())]);
+        assert!(out.status.success(), "{}", crate::stderr(&out));
+        let config = dir.join("gateway.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| *l != "kek:" && !l.trim_start().starts_with("passphrase_file:"))
+            .collect();
+        std::fs::write(
+            &config,
+            format!("{}\n{}\n", kept.join("\n"), self.kek_config()),
+        )
+        .unwrap();
+        std::fs::remove_file(dir.join("kek.pass")).unwrap();
+    }
+
+    /// Starts the node in `dir` with this installation.
+    pub fn start(&self, dir: &Path) -> Node {
+        let prefix = self.env_prefix();
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        Node::start_with(dir, &prefix, std::process::Stdio::inherit())
+    }
+}
+
+/// The development passphrase `gateway init` wrote in `dir`.
+pub fn passphrase(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("kek.pass"))
+        .unwrap()
+        .trim_end()
+        .to_owned()
 }

@@ -11,72 +11,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use base64::Engine as _;
 use e2e::node::{Node, init_node};
-use e2e::softhsm::{SoftHsm, TOKEN};
-use e2e::{gateway, keymgr_bin, stderr};
+use e2e::softhsm::{SoftHsm, TOKEN, passphrase};
+use e2e::{gateway, stderr};
 use serde_json::{Value, json};
 
 fn loan(id: &str, applicant: &str) -> Value {
     json!({ "type": "loan_application", "id": id, "fields": {
         "applicant_id": applicant, "salary": 61000, "amount": 1000, "currency": "EUR" } })
-}
-
-/// `keymgr --store <node's key store> <token options> <args>` with `env` set.
-fn keymgr_local(hsm: &SoftHsm, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = hsm.command(keymgr_bin());
-    c.arg("--store")
-        .arg(dir.join("data/keys"))
-        .args(args)
-        .env_remove("LEDGERGATE_KEK_PASSPHRASE");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-/// The development passphrase `gateway init` wrote.
-fn passphrase(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("kek.pass"))
-        .unwrap()
-        .trim_end()
-        .to_owned()
-}
-
-/// Moves the node's key store onto the token (`keymgr change-kek --to-pkcs11`) and points its
-/// gateway.yaml at the token; the passphrase file is deleted.
-fn migrate(dir: &Path, hsm: &SoftHsm) {
-    let mut args = vec!["change-kek".to_owned(), "--to-pkcs11".to_owned()];
-    args.extend(hsm.keymgr_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pass = passphrase(dir);
-    let out = keymgr_local(
-        hsm,
-        dir,
-        &args,
-        &[("LEDGERGATE_KEK_PASSPHRASE", pass.as_str())],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let config = dir.join("gateway.yaml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| *l != "kek:" && !l.trim_start().starts_with("passphrase_file:"))
-        .collect();
-    std::fs::write(
-        &config,
-        format!("{}\n{}\n", kept.join("\n"), hsm.kek_config()),
-    )
-    .unwrap();
-    std::fs::remove_file(dir.join("kek.pass")).unwrap();
-}
-
-fn start(dir: &Path, hsm: &SoftHsm) -> Node {
-    let prefix = hsm.env_prefix();
-    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    Node::start_with(dir, &prefix, std::process::Stdio::inherit())
 }
 
 fn officer(node: &Node, args: &[&str]) -> Value {
@@ -126,11 +70,10 @@ fn a_node_with_its_kek_in_a_token_runs_the_core_scenarios_and_its_disk_opens_not
     assert!(secrets.len() >= 4, "the node's keys: {}", secrets.len());
     let hsm = SoftHsm::new(tmp.path());
     let old_pass = passphrase(&dir);
-    migrate(&dir, &hsm);
+    hsm.migrate(&dir);
 
     // The passphrase opens nothing any more, and says where the KEK is.
-    let out = keymgr_local(
-        &hsm,
+    let out = hsm.keymgr_local(
         &dir,
         &["list"],
         &[("LEDGERGATE_KEK_PASSPHRASE", old_pass.as_str())],
@@ -141,7 +84,7 @@ fn a_node_with_its_kek_in_a_token_runs_the_core_scenarios_and_its_disk_opens_not
         "keymgr: open store: this store's KEK is in a PKCS#11 token: pass --pkcs11-module and its options"
     );
 
-    let mut node = start(&dir, &hsm);
+    let mut node = hsm.start(&dir);
     let a = node.client("provider-a");
     assert_eq!(a.submit(node.addr, &loan("H-1", "subject-1")).status, 201);
     assert_eq!(a.submit(node.addr, &loan("H-2", "subject-2")).status, 201);
@@ -272,8 +215,8 @@ fn the_token_lost_at_runtime_refuses_what_needs_it_with_503_and_the_node_recover
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
     let hsm = SoftHsm::new(tmp.path());
-    migrate(&dir, &hsm);
-    let node = start(&dir, &hsm);
+    hsm.migrate(&dir);
+    let node = hsm.start(&dir);
     assert_eq!(submit(&node, "L-1", "known").0, 201);
     let size = node.tree_size();
 
@@ -322,7 +265,7 @@ fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line()
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
     let hsm = SoftHsm::new(tmp.path());
-    migrate(&dir, &hsm);
+    hsm.migrate(&dir);
     let serve = |dir: &Path| {
         let out = hsm
             .command(e2e::gateway_bin())
@@ -361,7 +304,7 @@ fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line()
     init.extend(hsm.keymgr_args());
     init.push("init".to_owned());
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let out = keymgr_local(&hsm, &fresh, &init, &[]);
+    let out = hsm.keymgr_local(&fresh, &init, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["kek"], "pkcs11");
@@ -388,8 +331,8 @@ fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = init_node(tmp.path());
     let hsm = SoftHsm::new(tmp.path());
-    migrate(&dir, &hsm);
-    let mut node = start(&dir, &hsm);
+    hsm.migrate(&dir);
+    let mut node = hsm.start(&dir);
     let a = node.client("provider-a");
     let get = |path: &str| a.request(node.addr, "GET", path, None).unwrap();
 
