@@ -335,9 +335,7 @@ impl TokenKek {
         op: impl FnOnce(&mut Connected) -> Result<T, CkError>,
         own_verdict: impl Fn(&CkError) -> Option<Error>,
     ) -> Result<T, Error> {
-        let start = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = self.conns.len().max(1);
         // A free session if there is one; else wait for the one this caller was dealt.
         let free = (0..n).find_map(|i| self.conns.get((start + i) % n)?.try_lock().ok());

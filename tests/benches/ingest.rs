@@ -508,7 +508,14 @@ fn main() {
     let batch_connections = env_or("INGEST_BATCH_CONNECTIONS", 8) as usize;
     let only = std::env::var("INGEST_ONLY").unwrap_or_default();
     if only == "hsm" {
-        hsm_rows(tmp.path(), &dir, &tls, connections, batch_connections, seconds);
+        hsm_rows(
+            tmp.path(),
+            &dir,
+            &tls,
+            connections,
+            batch_connections,
+            seconds,
+        );
         return;
     }
     if only == "handshakes" {
