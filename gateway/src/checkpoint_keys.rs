@@ -4,20 +4,19 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-use keymgr::{KeyManager, KeyRecord, Timestamp, TokenSigner, VersionRecord, VersionState};
+use ed25519_dalek::Signature;
+use keymgr::{KeyManager, KeyRecord, Timestamp, VersionRecord, VersionState};
 
 use crate::init::CHECKPOINT_KEY;
 use crate::ledger::{
     CheckpointKey, Ed25519NoteSigner, NoteSigner, NoteVerifier, SignError, Signing,
 };
+use crate::node_key::{IdentityKey as _, TokenKey, public_key};
 
-/// A checkpoint signer whose key is held in the PKCS#11 token: every signature is made there, and
-/// checked against the key's public half before it is used (a token that answers with a wrong
-/// signature must not publish a checkpoint nobody can verify).
+/// A checkpoint signer whose key is held in the PKCS#11 token (each signature checked, see
+/// [`TokenKey`]).
 struct TokenNoteSigner {
-    signer: TokenSigner,
-    public: VerifyingKey,
+    key: TokenKey,
     verifier: NoteVerifier,
 }
 
@@ -27,15 +26,7 @@ impl NoteSigner for TokenNoteSigner {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Signature, SignError> {
-        let bytes = self
-            .signer
-            .sign(msg)
-            .map_err(|e| SignError(e.to_string()))?;
-        let signature = Signature::from_bytes(&bytes);
-        self.public
-            .verify(msg, &signature)
-            .map_err(|_| SignError("the token's signature does not verify".into()))?;
-        Ok(signature)
+        self.key.sign(msg)
     }
 }
 
@@ -57,8 +48,7 @@ pub fn signing(keys: &KeyManager, origin: &str, now: Timestamp) -> Result<Signin
             ))
         })?;
         let signer = TokenNoteSigner {
-            signer: keys.token_signer(CHECKPOINT_KEY, v.version)?,
-            public,
+            key: TokenKey::new(keys.token_signer(CHECKPOINT_KEY, v.version)?, public),
             verifier,
         };
         return Ok(Signing {
@@ -114,20 +104,6 @@ fn history(
         valid_until: states().find_map(left_service_at),
         compromised_at: states().find_map(compromised_at),
     })
-}
-
-/// A version's Ed25519 public key.
-fn public_key(record: &KeyRecord, v: &VersionRecord) -> Result<VerifyingKey, keymgr::Error> {
-    let corrupt = |why: &str| {
-        keymgr::Error::StoreCorrupt(format!("{} version {}: {why}", record.name, v.version))
-    };
-    let public: [u8; 32] = v
-        .public_key
-        .as_deref()
-        .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt("no Ed25519 public key"))?;
-    VerifyingKey::from_bytes(&public).map_err(|_| corrupt("invalid public key"))
 }
 
 /// When a version in this state stopped being used for new work, if the state says.

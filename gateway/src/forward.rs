@@ -19,7 +19,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use ed25519_dalek::SigningKey;
 use keymgr::KeyManager;
 use tower::ServiceExt as _;
 
@@ -88,12 +87,11 @@ impl Peers {
 
 /// The node's identity key (`node-identity`, primary version): it proves the node on the channel
 /// and signs its cosignatures.
-pub fn node_identity_key(keys: &KeyManager, now: i64) -> Result<SigningKey, keymgr::Error> {
-    let identity = keys.primary(NODE_IDENTITY_KEY, now)?;
-    let seed = zeroize::Zeroizing::new(<[u8; 32]>::try_from(identity.material.expose()).map_err(
-        |_| keymgr::Error::StoreCorrupt(format!("{NODE_IDENTITY_KEY}: not a 32-byte seed")),
-    )?);
-    Ok(SigningKey::from_bytes(&seed))
+pub fn node_identity_key(
+    keys: &KeyManager,
+    now: i64,
+) -> Result<Arc<dyn crate::node_key::IdentityKey>, keymgr::Error> {
+    crate::node_key::primary(keys, NODE_IDENTITY_KEY, now)
 }
 
 /// The node's channel configuration: its identity and static key from the key store (primary
@@ -116,7 +114,7 @@ pub fn channel_config(
         Arc::new(move |p: &Identity| peers.contains(p) && !revocations.is_peer_revoked(&p.0));
     channel::Config::new(
         zeroize::Zeroizing::new(static_private),
-        &identity,
+        identity.as_ref(),
         origin,
         authorize,
     )

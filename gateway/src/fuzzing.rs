@@ -263,8 +263,13 @@ pub fn vault_record(data: &[u8]) {
     let _ = crate::vault::decode(data);
 }
 
-/// A key record as stored in the key store (JSON), and the lifecycle questions asked of it.
+/// A key record as stored in the key store (JSON), and the lifecycle questions asked of it; and the
+/// store's KEK parameters (JSON too).
 pub fn key_record(data: &[u8]) {
+    // The store's KEK parameters (passphrase, key file or token labels) are JSON beside the keys.
+    if let Ok(params) = serde_json::from_slice::<keymgr::KdfParams>(data) {
+        let _ = serde_json::to_vec(&params);
+    }
     if let Ok(record) = serde_json::from_slice::<keymgr::KeyRecord>(data) {
         for v in record.versions.iter().map(|v| v.version).take(64) {
             let _ = record.trusted_at(v, 0);

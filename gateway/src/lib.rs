@@ -25,6 +25,7 @@ pub mod init_edge;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;
+pub mod node_key;
 pub mod pipeline;
 pub mod pki;
 pub mod reload;

@@ -141,6 +141,19 @@ mod tests {
             prop_assert_eq!(decode(&h, &v).unwrap(), r);
         }
 
+        /// A key whose material is in a token (or wrapped there: a shorter blob) is never compact.
+        #[test]
+        fn keys_of_a_token_stay_json(hash in any::<[u8; 16]>(), at in any::<i64>(), wrapped in proptest::collection::vec(any::<u8>(), WRAPPED_LEN)) {
+            let mut r = record(hash, at, &wrapped);
+            r.versions[0].token_id = Some("00".into());
+            prop_assert!(encode(&r).is_none());
+            let json = serde_json::to_vec(&r).unwrap();
+            let back: KeyRecord = serde_json::from_slice(&json).unwrap();
+            prop_assert!(back.versions[0].in_token());
+            let short = record(hash, at, &wrapped[..1 + 12 + 32 + 16]);
+            prop_assert!(encode(&short).is_none());
+        }
+
         /// Any bytes decode to a record or an error, never a panic.
         #[test]
         fn decoding_never_panics(hash in any::<[u8; 16]>(), value in proptest::collection::vec(any::<u8>(), 0..120)) {

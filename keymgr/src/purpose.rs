@@ -47,10 +47,11 @@ impl Purpose {
     }
 
     /// Whether a new version is made in the PKCS#11 token when the store's KEK is there: the
-    /// checkpoint-signing key, which only ever signs. (The node identity's seed is still needed in
-    /// memory by the channel's handshake, so it stays wrapped in the store.)
+    /// Ed25519 keys, which only ever sign (checkpoints; channel bindings and cosignatures). The
+    /// channel's static X25519 key does Diffie-Hellman in every handshake, inside snow, and stays
+    /// wrapped in the store.
     pub fn held_in_token(self) -> bool {
-        matches!(self, Purpose::CheckpointSigning)
+        matches!(self, Purpose::CheckpointSigning | Purpose::NodeIdentity)
     }
 
     /// Fresh material, and the public half where there is one (hex).

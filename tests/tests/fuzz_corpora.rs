@@ -123,6 +123,16 @@ fn write_seeds() {
         "pseudonym",
         br#"{"name":"pseudonym","purpose":"pseudonym","rotate_every":2592000,"max_age":31536000,"primary":1,"versions":[{"version":1,"state":{"active":null},"created_at":0,"created_by":"init","material":"AAAA"}]}"#,
     );
+    write(
+        "key_record",
+        "in-token",
+        br#"{"name":"checkpoint-signing","purpose":"checkpoint-signing","max_age":31536000,"primary":1,"created_at":0,"created_by":"o","versions":[{"version":1,"created_at":0,"created_by":"o","state":{"state":"active"},"public_key":"00","token_id":"0123456789abcdef0123456789abcdef"}]}"#,
+    );
+    write(
+        "key_record",
+        "kdf-pkcs11",
+        br#"{"kind":"pkcs11","token_label":"ledgergate","key_label":"ledgergate-kek"}"#,
+    );
     write("key_envelope", "short", &[1u8; 24]);
     write(
         "key_envelope",

@@ -427,3 +427,60 @@ fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
     ]);
     assert!(verified.status.success(), "{}", stderr(&verified));
 }
+
+#[test]
+fn a_node_identity_made_in_the_token_proves_the_node_to_its_edge() {
+    const EDGE_SEED: [u8; 32] = [23; 32];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(&tmp.path().join("l"));
+    let channel = e2e::node::free_port();
+    e2e::node::append_config(
+        &dir,
+        &format!(
+            "channel: {{ listen: \"{channel}\", peers: [{{ name: edge-1, identity: \"{}\" }}] }}",
+            e2e::node::identity_of_seed(EDGE_SEED)
+        ),
+    );
+    let edge_dir = tmp.path().join("edge");
+    e2e::node::make_edge(&edge_dir, &dir, channel, EDGE_SEED, "");
+    let old_identity = e2e::node::node_identity(&dir);
+    let hsm = SoftHsm::new(tmp.path());
+    hsm.migrate(&dir);
+
+    // Rotated offline with the token: the new identity is made in it.
+    let mut args = hsm.keymgr_args();
+    args.extend(["--json", "rotate", "node-identity"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = hsm.keymgr_local(&dir, &args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v2 = &rotated["key"]["versions"][1];
+    assert_eq!(v2["in_token"], true, "{rotated}");
+    let new_identity = v2["public_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_identity, old_identity);
+    let objects = hsm.list_objects();
+    assert!(
+        objects.contains("label:      ledgergate node-identity v2"),
+        "{objects}"
+    );
+
+    // An edge that expects the old identity is refused at the handshake: it never gets ready.
+    let ledger = hsm.start(&dir);
+    let mut stale = Node::start(&edge_dir);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(stale.monitoring("/readyz").0, 503);
+    stale.stop();
+
+    // Told the new identity, it connects: the ledger node proves it with a binding the token
+    // signed, and records flow.
+    let config = edge_dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&old_identity, &new_identity)).unwrap();
+    let edge = Node::start(&edge_dir);
+    edge.wait_ready();
+    let answer = edge
+        .client("provider-a")
+        .submit(edge.addr, &loan("E-1", "subject-1"));
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    drop(ledger);
+}

@@ -5,9 +5,11 @@
 //! static key (Noise's DH) and that the identity vouches for it (the signature); the identity is what
 //! peers are authorised by, and it outlives static-key rotations.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::ChannelError;
+use crate::ledger::SignError;
+use crate::node_key::IdentityKey;
 
 /// What the signature covers, before the static public key.
 pub const BINDING_CONTEXT: &[u8] = b"ledgergate-noise-static:";
@@ -20,8 +22,8 @@ pub struct Identity(pub [u8; 32]);
 
 impl Identity {
     /// The identity of `key`.
-    pub fn of(key: &SigningKey) -> Identity {
-        Identity(key.verifying_key().to_bytes())
+    pub fn of(key: &dyn IdentityKey) -> Identity {
+        Identity(key.public().to_bytes())
     }
 
     /// Lowercase hex, as configuration and logs write it.
@@ -52,14 +54,18 @@ fn signed_message(static_public: &[u8]) -> Vec<u8> {
     [BINDING_CONTEXT, static_public].concat()
 }
 
-/// The payload that binds `static_public` to `identity`.
-pub fn bind(identity: &SigningKey, static_public: &[u8]) -> [u8; BINDING_LEN] {
-    let signature = identity.sign(&signed_message(static_public));
+/// The payload that binds `static_public` to `identity` (made once per configuration: a key in a
+/// token signs once, not at every handshake).
+pub fn bind(
+    identity: &dyn IdentityKey,
+    static_public: &[u8],
+) -> Result<[u8; BINDING_LEN], SignError> {
+    let signature = identity.sign(&signed_message(static_public))?;
     let mut out = [0u8; BINDING_LEN];
     let (key, sig) = out.split_at_mut(32);
-    key.copy_from_slice(&identity.verifying_key().to_bytes());
+    key.copy_from_slice(&identity.public().to_bytes());
     sig.copy_from_slice(&signature.to_bytes());
-    out
+    Ok(out)
 }
 
 /// The identity a binding payload names, if its signature covers `remote_static` (the static key the
@@ -83,11 +89,12 @@ pub fn verify(payload: &[u8], remote_static: &[u8]) -> Result<Identity, ChannelE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn a_binding_verifies_only_for_its_static_key() {
         let id = SigningKey::from_bytes(&[7u8; 32]);
-        let payload = bind(&id, &[1u8; 32]);
+        let payload = bind(&id, &[1u8; 32]).unwrap();
         assert_eq!(verify(&payload, &[1u8; 32]), Ok(Identity::of(&id)));
         assert!(verify(&payload, &[2u8; 32]).is_err(), "another static key");
         let mut flipped = payload;

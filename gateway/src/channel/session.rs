@@ -22,7 +22,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use snow::HandshakeState;
 use zeroize::Zeroizing;
 
@@ -98,12 +97,13 @@ impl Config {
     /// the static key's binding here, once; the signing key is not kept.
     pub fn new(
         static_private: Zeroizing<[u8; 32]>,
-        identity: &SigningKey,
+        identity: &dyn crate::node_key::IdentityKey,
         origin: impl Into<String>,
         authorize: Authorize,
     ) -> Result<Config, ChannelError> {
         let static_key = StaticKey::new(static_private).map_err(noise)?;
-        let binding = identity::bind(identity, &static_key.public());
+        let binding = identity::bind(identity, &static_key.public())
+            .map_err(|e| ChannelError::Noise(format!("binding the static key: {e}")))?;
         Ok(Config {
             static_key: Arc::new(static_key),
             identity: Identity::of(identity),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::network::{COSIGN, Links};
@@ -112,13 +112,13 @@ impl Cosigning {
         ledger: Arc<Ledger>,
         me: NodeId,
         name: &str,
-        identity: SigningKey,
+        identity: std::sync::Arc<dyn crate::node_key::IdentityKey>,
         required: Option<usize>,
         roster: Roster,
         alarms: prometheus::IntCounterVec,
     ) -> Result<Cosigning, LedgerError> {
         let bad = |why: String| LedgerError::Corrupt(format!("consortium members: {why}"));
-        let own = Cosigner::new(name, identity.verifying_key()).map_err(|e| bad(e.to_string()))?;
+        let own = Cosigner::new(name, identity.public()).map_err(|e| bad(e.to_string()))?;
         let last = match ledger.recorded(RECORDED)? {
             Some(bytes) => {
                 let s: StoredCosigned = serde_json::from_slice(&bytes)

@@ -109,7 +109,7 @@ impl Consortium {
         data: &Path,
         ledger: Arc<Ledger>,
         channel: channel::Config,
-        identity: ed25519_dalek::SigningKey,
+        identity: Arc<dyn crate::node_key::IdentityKey>,
         alarms: prometheus::IntCounterVec,
     ) -> Result<Arc<Consortium>, StartError> {
         let me = section

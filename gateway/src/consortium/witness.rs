@@ -9,8 +9,6 @@
 //! at an index it has) refuses, which the caller turns into an alarm. Pure: the caller reads its own
 //! root, keeps [`Witness::last`] durably before it hands a cosignature out, and gives the time.
 
-use ed25519_dalek::SigningKey;
-
 use crate::ledger::{Checkpoint, Hash, cosign, verify_consistency};
 
 /// The last checkpoint a member cosigned: what every later one must be consistent with.
@@ -50,7 +48,7 @@ pub enum Refusal {
 pub struct Witness {
     origin: String,
     name: String,
-    key: SigningKey,
+    key: std::sync::Arc<dyn crate::node_key::IdentityKey>,
     last: Option<Cosigned>,
 }
 
@@ -67,7 +65,12 @@ impl std::fmt::Debug for Witness {
 impl Witness {
     /// The member `name` of the log `origin`, signing with its node identity `key`, having last
     /// cosigned `last` (as kept on disk).
-    pub fn new(origin: &str, name: &str, key: SigningKey, last: Option<Cosigned>) -> Witness {
+    pub fn new(
+        origin: &str,
+        name: &str,
+        key: std::sync::Arc<dyn crate::node_key::IdentityKey>,
+        last: Option<Cosigned>,
+    ) -> Witness {
         Witness {
             origin: origin.to_owned(),
             name: name.to_owned(),
@@ -118,7 +121,7 @@ impl Witness {
                 });
             }
         }
-        let line = cosign(body, &self.name, &self.key, now)
+        let line = cosign(body, &self.name, self.key.as_ref(), now)
             .map_err(|e| Refusal::Signing(e.to_string()))?;
         if self.last.is_none_or(|l| cp.size > l.size) {
             self.last = Some(Cosigned {
@@ -136,6 +139,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::{Cosigner, Ed25519NoteSigner, Ledger, LedgerConfig, NoteSigner as _};
+    use ed25519_dalek::SigningKey;
 
     const ORIGIN: &str = "consortium.example/log";
 
@@ -164,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let honest = ledger(dir.path(), 8, "a");
         let key = SigningKey::from_bytes(&[3; 32]);
-        let mut w = Witness::new(ORIGIN, "member-3", key.clone(), None);
+        let mut w = Witness::new(ORIGIN, "member-3", std::sync::Arc::new(key.clone()), None);
         let root4 = honest.root_at(4).unwrap();
         let line = w.cosign(&body(4, root4), &root4, &[], 100).unwrap();
         // The line verifies as a cosignature by this member.
@@ -240,7 +244,7 @@ mod tests {
             Err(Refusal::NotOurs(_))
         ));
         // Same size, another root, after a restart with `last` from disk: refused.
-        let mut restarted = Witness::new(ORIGIN, "member-3", key, w.last());
+        let mut restarted = Witness::new(ORIGIN, "member-3", std::sync::Arc::new(key), w.last());
         let other8 = forked.root_at(8).unwrap();
         assert_eq!(
             restarted.cosign(&body(8, other8), &other8, &[], 108),

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::note::{NoteError, NoteSignature, NoteVerifier, parse_note};
@@ -85,17 +85,17 @@ impl Cosigner {
 pub fn cosign(
     body: &str,
     name: &str,
-    signer: &SigningKey,
+    signer: &dyn crate::node_key::IdentityKey,
     timestamp: u64,
 ) -> Result<String, NoteError> {
-    let cosigner = Cosigner::new(name, signer.verifying_key())?;
+    let cosigner = Cosigner::new(name, signer.public())?;
     if timestamp > MAX_TIMESTAMP {
         return Err(NoteError::Malformed("timestamp over 2^63 - 1"));
     }
     let mut value = Vec::with_capacity(4 + COSIGNATURE_LEN);
     value.extend_from_slice(&cosigner.id);
     value.extend_from_slice(&timestamp.to_be_bytes());
-    value.extend_from_slice(&signer.sign(&message(timestamp, body)).to_bytes());
+    value.extend_from_slice(&signer.sign(&message(timestamp, body))?.to_bytes());
     Ok(format!("\u{2014} {name} {}\n", B64.encode(value)))
 }
 
@@ -152,6 +152,7 @@ pub fn verify_quorum<'a>(
 mod tests {
     use super::*;
     use crate::ledger::note::{Ed25519NoteSigner, NoteSigner as _, sign_note};
+    use ed25519_dalek::SigningKey;
 
     const BODY: &str = "example.org/log\n7\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
 
