@@ -102,6 +102,27 @@ impl CliError {
     }
 }
 
+/// The exit status of a node whose KEK cannot be used as configured (sysexits' `EX_CONFIG`): a
+/// service manager must not restart it (deploy/systemd: `RestartPreventExitStatus=78`), since every
+/// retry of a wrong PIN counts towards locking the token.
+pub(crate) const EXIT_KEK_REFUSED: u8 = 78;
+
+impl CliError {
+    /// 78 when the KEK was refused (wrong passphrase or PIN, PIN locked, token key missing), else 1.
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self.source.as_ref());
+        while let Some(c) = cause {
+            if let Some(k) = c.downcast_ref::<keymgr::Error>()
+                && matches!(k, keymgr::Error::WrongKek | keymgr::Error::Token(_))
+            {
+                return ExitCode::from(EXIT_KEK_REFUSED);
+            }
+            cause = c.source();
+        }
+        ExitCode::FAILURE
+    }
+}
+
 /// Prints one line: `gateway: <step>: <error>: <cause>: …`.
 pub(crate) fn report(e: &CliError) {
     let mut line = format!("gateway: {}: {}", e.step, e.source);

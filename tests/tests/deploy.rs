@@ -21,6 +21,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "LoadCredential=kek:/etc/credstore/ledgergate.kek",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "UMask=0077",
+        "RestartPreventExitStatus=78",
     ] {
         assert!(text.contains(line), "the unit lacks {line:?}");
     }
