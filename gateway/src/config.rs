@@ -586,6 +586,49 @@ mod tests {
     }
 
     #[test]
+    fn a_kek_in_a_token_is_one_pkcs11_section_with_one_pin() {
+        let base = "tls: { cert: s.pem, key: s.key, client_ca: ca.pem }\npolicies: p\ndata: d\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(
+            &path,
+            format!("{base}kek: {{ pkcs11: {{ module: /usr/lib/m.so, token_label: t, pin_file: pin }} }}\n"),
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let p = c.kek.unwrap().pkcs11.unwrap();
+        assert_eq!(
+            (p.module, p.token_label, p.key_label, p.pin_file),
+            (
+                PathBuf::from("/usr/lib/m.so"),
+                "t".to_owned(),
+                "ledgergate-kek".to_owned(),
+                Some(dir.path().join("pin"))
+            )
+        );
+        for (kek, error) in [
+            (
+                "{ pkcs11: { module: m, token_label: t, pin_file: p, pin_env: P } }",
+                "gateway.yaml: invalid_value: kek: pkcs11: give exactly one of pin_file, pin_env",
+            ),
+            (
+                "{ pkcs11: { module: m, token_label: t } }",
+                "gateway.yaml: invalid_value: kek: pkcs11: give exactly one of pin_file, pin_env",
+            ),
+            (
+                "{ passphrase_file: k, pkcs11: { module: m, token_label: t, pin_env: P } }",
+                "gateway.yaml: invalid_value: kek: give exactly one of passphrase_file, key_file, pkcs11",
+            ),
+            (
+                "{ pkcs11: { module: m, token: t, pin_env: P } }",
+                "gateway.yaml:4:29: invalid_config: kek.pkcs11: unknown field `token`, expected one of `module`, `token_label`, `key_label`, `pin_file`, `pin_env`",
+            ),
+        ] {
+            assert_eq!(load(&format!("{base}kek: {kek}\n")).unwrap_err(), error);
+        }
+    }
+
+    #[test]
     fn an_edge_has_no_storage_and_a_ledger_node_needs_it() {
         let tls = "tls: { cert: c.pem, key: k.pem, client_ca: ca.pem }\npolicies: p\n";
         let id = "ab".repeat(32);
