@@ -489,3 +489,47 @@ fn a_node_identity_made_in_the_token_proves_the_node_to_its_edge() {
     assert_eq!(answer.status, 201, "{}", answer.text());
     drop(ledger);
 }
+
+#[test]
+fn a_member_whose_identity_is_in_the_token_takes_part_and_cosigns_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dirs, mut members) = e2e::consortium::consortium(tmp.path(), 3);
+    let hsm = SoftHsm::new(&tmp.path().join("m0"));
+    hsm.migrate(&dirs[0]);
+    let mut args = hsm.keymgr_args();
+    args.extend(["--json", "rotate", "node-identity"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = hsm.keymgr_local(&dirs[0], &args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["key"]["versions"][1]["in_token"], true, "{rotated}");
+    let new_identity = rotated["key"]["versions"][1]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Every member is told m0's new identity, as operators would after a rotation.
+    for d in &dirs {
+        let config = d.join("gateway.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace(&members[0].1, &new_identity)).unwrap();
+    }
+    members[0].1 = new_identity;
+
+    // m0 proves itself on the channel and cosigns with the key in its token: the checkpoint every
+    // member serves carries all three cosignatures, m0's verified against its new identity.
+    let m0 = hsm.start(&dirs[0]);
+    let m1 = e2e::consortium::start(&dirs[1]);
+    let m2 = e2e::consortium::start(&dirs[2]);
+    e2e::consortium::agreed_leader(&[&m0, &m1, &m2]);
+    e2e::consortium::submit_until_acknowledged(&m1, "T-1");
+    e2e::eventually("every member's cosignature on m1's checkpoint", || {
+        let note = m1
+            .client("provider-a")
+            .request(m1.addr, "GET", "/v1/checkpoint", None)
+            .ok()?
+            .text();
+        // The log's signature line and three cosignature lines.
+        (note.matches('\u{2014}').count() >= 4).then_some(())
+    });
+    e2e::consortium::check_cosigned(&m1, &members, 3);
+}
