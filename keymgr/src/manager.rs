@@ -51,6 +51,21 @@ fn aad(name: &str, version: u32, purpose: Purpose) -> Vec<u8> {
     format!("ledgergate-key/1\0{name}\0{version}\0{}", purpose.as_str()).into_bytes()
 }
 
+/// Numbers `event` as the next audit event and adds it to `batch`. The sequence lock comes back
+/// held: the caller writes the batch, then stores the number through it, so numbers are dense and
+/// in order.
+fn next_event<'a>(
+    audit_seq: &'a Mutex<u64>,
+    batch: &mut Batch,
+    mut event: AuditEvent,
+) -> Result<(std::sync::MutexGuard<'a, u64>, u64), Error> {
+    let last = audit_seq.lock().unwrap_or_else(PoisonError::into_inner);
+    event.seq = *last + 1;
+    batch.put_audit(&event)?;
+    let seq = event.seq;
+    Ok((last, seq))
+}
+
 /// Key names: lowercase letters, digits and `-_./`, starting with a letter or digit.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -201,21 +216,16 @@ impl KeyManager {
         version: Option<u32>,
         detail: String,
     ) -> Result<(), Error> {
-        // The sequence lock is held while the event is applied, so numbers are dense and in order.
-        let mut last = self
-            .audit_seq
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let seq = *last + 1;
-        batch.put_audit(&AuditEvent {
-            seq,
+        let event = AuditEvent {
+            seq: 0,
             at: now,
             actor: actor.to_owned(),
             action: action.to_owned(),
             key: key.map(str::to_owned),
             version,
             detail,
-        })?;
+        };
+        let (mut last, seq) = next_event(&self.audit_seq, &mut batch, event)?;
         self.store.apply(batch)?;
         *last = seq;
         drop(last);
@@ -460,11 +470,7 @@ impl KeyManager {
             // Only when the lifecycle allows it now: a check on a copy, then the real change below.
             let mut check = record.clone();
             check.destroy(version, now, actor, false)?;
-            let token = self.kek.token().ok_or_else(|| {
-                Error::Token(format!(
-                    "key `{name}` version {version} is held in a PKCS#11 token: open the store with it"
-                ))
-            })?;
+            let token = self.token_of(name, version)?;
             let id = hex::decode(id).map_err(|_| {
                 Error::StoreCorrupt(format!("key `{name}` version {version}: bad token id"))
             })?;
@@ -668,6 +674,16 @@ impl KeyManager {
         self.unwrap_version(&record, v)
     }
 
+    /// The token that holds `name`'s `version`: the store's KEK's (a store opened without it cannot
+    /// use the key).
+    fn token_of(&self, name: &str, version: u32) -> Result<&Arc<crate::token::TokenKek>, Error> {
+        self.kek.token().ok_or_else(|| {
+            Error::Token(format!(
+                "key `{name}` version {version} is held in a PKCS#11 token: open the store with it"
+            ))
+        })
+    }
+
     /// A signer for a version held in the PKCS#11 token: every signature is made in the token.
     /// Whether the version may sign new work is the caller's rule (the ledger asks [`KeyManager::
     /// primary`]'s question with [`KeyRecord::usable`] first).
@@ -684,11 +700,7 @@ impl KeyManager {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("key `{name}` version {version} is not in a token"))
             })?;
-        let token = self.kek.token().ok_or_else(|| {
-            Error::Token(format!(
-                "key `{name}` version {version} is held in a PKCS#11 token: open the store with it"
-            ))
-        })?;
+        let token = self.token_of(name, version)?;
         Ok(TokenSigner {
             token: Arc::clone(token),
             id,
@@ -777,20 +789,16 @@ impl KeyManager {
         } else {
             "to a passphrase or key file"
         };
-        let mut last = self
-            .audit_seq
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let seq = *last + 1;
-        batch.put_audit(&AuditEvent {
-            seq,
+        let event = AuditEvent {
+            seq: 0,
             at: now,
             actor: actor.to_owned(),
             action: "change-passphrase".to_owned(),
             key: None,
             version: None,
             detail: detail.to_owned(),
-        })?;
+        };
+        let (mut last, seq) = next_event(&self.audit_seq, &mut batch, event)?;
         // A fresh file, not a commit: no page of the old file, with blobs the old KEK opens, stays.
         self.store.rewrite(batch)?;
         *last = seq;

@@ -408,18 +408,7 @@ fn no_secret_and_no_passphrase_is_anywhere_in_the_store_files() {
     let secrets = m.all_material_for_tests().unwrap();
     assert_eq!(secrets.len(), 11);
     drop(m);
-    let mut files = Vec::new();
-    let mut stack = vec![path.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p)
-            } else {
-                files.push(p)
-            }
-        }
-    }
+    let files = files_under(&path);
     assert!(!files.is_empty());
     for f in &files {
         let bytes = std::fs::read(f).unwrap();

@@ -31,6 +31,16 @@ fn officer(node: &Node, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `keymgr rotate <key>` on the stopped node of `dir`, with the token: its JSON answer.
+fn rotate_offline(hsm: &SoftHsm, dir: &Path, key: &str) -> Value {
+    let mut args = hsm.keymgr_args();
+    args.extend(["--json", "rotate", key].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = hsm.keymgr_local(dir, &args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -453,12 +463,7 @@ fn a_node_identity_made_in_the_token_proves_the_node_to_its_edge() {
     hsm.migrate(&dir);
 
     // Rotated offline with the token: the new identity is made in it.
-    let mut args = hsm.keymgr_args();
-    args.extend(["--json", "rotate", "node-identity"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = hsm.keymgr_local(&dir, &args, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rotated = rotate_offline(&hsm, &dir, "node-identity");
     let v2 = &rotated["key"]["versions"][1];
     assert_eq!(v2["in_token"], true, "{rotated}");
     let new_identity = v2["public_key"].as_str().unwrap().to_owned();
@@ -496,12 +501,7 @@ fn a_member_whose_identity_is_in_the_token_takes_part_and_cosigns_with_it() {
     let (dirs, mut members) = e2e::consortium::consortium(tmp.path(), 3);
     let hsm = SoftHsm::new(&tmp.path().join("m0"));
     hsm.migrate(&dirs[0]);
-    let mut args = hsm.keymgr_args();
-    args.extend(["--json", "rotate", "node-identity"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = hsm.keymgr_local(&dirs[0], &args, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rotated = rotate_offline(&hsm, &dirs[0], "node-identity");
     assert_eq!(rotated["key"]["versions"][1]["in_token"], true, "{rotated}");
     let new_identity = rotated["key"]["versions"][1]["public_key"]
         .as_str()
