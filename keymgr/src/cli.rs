@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keymgr::{Backend as _, Command, Error, Purpose, RevocationReason};
+use keymgr::{Backend as _, Command, Error, KekSource, Purpose, RevocationReason};
 
 /// Ledgergate key management for security officers.
 #[derive(Debug, Parser)]
@@ -179,17 +179,22 @@ enum Verb {
     /// List the revoked peer identities.
     RevokedPeers,
     /// Re-wrap every key under a new KEK, in one atomic write: a new passphrase
-    /// ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt), a key file, or (with --to-pkcs11) a key in a
-    /// PKCS#11 token. With --pkcs11-* and no --to-pkcs11, moves a store off its token.
+    /// ($LEDGERGATE_NEW_KEK_PASSPHRASE or a prompt), a key file, (with --to-pkcs11) a key in a
+    /// PKCS#11 token, or (with --to-pkcs11-key) another key of the store's token. With --pkcs11-*
+    /// and neither, moves a store off its token.
     #[command(alias = "change-kek")]
     ChangePassphrase {
         /// Switch to this key file (made if missing) instead of a new passphrase.
-        #[arg(long, value_name = "FILE", conflicts_with = "to_pkcs11")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["to_pkcs11", "to_pkcs11_key"])]
         new_kek_file: Option<PathBuf>,
         /// Switch to the token the --pkcs11-* options name (its key is made if missing); the
         /// current KEK is the passphrase or --kek-file.
-        #[arg(long, requires = "pkcs11_module")]
+        #[arg(long, conflicts_with = "to_pkcs11_key")]
         to_pkcs11: bool,
+        /// Rotate the KEK inside the store's token: switch to the key of this label there (made
+        /// if missing); --pkcs11-* name the current one. Keys held in the token stay there.
+        #[arg(long, value_name = "LABEL")]
+        to_pkcs11_key: Option<String>,
     },
 }
 
@@ -383,15 +388,41 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Verb::ChangePassphrase {
             new_kek_file,
             to_pkcs11,
+            to_pkcs11_key,
         } => {
             let token = cli.pkcs11.config();
-            let (source, new) = match token {
-                Some(token) if to_pkcs11 => (
+            let (source, new) = match (token, to_pkcs11_key) {
+                (Some(KekSource::Pkcs11(current)), Some(label)) => {
+                    if label == current.key_label {
+                        return Err(fail("change-passphrase")(Error::InvalidArgument(format!(
+                            "`{label}` is the current KEK: name another key of the token"
+                        ))));
+                    }
+                    let next = keymgr::Pkcs11Config {
+                        key_label: label,
+                        ..current.clone()
+                    };
+                    (KekSource::Pkcs11(current), KekSource::Pkcs11(next))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(fail("read key-encryption key")(Error::InvalidArgument(
+                        "--to-pkcs11-key needs the store's KEK in a token".into(),
+                    )));
+                }
+                // (The options are global, so clap's `requires` would not see them when they
+                // come before the verb: checked here.)
+                (None, label) if to_pkcs11 || label.is_some() => {
+                    return Err(fail("read new key-encryption key")(Error::InvalidArgument(
+                        "--to-pkcs11 and --to-pkcs11-key need --pkcs11-module and --pkcs11-token"
+                            .into(),
+                    )));
+                }
+                (Some(token), _) if to_pkcs11 => (
                     kek::existing(cli.kek_file.as_deref(), None)
                         .map_err(fail("read key-encryption key"))?,
                     token,
                 ),
-                token => (
+                (token, _) => (
                     kek::existing(cli.kek_file.as_deref(), token)
                         .map_err(fail("read key-encryption key"))?,
                     kek::for_change(new_kek_file.as_deref())

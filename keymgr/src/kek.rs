@@ -98,6 +98,14 @@ impl StoreKek {
         matches!(self, StoreKek::Token(_))
     }
 
+    /// Whether `other` is a key of the same token as this one (both in a token).
+    pub(crate) fn shares_token_with(&self, other: &StoreKek) -> bool {
+        match (self.token(), other.token()) {
+            (Some(a), Some(b)) => a.same_token(b),
+            _ => false,
+        }
+    }
+
     /// The token, if the KEK is in one.
     pub(crate) fn token(&self) -> Option<&std::sync::Arc<crate::token::TokenKek>> {
         match self {

@@ -181,8 +181,15 @@ impl KeyManager {
         let verifier = store
             .meta("verifier")?
             .ok_or_else(|| Error::StoreCorrupt("missing KEK verifier".into()))?;
-        kek.unwrap(&verifier, VERIFIER_AAD)?
-            .ok_or(Error::WrongKek)?;
+        if kek.unwrap(&verifier, VERIFIER_AAD)?.is_none() {
+            return Err(match kek.token() {
+                Some(token) => Error::Token(format!(
+                    "{} does not open this key store (another key of that label?)",
+                    token.describe()
+                )),
+                None => Error::WrongKek,
+            });
+        }
         let last_seq = store.last_audit_seq()?;
         let revoked = crate::peers::RevokedSet::of(&store.revoked_peers()?);
         Ok(KeyManager {
@@ -756,12 +763,17 @@ impl KeyManager {
         let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let params = KdfParams::fresh(new)?;
         let new_kek = derive(new, &params, true)?;
+        // Keys held in the token stay where they are when the new KEK is in the same token.
+        let same_token = self.kek.shares_token_with(&new_kek);
         let mut batch = Batch::default();
         for mut record in self.store.all_keys()? {
-            if let Some(v) = record.versions.iter().find(|v| v.token_id.is_some()) {
+            if let Some(v) = record.versions.iter().find(|v| v.token_id.is_some())
+                && !same_token
+            {
                 return Err(Error::InvalidArgument(format!(
                     "key `{}` version {} is held in the PKCS#11 token and cannot leave it: rotate \
-                     the key, destroy that version, then change the KEK",
+                     the key, destroy that version, then change the KEK (or change to another key \
+                     of the same token)",
                     record.name, v.version
                 )));
             }

@@ -107,6 +107,11 @@ impl SoftHsm {
 
     /// `pkcs11-tool --list-objects` (OpenSC, an independent client) as the token's user.
     pub fn list_objects(&self) -> String {
+        self.pkcs11_tool(&["--list-objects"])
+    }
+
+    /// `pkcs11-tool <args>` on the token, logged in as its user; its standard output.
+    pub fn pkcs11_tool(&self, args: &[&str]) -> String {
         let out = self
             .command("pkcs11-tool")
             .args([
@@ -118,7 +123,7 @@ impl SoftHsm {
                 "--pin",
                 PIN,
             ])
-            .arg("--list-objects")
+            .args(args)
             .output()
             .unwrap();
         assert!(

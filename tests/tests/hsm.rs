@@ -33,12 +33,22 @@ fn officer(node: &Node, args: &[&str]) -> Value {
 
 /// `keymgr rotate <key>` on the stopped node of `dir`, with the token: its JSON answer.
 fn rotate_offline(hsm: &SoftHsm, dir: &Path, key: &str) -> Value {
-    let mut args = hsm.keymgr_args();
-    args.extend(["--json", "rotate", key].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = hsm.keymgr_local(dir, &args, &[]);
+    let out = keymgr_token(hsm, dir, &["--json", "rotate", key], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `keymgr --store <dir's store> <the token's options> <args>`, with `env`.
+fn keymgr_token(
+    hsm: &SoftHsm,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut all = hsm.keymgr_args();
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    hsm.keymgr_local(dir, &all, env)
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -299,6 +309,27 @@ fn a_node_without_its_token_or_with_a_wrong_pin_refuses_to_start_with_one_line()
         )
     );
     std::fs::write(&hsm.pin_file, format!("{}\n", e2e::softhsm::PIN)).unwrap();
+    // Another key under the KEK's label (the token re-made, a key replaced): the store's verifier
+    // does not open, which no retry mends: 78.
+    let kek = ["--type", "secrkey", "--label", "ledgergate-kek"];
+    hsm.pkcs11_tool(&[&["--delete-object"][..], &kek[..]].concat());
+    hsm.pkcs11_tool(
+        &[
+            &["--keygen", "--key-type", "AES:32", "--sensitive"][..],
+            &kek[2..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        serve(&dir),
+        (
+            Some(78),
+            format!(
+                "gateway: serve: key store: the key `ledgergate-kek` in token `{TOKEN}` does not \
+                 open this key store (another key of that label?)"
+            )
+        )
+    );
     std::fs::rename(&hsm.tokens, tmp.path().join("away")).unwrap();
     // A missing token may come back: status 1, restarted.
     let (status, line) = serve(&dir);
@@ -434,6 +465,80 @@ fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
     );
     assert_eq!(a.submit(node.addr, &loan("K-3", "subject-1")).status, 201);
     assert_eq!(node.stop(), Some(0));
+
+    // Version 3 cannot leave the token: a change of KEK to a passphrase is refused, naming it.
+    let off = keymgr_token(
+        &hsm,
+        &dir,
+        &["change-kek"],
+        &[(
+            "LEDGERGATE_NEW_KEK_PASSPHRASE",
+            "a new passphrase, long enough",
+        )],
+    );
+    assert_eq!(off.status.code(), Some(1));
+    assert!(
+        stderr(&off).starts_with(
+            "keymgr: change-passphrase: key `checkpoint-signing` version 3 is held in the PKCS#11 \
+             token and cannot leave it"
+        ),
+        "{}",
+        stderr(&off)
+    );
+    // The KEK rotated inside the token: every wrapped key moves to a new key there, the signing
+    // key stays, and only the new key opens the store.
+    let same = keymgr_token(
+        &hsm,
+        &dir,
+        &["change-kek", "--to-pkcs11-key", "ledgergate-kek"],
+        &[],
+    );
+    assert!(
+        stderr(&same).contains("`ledgergate-kek` is the current KEK"),
+        "{}",
+        stderr(&same)
+    );
+    let rotated = keymgr_token(&hsm, &dir, &["change-kek", "--to-pkcs11-key", "kek-2"], &[]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let old_label = keymgr_token(&hsm, &dir, &["show", "checkpoint-signing"], &[]);
+    assert!(
+        stderr(&old_label).contains(&format!(
+            "this store's KEK is key `kek-2` of token `{TOKEN}`, not key `ledgergate-kek`"
+        )),
+        "{}",
+        stderr(&old_label)
+    );
+    let config = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        &format!("token_label: {TOKEN},"),
+        &format!("token_label: {TOKEN}, key_label: kek-2,"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let node = hsm.start(&dir);
+    let a = node.client("provider-a");
+    let ok = a.submit(node.addr, &loan("K-4", "subject-4"));
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let v3 = a
+        .request(node.addr, "GET", "/v1/checkpoint/key", None)
+        .unwrap()
+        .text();
+    assert_eq!(
+        signer_ids(ok.json()["checkpoint"].as_str().unwrap()),
+        vec![v3.trim().split('+').nth(1).unwrap().to_owned()]
+    );
+    let read = a
+        .request(node.addr, "GET", "/v1/records/K-1", None)
+        .unwrap();
+    // A subject key wrapped before the rotation opens under the new key (the cache is empty).
+    assert_eq!(
+        read.json()["sealed"]["salary"],
+        json!({ "status": "sealed", "value": 61000 }),
+        "{}",
+        read.text()
+    );
+    drop(node);
+
     let verified = gateway(&[
         "ledger",
         "verify",
