@@ -500,6 +500,14 @@ fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
     );
     let rotated = keymgr_token(&hsm, &dir, &["change-kek", "--to-pkcs11-key", "kek-2"], &[]);
     assert!(rotated.status.success(), "{}", stderr(&rotated));
+    // The old key stays for the token's own tools to destroy (other stores may use it).
+    let objects = hsm.list_objects();
+    for label in ["ledgergate-kek", "kek-2"] {
+        assert!(
+            objects.contains(&format!("label:      {label}\n")),
+            "{objects}"
+        );
+    }
     let old_label = keymgr_token(&hsm, &dir, &["show", "checkpoint-signing"], &[]);
     assert!(
         stderr(&old_label).contains(&format!(
