@@ -76,12 +76,14 @@ async fn messages_cross_both_ways_between_authenticated_nodes() {
 
 #[tokio::test]
 async fn unknown_identities_are_refused_at_the_handshake() {
-    // The server does not know node 1: the client's handshake finishes on its side, then the
-    // server closes before any application data.
+    // The server does not know node 1: it refuses message 3 and closes, and the client, which
+    // waits for the server to confirm message 3, never gets a channel.
     let (addr, mut accepted) = server(only(3), AcceptLimits::default()).await;
-    let mut client = connect(addr, config(1, only(2))).await.unwrap();
-    client.send(b"early".to_vec()).await.ok();
-    assert_eq!(client.recv().await, None);
+    let refused = connect(addr, config(1, only(2))).await.unwrap_err();
+    assert_eq!(
+        refused,
+        ChannelError::Io("the peer closed the connection".into())
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(300), accepted.recv())
             .await

@@ -166,7 +166,10 @@ pub enum Output {
     Transmit(Vec<u8>),
     /// An application message from the peer.
     Deliver(Vec<u8>),
-    /// The first handshake finished: the peer is this identity.
+    /// The first handshake finished and the peer confirmed it: the peer is this identity. The
+    /// responder says so on reading message 3 (and sends a keepalive at once); the initiator only
+    /// on opening the responder's first transport frame, so an initiator the responder refused at
+    /// message 3 never reports a session.
     Established(Identity),
     /// A rekey finished: this side now seals (responder) or will open (initiator) with this epoch.
     Rekeyed(u8),
@@ -216,6 +219,8 @@ pub struct Session {
     initiator: bool,
     state: State,
     peer: Option<Identity>,
+    /// The initiator, after message 3: the responder has not yet shown that it accepted it.
+    unconfirmed: bool,
     reassembly: Vec<u8>,
     last_sent: Duration,
     last_received: Duration,
@@ -275,6 +280,7 @@ impl Session {
                 awaiting: Awaiting::Second,
             },
             peer: None,
+            unconfirmed: false,
             reassembly: Vec::new(),
             last_sent: now,
             last_received: now,
@@ -294,6 +300,7 @@ impl Session {
                 awaiting: Awaiting::First,
             },
             peer: None,
+            unconfirmed: false,
             reassembly: Vec::new(),
             last_sent: now,
             last_received: now,
@@ -437,22 +444,30 @@ impl Session {
         let n = hs.read_message(message, &mut payload).map_err(noise)?;
         let peer = self.peer_of(&hs, payload.get(..n).unwrap_or_default())?;
         if awaiting == Awaiting::Second {
-            // Message 2 read: answer with message 3, then the session is open.
+            // Message 2 read: answer with message 3. The session is open, but established only
+            // when the responder's first transport frame shows that it accepted message 3.
             let third = write_handshake(&mut hs, &self.binding())?;
             out.push(Output::Transmit(self.handshake_frame(now, &third)?));
         }
         let transport = TransportKeys::split(&mut hs, self.initiator)?;
+        let mut current = Keys {
+            epoch: 0,
+            transport,
+            since: now,
+        };
         self.peer = Some(peer);
+        if self.initiator {
+            self.unconfirmed = true;
+        } else {
+            // Message 3 accepted: a keepalive confirms it to the initiator at once.
+            self.seal_into(now, &mut current, Kind::Keepalive, &[], &mut out)?;
+            out.push(Output::Established(peer));
+        }
         self.state = State::Open {
-            current: Keys {
-                epoch: 0,
-                transport,
-                since: now,
-            },
+            current,
             previous: None,
             rekey: None,
         };
-        out.push(Output::Established(peer));
         Ok(out)
     }
 
@@ -483,6 +498,12 @@ impl Session {
             .ok_or(ChannelError::Protocol("an empty transport message"))?;
         let kind = Kind::of(*kind)?;
         let mut out = Vec::new();
+        if std::mem::take(&mut self.unconfirmed)
+            && let Some(peer) = self.peer
+        {
+            // The responder sealed this under the new keys: it accepted message 3.
+            out.push(Output::Established(peer));
+        }
         match kind {
             Kind::Keepalive => {}
             Kind::More | Kind::Last => {
@@ -710,6 +731,11 @@ impl Session {
             } => {
                 if now.saturating_sub(current.since) >= t.reject_after {
                     return self.close(ChannelError::Expired);
+                }
+                if self.unconfirmed && now.saturating_sub(current.since) >= t.rekey_timeout {
+                    return self.close(ChannelError::Timeout(
+                        "the handshake was not confirmed in time",
+                    ));
                 }
                 if rekey
                     .as_ref()

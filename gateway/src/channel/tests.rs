@@ -176,6 +176,51 @@ fn an_unknown_identity_is_refused_at_the_handshake_by_either_side() {
 }
 
 #[test]
+fn the_initiator_is_established_only_once_the_responder_confirms_message_3() {
+    let handshake_to_3 = |responder_allows: Authorize| {
+        let (mut a, first) =
+            Session::initiator(config(1, only(2), Timers::default()), secs(0)).unwrap();
+        let mut b =
+            Session::responder(config(2, responder_allows, Timers::default()), secs(0)).unwrap();
+        let (e, mut m1) = split(first).frames.remove(0);
+        let (e2, mut m2) = split(b.receive(secs(0), e, &mut m1).unwrap())
+            .frames
+            .remove(0);
+        let third = split(a.receive(secs(0), e2, &mut m2).unwrap());
+        // Message 3 is sent, but nothing says the responder took it.
+        assert_eq!(third.frames.len(), 1);
+        assert_eq!(third.established, None);
+        (a, b, third.frames[0].clone())
+    };
+
+    // Accepted: the responder is established on message 3 and confirms it with a keepalive; the
+    // initiator is established when that keepalive opens.
+    let (mut a, mut b, (e3, mut m3)) = handshake_to_3(only(1));
+    let accepted = split(b.receive(secs(0), e3, &mut m3).unwrap());
+    assert_eq!(accepted.established, Some(Identity::of(&identity(1))));
+    assert_eq!(accepted.frames.len(), 1, "the confirming keepalive");
+    let (e, mut keepalive) = accepted.frames[0].clone();
+    let confirmed = split(a.receive(secs(0), e, &mut keepalive).unwrap());
+    assert_eq!(confirmed.established, Some(Identity::of(&identity(2))));
+    assert!(confirmed.delivered.is_empty());
+
+    // Refused at message 3: the initiator never reports a session, and gives up after the
+    // handshake timeout.
+    let (mut a, mut b, (e3, mut m3)) = handshake_to_3(only(3));
+    assert_eq!(
+        b.receive(secs(0), e3, &mut m3),
+        Err(ChannelError::Unauthorized(Identity::of(&identity(1))))
+    );
+    assert!(a.tick(secs(4)).is_ok());
+    assert_eq!(
+        a.tick(secs(5)),
+        Err(ChannelError::Timeout(
+            "the handshake was not confirmed in time"
+        ))
+    );
+}
+
+#[test]
 fn a_first_message_of_the_wrong_size_is_refused_before_any_work() {
     let mut b = Session::responder(config(2, only(1), Timers::default()), secs(0)).unwrap();
     assert_eq!(
