@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use e2e::node::{Node, init_node};
 use e2e::softhsm::{SoftHsm, TOKEN, passphrase};
-use e2e::{gateway, stderr};
+use e2e::stderr;
 use serde_json::{Value, json};
 
 fn loan(id: &str, applicant: &str) -> Value {
@@ -145,13 +145,7 @@ fn a_node_with_its_kek_in_a_token_runs_the_core_scenarios_and_its_disk_opens_not
     let checkpoint = a.request(node.addr, "GET", "/v1/checkpoint", None).unwrap();
     assert_eq!(checkpoint.status, 200);
     assert_eq!(node.stop(), Some(0));
-    let verified = gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(verified.status.success(), "{}", stderr(&verified));
+    e2e::node::verify_ledger(&dir);
 
     // The disk: no key material, no blob the old passphrase opens, no passphrase; every wrapped
     // key in the store is in the token's format (0x02: base64 `Ag`–`Av`), none in the
@@ -547,13 +541,7 @@ fn a_checkpoint_key_made_in_the_token_signs_there_and_is_destroyed_there() {
     );
     drop(node);
 
-    let verified = gateway(&[
-        "ledger",
-        "verify",
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ]);
-    assert!(verified.status.success(), "{}", stderr(&verified));
+    e2e::node::verify_ledger(&dir);
 }
 
 #[test]
