@@ -35,6 +35,27 @@ fn copy_synced(from: &Path, to: &Path) {
     }
 }
 
+/// `keymgr change-kek` from the passphrase to `key_file` on the store at `store`, run by
+/// `strace -f -qq <options>`.
+fn under_strace(
+    options: &[String],
+    store: &Path,
+    passphrase: &str,
+    key_file: &Path,
+) -> std::process::Output {
+    Command::new("strace")
+        .args(["-f", "-qq"])
+        .args(options)
+        .arg(e2e::keymgr_bin())
+        .arg("--store")
+        .arg(store)
+        .args(["change-kek", "--new-kek-file"])
+        .arg(key_file)
+        .env("LEDGERGATE_KEK_PASSPHRASE", passphrase)
+        .output()
+        .expect("strace runs (apt-get install strace)")
+}
+
 /// `keymgr change-kek` from the passphrase to `key_file` on the store at `store`, killed by strace
 /// as it enters the `when`-th `call` (strace tampers only with calls it traces); its standard error.
 fn change_kek_killed(
@@ -44,19 +65,19 @@ fn change_kek_killed(
     call: &str,
     when: usize,
 ) -> (bool, String) {
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
-        .arg(format!("trace={call}"))
-        .arg("-e")
-        .arg(format!("inject={call}:signal=SIGKILL:when={when}"))
-        .arg(e2e::keymgr_bin())
-        .arg("--store")
-        .arg(store)
-        .args(["change-kek", "--new-kek-file"])
-        .arg(key_file)
-        .env("LEDGERGATE_KEK_PASSPHRASE", passphrase)
-        .output()
-        .expect("strace runs (apt-get install strace)");
+    let out = under_strace(
+        &[
+            "-o".into(),
+            "/dev/null".into(),
+            "-e".into(),
+            format!("trace={call}"),
+            "-e".into(),
+            format!("inject={call}:signal=SIGKILL:when={when}"),
+        ],
+        store,
+        passphrase,
+        key_file,
+    );
     use std::os::unix::process::ExitStatusExt as _;
     // strace ends as its tracee did: killed by the same signal.
     let killed = out.status.signal() == Some(9) || out.status.code() == Some(137);
@@ -66,17 +87,17 @@ fn change_kek_killed(
 /// How many times `keymgr change-kek` enters each of the calls.
 fn calls(store: &Path, passphrase: &str, key_file: &Path) -> Vec<(&'static str, usize)> {
     let log = store.parent().unwrap().join("strace.log");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,rename", "-o"])
-        .arg(&log)
-        .arg(e2e::keymgr_bin())
-        .arg("--store")
-        .arg(store)
-        .args(["change-kek", "--new-kek-file"])
-        .arg(key_file)
-        .env("LEDGERGATE_KEK_PASSPHRASE", passphrase)
-        .output()
-        .unwrap();
+    let out = under_strace(
+        &[
+            "-e".into(),
+            "trace=fsync,fdatasync,rename".into(),
+            "-o".into(),
+            log.display().to_string(),
+        ],
+        store,
+        passphrase,
+        key_file,
+    );
     assert!(
         out.status.success(),
         "{}",
