@@ -19,7 +19,8 @@
 //!
 //! The consortium rows run a 3-member consortium (`gateway init --role consortium`, all three on
 //! these cores) with the same loads at its leader and at a follower (which forwards to the leader),
-//! compared with the node alone; then a member that was down while a batch load ran catches up, and
+//! each compared with the same load on a node alone (started empty with the consortium) run right
+//! before and right after it; then a member that was down while a batch load ran catches up, and
 //! its rate (entries/s, through Raft's log) is reported.
 //!
 //! The handshake rows open a new connection per request (full mTLS handshake, no resumption) against
@@ -529,18 +530,11 @@ fn main() {
         report("POST /v1/records:", single, "");
         let batch = run(node.addr, &tls, batch_connections, BATCH, seconds);
         report("POST /v1/records:batch:", batch, "   (256 per request)");
-        drop(node);
         if only == "node" {
             return;
         }
-        consortium_rows(
-            tmp.path(),
-            connections,
-            batch_connections,
-            seconds,
-            single,
-            batch,
-        );
+        drop(node);
+        consortium_rows(tmp.path(), connections, batch_connections, seconds);
         return;
     }
     let baseline = {
@@ -606,14 +600,7 @@ fn main() {
     );
     drop(edge);
     drop(node);
-    consortium_rows(
-        tmp.path(),
-        connections,
-        batch_connections,
-        seconds,
-        single,
-        batch,
-    );
+    consortium_rows(tmp.path(), connections, batch_connections, seconds);
     println!("   in process, no TLS, HTTP or generator:");
     let alone = [
         ("POST /v1/records", connections, SINGLE),
@@ -706,15 +693,23 @@ fn cpu_seconds(node: &e2e::node::Node) -> f64 {
     (ticks(11) + ticks(12)) / TICKS
 }
 
-/// The consortium's rows (see the module's doc).
+/// The consortium's rows (see the module's doc). Each is compared with the same load on a node alone
+/// (idle meanwhile, started empty with the consortium, so both grow alike) measured right before
+/// and right after it: the machine's speed drifts by a third within a run, and rows minutes apart
+/// compared its moments, not the code.
 fn consortium_rows(
     tmp: &std::path::Path,
     connections: usize,
     batch_connections: usize,
     seconds: u64,
-    single: (f64, Duration, Duration),
-    batch: (f64, Duration, Duration),
 ) {
+    let alone_parent = tmp.join("alone");
+    std::fs::create_dir_all(&alone_parent).unwrap();
+    let alone_dir = e2e::node::init_node(&alone_parent);
+    e2e::node::unlimited_rate(&alone_dir);
+    e2e::node::lift_connection_caps(&alone_dir, connections);
+    let node = e2e::node::Node::start(&alone_dir);
+    let node_tls = &tls(&alone_dir.join("pki"));
     let dir = tmp.join("consortium");
     let made = e2e::gateway(&[
         "init",
@@ -746,20 +741,16 @@ fn consortium_rows(
             )
         })
         .collect();
-    let leader = e2e::eventually("a leader", || {
-        let l = nodes[0].metric("ledgergate_consortium_leader_id")?;
-        (l > 0.0
-            && nodes
-                .iter()
-                .all(|n| n.metric("ledgergate_consortium_leader_id") == Some(l)))
-        .then_some(l as usize - 1)
-    });
+    // Each member is waited for until it is ready, then until all agree on a leader (asking a
+    // member for its metrics before it listens failed some runs).
+    let leader = e2e::consortium::agreed_leader(&nodes.iter().collect::<Vec<_>>()) as usize - 1;
     let follower = (leader + 1) % 3;
     let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let at = |i: usize, load: Load, conns: usize| {
         let tls = tls(&dirs[i].join("pki"));
         run(addrs[i], &tls, conns, load, seconds)
     };
+    // (row, member, load, its ids at the node alone before and after it, connections)
     let rows = [
         (
             "consortium, at the leader, single:",
@@ -768,8 +759,8 @@ fn consortium_rows(
                 ids: "c-single",
                 ..SINGLE
             },
+            ["a-single-1", "a-single-2"],
             connections,
-            single,
         ),
         (
             "consortium, at the leader, batch:",
@@ -778,8 +769,8 @@ fn consortium_rows(
                 ids: "c-batch",
                 ..BATCH
             },
+            ["a-batch-1", "a-batch-2"],
             batch_connections,
-            batch,
         ),
         (
             "consortium, at a follower, single:",
@@ -788,8 +779,8 @@ fn consortium_rows(
                 ids: "c-f-single",
                 ..SINGLE
             },
+            ["a-single-3", "a-single-4"],
             connections,
-            single,
         ),
         (
             "consortium, at a follower, batch:",
@@ -798,15 +789,36 @@ fn consortium_rows(
                 ids: "c-f-batch",
                 ..BATCH
             },
+            ["a-batch-3", "a-batch-4"],
             batch_connections,
-            batch,
         ),
     ];
-    for (what, i, load, conns, alone) in rows {
+    for (what, i, load, [before_ids, after_ids], conns) in rows {
+        let alone_before = run(
+            node.addr,
+            node_tls,
+            conns,
+            Load {
+                ids: before_ids,
+                ..load
+            },
+            seconds,
+        );
         let before: Vec<f64> = nodes.iter().map(cpu_seconds).collect();
         let started = Instant::now();
         let r = at(i, load, conns);
         let wall = started.elapsed().as_secs_f64();
+        let alone_after = run(
+            node.addr,
+            node_tls,
+            conns,
+            Load {
+                ids: after_ids,
+                ..load
+            },
+            seconds,
+        );
+        let alone = (alone_before.0 + alone_after.0) / 2.0;
         // Where the cores went: each member's CPU time over the row, as a share of one core.
         let shares: Vec<String> = nodes
             .iter()
@@ -821,8 +833,10 @@ fn consortium_rows(
             what,
             r,
             &format!(
-                "   = {:.2}x the node alone   (cpu: {})",
-                r.0 / alone.0,
+                "   = {:.2}x the node alone ({:.0} / {:.0} before / after)   (cpu: {})",
+                r.0 / alone,
+                alone_before.0,
+                alone_after.0,
                 shares.join(", ")
             ),
         );
