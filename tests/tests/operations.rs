@@ -416,3 +416,24 @@ fn sigterm_drains_closes_the_stores_and_exits_zero() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The node turns transparent huge pages off for itself (README, "Transparent huge pages"): with
+/// them, every page its allocator takes back from the kernel was a fresh 2 MiB page zeroed whole.
+#[test]
+fn the_node_runs_without_transparent_huge_pages() {
+    let flag = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    // This process has them (so a 0 below is the node's doing, not the kernel's).
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert_eq!(flag(&ours).as_deref(), Some("1"), "{ours}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_node(tmp.path());
+    let node = Node::start(&dir);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap())).unwrap();
+    assert_eq!(flag(&status).as_deref(), Some("0"), "{status}");
+}
