@@ -1,13 +1,16 @@
 //! The channel against its baselines, in one run (`cargo bench -p gateway --bench channel`;
 //! `CHANNEL_BENCH_MB` sets the bytes per throughput measurement, default 512):
 //!
-//! - the raw seal+open rate of ChaCha20-Poly1305 on 64 KiB messages, in ring (what the channel uses
-//!   through snow's `ring-accelerated` resolver) and in the pure-Rust `chacha20poly1305` crate: the
-//!   limit, and the measurement that chose the implementation;
+//! - the raw seal+open rate of ChaCha20-Poly1305 on 64 KiB messages, in aws-lc-rs (what the
+//!   channel's transport uses, `channel/cipher.rs`), in ring (what the rustls baseline uses) and in
+//!   the pure-Rust `chacha20poly1305` crate: the limit, and the measurement that chose the
+//!   implementation;
 //! - the session alone (in memory: framing, Noise transport, fragments), one direction;
 //! - the channel over loopback TCP, 64 KiB messages, one direction;
 //! - rustls TLS 1.3 with mutual authentication and only the ChaCha20-Poly1305 suite, over loopback
 //!   TCP, the same bytes;
+//! - the same `Session` driven over loopback TCP in the caller's task on each side, without the
+//!   transport's tasks: an experiment row, what the two task hops per message cost;
 //! - handshakes per second: channel (TCP connect + Noise XX + identity checks) against rustls (TCP
 //!   connect + TLS 1.3 with client certificates), 8 at a time; rustls with resumption off (every
 //!   handshake verifies both certificates, as every channel handshake checks both identities), and
@@ -151,6 +154,115 @@ fn session_alone(total: usize) -> f64 {
         }
     }
     rate(total, started.elapsed())
+}
+
+/// Reads frames from `rd` into `reader` and hands them to `session` until `done` says the outputs
+/// so far are enough; writes what the session transmits. The session driven in the caller's task,
+/// with none of the transport's task hops (an experiment row: what those hops cost).
+async fn drive(
+    session: &mut Session,
+    reader: &mut gateway::channel::frame::FrameReader,
+    tcp: &mut TcpStream,
+    mut done: impl FnMut(&Output) -> bool,
+) {
+    loop {
+        let n = tcp.read(reader.room(256 * 1024)).await.unwrap();
+        assert!(n > 0, "the peer closed");
+        reader.filled(n);
+        let mut wire = Vec::new();
+        let mut finished = false;
+        while let Some((e, m)) = reader.take_frame().unwrap() {
+            for out in session.receive(Duration::from_secs(1), e, m).unwrap() {
+                finished |= done(&out);
+                if let Output::Transmit(bytes) = out {
+                    wire.extend_from_slice(&bytes);
+                }
+            }
+        }
+        if !wire.is_empty() {
+            tcp.write_all(&wire).await.unwrap();
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+async fn session_over_tcp(total: usize) -> f64 {
+    use gateway::channel::frame::FrameReader;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let _ = tcp.set_nodelay(true);
+        let mut s = Session::responder(config(2), Duration::ZERO).unwrap();
+        let mut reader = FrameReader::default();
+        let mut got = 0usize;
+        // Counts delivered bytes until an empty message, then answers the count.
+        drive(&mut s, &mut reader, &mut tcp, |out| match out {
+            Output::Deliver(m) if m.is_empty() => true,
+            Output::Deliver(m) => {
+                got += m.len();
+                false
+            }
+            _ => false,
+        })
+        .await;
+        let mut wire = Vec::new();
+        for out in s.send(Duration::from_secs(1), &got.to_le_bytes()).unwrap() {
+            if let Output::Transmit(bytes) = out {
+                wire.extend_from_slice(&bytes);
+            }
+        }
+        tcp.write_all(&wire).await.unwrap();
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let _ = tcp.set_nodelay(true);
+    let (mut s, first) = Session::initiator(config(1), Duration::ZERO).unwrap();
+    for out in first {
+        if let Output::Transmit(bytes) = out {
+            tcp.write_all(&bytes).await.unwrap();
+        }
+    }
+    let mut reader = FrameReader::default();
+    drive(&mut s, &mut reader, &mut tcp, |out| {
+        matches!(out, Output::Established(_))
+    })
+    .await;
+    let message = vec![5u8; MESSAGE];
+    let now = Duration::from_secs(1);
+    let started = Instant::now();
+    // Four messages per write, as the transport batches what is queued.
+    let mut out = Vec::new();
+    for i in 0..total / MESSAGE {
+        s.send_into(now, &message, &mut out).unwrap();
+        if i % 4 == 3 {
+            for o in out.drain(..) {
+                if let Output::Transmit(bytes) = o {
+                    tcp.write_all(&bytes).await.unwrap();
+                }
+            }
+        }
+    }
+    s.send_into(now, &[], &mut out).unwrap();
+    for o in out.drain(..) {
+        if let Output::Transmit(bytes) = o {
+            tcp.write_all(&bytes).await.unwrap();
+        }
+    }
+    let mut count = None;
+    drive(&mut s, &mut reader, &mut tcp, |out| match out {
+        Output::Deliver(m) => {
+            count = Some(usize::from_le_bytes(m.as_slice().try_into().unwrap()));
+            true
+        }
+        _ => false,
+    })
+    .await;
+    assert_eq!(count, Some(total / MESSAGE * MESSAGE));
+    let rate = rate(total, started.elapsed());
+    server.await.unwrap();
+    rate
 }
 
 fn limits() -> AcceptLimits {
@@ -394,6 +506,7 @@ fn main() {
         ("raw AEAD, chacha20poly1305 crate", Vec::new()),
         ("session alone (in memory)", Vec::new()),
         ("channel over loopback TCP", Vec::new()),
+        ("session over TCP in the caller's task", Vec::new()),
         ("rustls TLS 1.3 mTLS, ChaCha20-Poly1305", Vec::new()),
         ("channel handshakes/s", Vec::new()),
         ("rustls mTLS handshakes/s, full", Vec::new()),
@@ -408,22 +521,23 @@ fn main() {
         rows[4]
             .1
             .push(rt.block_on(channel_throughput(channel_addr, Arc::clone(&client), total)));
-        rows[5]
-            .1
-            .push(rt.block_on(tls_throughput(tls_addr, Arc::clone(&tls.client), total)));
+        rows[5].1.push(rt.block_on(session_over_tcp(total)));
         rows[6]
             .1
-            .push(rt.block_on(channel_handshakes(channel_addr, Arc::clone(&client), 800)));
+            .push(rt.block_on(tls_throughput(tls_addr, Arc::clone(&tls.client), total)));
         rows[7]
             .1
-            .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.client), 800)));
+            .push(rt.block_on(channel_handshakes(channel_addr, Arc::clone(&client), 800)));
         rows[8]
+            .1
+            .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.client), 800)));
+        rows[9]
             .1
             .push(rt.block_on(tls_handshakes(tls_addr, Arc::clone(&tls.resuming), 800)));
     }
     let m: Vec<f64> = rows.iter().map(|(_, v)| median(v.clone())).collect();
     for (i, (name, v)) in rows.iter().enumerate() {
-        let unit = if i >= 6 { "/s" } else { " GB/s" };
+        let unit = if i >= 7 { "/s" } else { " GB/s" };
         let range = format!(
             "{:.2}–{:.2}",
             v.iter().copied().fold(f64::INFINITY, f64::min),
@@ -432,14 +546,15 @@ fn main() {
         println!("   {name:<42} {:>10.2}{unit}   (runs {range})", m[i]);
     }
     println!(
-        "   channel / rustls throughput: {:.2}x (target >= 1.0)   channel / raw AEAD: {:.2}x (target >= 0.7)",
-        m[4] / m[5],
-        m[4] / m[0]
+        "   channel / rustls throughput: {:.2}x (target >= 1.0)   channel / raw AEAD: {:.2}x (target >= 0.7)   session in the caller's task / rustls: {:.2}x",
+        m[4] / m[6],
+        m[4] / m[0],
+        m[5] / m[6]
     );
     println!(
         "   channel / rustls full handshakes: {:.2}x (target >= 0.8; / resumed: {:.2}x)   aws-lc-rs / ring / RustCrypto AEAD: {:.2} / {:.2} / 1",
-        m[6] / m[7],
-        m[6] / m[8],
+        m[7] / m[8],
+        m[7] / m[9],
         m[0] / m[2],
         m[1] / m[2]
     );

@@ -15,7 +15,8 @@
 //! what TLS + HTTP alone cost on this machine.
 //!
 //! Two rows run the same loads through an edge (`chain: remote`) in front of the same node: mTLS and
-//! the record checks on the edge, the Noise channel, then the node; compared with the node alone.
+//! the record checks on the edge, the Noise channel, then the node; each compared with the same load
+//! sent to the node itself right before and right after it (`INGEST_ONLY=edge` runs only these).
 //!
 //! The consortium rows run a 3-member consortium (`gateway init --role consortium`, all three on
 //! these cores) with the same loads at its leader and at a follower (which forwards to the leader),
@@ -519,6 +520,12 @@ fn main() {
         );
         return;
     }
+    if only == "edge" {
+        let node = e2e::node::Node::start(&dir);
+        let edge = e2e::node::Node::start(&edge_dir);
+        edge_rows(&node, &edge, &tls, connections, batch_connections, seconds);
+        return;
+    }
     if only == "handshakes" {
         let node = e2e::node::Node::start(&dir);
         handshake_rows(&node, &dir.join("pki"), seconds);
@@ -569,35 +576,8 @@ fn main() {
         batch_recurring,
         "   (10,000 applicants: a key is made once each)",
     );
-    // Through the edge: its TLS, HTTP and checks, then the channel, then the same node. On this
-    // machine the edge shares the two cores with the node and the generator.
     let edge = e2e::node::Node::start(&edge_dir);
-    edge.wait_ready();
-    let via_edge = Load {
-        ids: "edge",
-        ..SINGLE
-    };
-    let edge_single = run(edge.addr, &tls, connections, via_edge, seconds);
-    report(
-        "edge → node, POST /v1/records:",
-        edge_single,
-        &format!("   = {:.2}x the node alone", edge_single.0 / single.0),
-    );
-    let edge_batch = run(
-        edge.addr,
-        &tls,
-        batch_connections,
-        Load {
-            ids: "edge-batch",
-            ..BATCH
-        },
-        seconds,
-    );
-    report(
-        "edge → node, batch:",
-        edge_batch,
-        &format!("   = {:.2}x the node alone", edge_batch.0 / batch.0),
-    );
+    edge_rows(&node, &edge, &tls, connections, batch_connections, seconds);
     drop(edge);
     drop(node);
     consortium_rows(tmp.path(), connections, batch_connections, seconds);
@@ -691,6 +671,51 @@ fn cpu_seconds(node: &e2e::node::Node) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / TICKS
+}
+
+/// Through the edge: its TLS, HTTP and checks, then the channel, then `node`. On this machine the
+/// edge shares the two cores with the node and the generator. Each row is compared with the same
+/// load sent to the node itself right before and right after it (the edge idle meanwhile), as the
+/// consortium's rows are: the machine's speed drifts within minutes.
+fn edge_rows(
+    node: &e2e::node::Node,
+    edge: &e2e::node::Node,
+    tls: &Arc<rustls::ClientConfig>,
+    connections: usize,
+    batch_connections: usize,
+    seconds: u64,
+) {
+    edge.wait_ready();
+    let rows = [
+        (
+            "edge → node, POST /v1/records:",
+            SINGLE,
+            ["edge", "edge-alone-1", "edge-alone-2"],
+            connections,
+        ),
+        (
+            "edge → node, batch:",
+            BATCH,
+            ["edge-batch", "edge-batch-alone-1", "edge-batch-alone-2"],
+            batch_connections,
+        ),
+    ];
+    for (what, load, [ids, before_ids, after_ids], conns) in rows {
+        let with = |ids| Load { ids, ..load };
+        let before = run(node.addr, tls, conns, with(before_ids), seconds);
+        let through = run(edge.addr, tls, conns, with(ids), seconds);
+        let after = run(node.addr, tls, conns, with(after_ids), seconds);
+        report(
+            what,
+            through,
+            &format!(
+                "   = {:.2}x the node alone ({:.0} / {:.0} before / after)",
+                through.0 / ((before.0 + after.0) / 2.0),
+                before.0,
+                after.0
+            ),
+        );
+    }
 }
 
 /// The consortium's rows (see the module's doc). Each is compared with the same load on a node alone
