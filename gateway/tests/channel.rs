@@ -74,6 +74,42 @@ async fn messages_cross_both_ways_between_authenticated_nodes() {
     assert_eq!(client.recv().await.unwrap(), b"back");
 }
 
+/// Senders write in their own task; a peer that stops reading makes them wait before they seal
+/// (bounded memory), and a send given up while waiting (a timeout, a client gone) leaves nothing
+/// half written: once the peer reads again, every message sent arrives whole and in order, and
+/// the session goes on.
+#[tokio::test]
+async fn a_send_given_up_while_the_peer_does_not_read_leaves_the_session_whole() {
+    let (addr, mut accepted) = server(only(1), AcceptLimits::default()).await;
+    let client = connect(addr, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    let message = |n: u32| -> Vec<u8> {
+        let mut m = vec![(n % 251) as u8; 1_000_000];
+        m[..4].copy_from_slice(&n.to_be_bytes());
+        m
+    };
+    // The server's application does not read: its queue fills, then the socket, then the backlog.
+    let mut sent = 0u32;
+    let gave_up = loop {
+        match tokio::time::timeout(Duration::from_millis(500), client.send(message(sent))).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(e)) => panic!("send failed: {e}"),
+            Err(_) => break true,
+        }
+        assert!(sent < 1000, "the sender never had to wait");
+    };
+    assert!(gave_up);
+    // Everything sent arrives whole, in order, and nothing of the abandoned send.
+    for n in 0..sent {
+        assert_eq!(server_side.recv().await.unwrap(), message(n), "message {n}");
+    }
+    client.send(b"after".to_vec()).await.unwrap();
+    assert_eq!(server_side.recv().await.unwrap(), b"after");
+    server_side.send(b"back".to_vec()).await.unwrap();
+    let mut client = client;
+    assert_eq!(client.recv().await.unwrap(), b"back");
+}
+
 #[tokio::test]
 async fn unknown_identities_are_refused_at_the_handshake() {
     // The server does not know node 1: it refuses message 3 and closes, and the client, which
