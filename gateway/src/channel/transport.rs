@@ -10,11 +10,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::sync::PoisonError;
 
 use tokio::io::Interest;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -142,7 +141,8 @@ impl Channel {
     }
 }
 
-/// Sealed bytes the socket has not taken yet, at most about this many before senders wait.
+/// Once the socket's backlog holds this many sealed bytes, senders wait before sealing more (it
+/// holds at most this plus one message).
 const BACKLOG: usize = 1 << 20;
 
 /// The session and the socket's write half, shared by the senders and the connection's task.
@@ -156,6 +156,21 @@ struct Link {
     failure: Option<ChannelError>,
     /// The connection's task has ended: sends fail at once.
     ended: bool,
+}
+
+/// Writes as much of `bytes` as the socket takes without waiting; how much that was.
+fn write_now(wr: Option<&OwnedWriteHalf>, bytes: &[u8]) -> Result<usize, ChannelError> {
+    let wr = wr.ok_or(ChannelError::Closed)?;
+    let mut at = 0;
+    while let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
+        match wr.try_write(rest) {
+            Ok(0) => return Err(ChannelError::Io("the connection closed".into())),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(ChannelError::Io(e.to_string())),
+        }
+    }
+    Ok(at)
 }
 
 /// What a channel's senders share with its connection's task.
@@ -182,18 +197,11 @@ impl Shared {
     /// Writes `bytes` after the backlog: at once as far as the socket takes them (no await, so
     /// nothing can stop half way), the rest into the backlog for the connection's task.
     fn push(&self, link: &mut Link, bytes: &[u8]) -> Result<(), ChannelError> {
-        let mut at = 0;
-        if link.backlog.is_empty() {
-            let wr = link.wr.as_ref().ok_or(ChannelError::Closed)?;
-            while at < bytes.len() {
-                match wr.try_write(bytes.get(at..).unwrap_or_default()) {
-                    Ok(0) => return Err(ChannelError::Io("the connection closed".into())),
-                    Ok(n) => at += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(ChannelError::Io(e.to_string())),
-                }
-            }
-        }
+        let at = if link.backlog.is_empty() {
+            write_now(link.wr.as_ref(), bytes)?
+        } else {
+            0
+        };
         if let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
             link.backlog.extend_from_slice(rest);
             self.wake.notify_one();
@@ -203,16 +211,7 @@ impl Shared {
 
     /// Writes what the socket takes of the backlog now; frees room for waiting senders.
     fn flush(&self, link: &mut Link) -> Result<(), ChannelError> {
-        let wr = link.wr.as_ref().ok_or(ChannelError::Closed)?;
-        let mut at = 0;
-        while at < link.backlog.len() {
-            match wr.try_write(link.backlog.get(at..).unwrap_or_default()) {
-                Ok(0) => return Err(ChannelError::Io("the connection closed".into())),
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(ChannelError::Io(e.to_string())),
-            }
-        }
+        let at = write_now(link.wr.as_ref(), &link.backlog)?;
         link.backlog.drain(..at);
         if link.backlog.len() < BACKLOG {
             self.room.notify_waiters();
