@@ -1,5 +1,7 @@
 //! The channel against its baselines, in one run (`cargo bench -p gateway --bench channel`;
-//! `CHANNEL_BENCH_MB` sets the bytes per throughput measurement, default 512):
+//! `CHANNEL_BENCH_MB` sets the bytes per throughput measurement, default 512;
+//! `CHANNEL_BENCH_ONLY=channel|rustls|session` runs that one throughput row 10 times, for a
+//! profiler):
 //!
 //! - the raw seal+open rate of ChaCha20-Poly1305 on 64 KiB messages, in aws-lc-rs (what the
 //!   channel's transport uses, `channel/cipher.rs`), in ring (what the rustls baseline uses) and in
@@ -10,18 +12,25 @@
 //! - rustls TLS 1.3 with mutual authentication and only the ChaCha20-Poly1305 suite, over loopback
 //!   TCP, the same bytes;
 //! - the same `Session` driven over loopback TCP in the caller's task on each side, without the
-//!   transport's tasks: an experiment row, what the two task hops per message cost;
+//!   transport: an experiment row, the framing and crypto with no locks, queues or timers;
 //! - handshakes per second: channel (TCP connect + Noise XX + identity checks) against rustls (TCP
 //!   connect + TLS 1.3 with client certificates), 8 at a time; rustls with resumption off (every
 //!   handshake verifies both certificates, as every channel handshake checks both identities), and
 //!   with its default resumption, for context.
+//!
+//! Every throughput row also reports the CPU seconds the process spent per GB moved (both ends
+//! run here), which varies less than the rate on a shared machine, and the channel/rustls ratio
+//! of each round, taken a minute apart at most. The bench runs on the system allocator: under the
+//! node's mimalloc the rustls row measured 0.63–0.78 GB/s with 3–5 times the context switches
+//! (the channel 0.9–1.2 GB/s), and the comparison is not to gain from that.
 
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stdout,
     clippy::cast_precision_loss,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::panic
 )]
 
 use std::net::SocketAddr;
@@ -142,13 +151,12 @@ fn session_alone(total: usize) -> f64 {
     }
     let message = vec![3u8; MESSAGE];
     let mut r = gateway::channel::frame::FrameReader::default();
+    let mut wire = gateway::channel::frame::FrameWriter::default();
     let started = Instant::now();
     for _ in 0..total / MESSAGE {
-        for out in a.send(now, &message).unwrap() {
-            if let Output::Transmit(bytes) = out {
-                r.push(&bytes);
-            }
-        }
+        a.send_to(now, &message, &mut wire).unwrap();
+        r.push(wire.pending());
+        wire.consume(wire.len());
         while let Some((e, m)) = r.take_frame().unwrap() {
             std::hint::black_box(b.receive(now, e, m).unwrap());
         }
@@ -232,24 +240,15 @@ async fn session_over_tcp(total: usize) -> f64 {
     let message = vec![5u8; MESSAGE];
     let now = Duration::from_secs(1);
     let started = Instant::now();
-    // Four messages per write, as the transport batches what is queued.
-    let mut out = Vec::new();
-    for i in 0..total / MESSAGE {
-        s.send_into(now, &message, &mut out).unwrap();
-        if i % 4 == 3 {
-            for o in out.drain(..) {
-                if let Output::Transmit(bytes) = o {
-                    tcp.write_all(&bytes).await.unwrap();
-                }
-            }
-        }
+    // Sealed into one reused writer, as the transport does, and written as it fills.
+    let mut wire = gateway::channel::frame::FrameWriter::default();
+    for _ in 0..total / MESSAGE {
+        s.send_to(now, &message, &mut wire).unwrap();
+        tcp.write_all(wire.pending()).await.unwrap();
+        wire.consume(wire.len());
     }
-    s.send_into(now, &[], &mut out).unwrap();
-    for o in out.drain(..) {
-        if let Output::Transmit(bytes) = o {
-            tcp.write_all(&bytes).await.unwrap();
-        }
-    }
+    s.send_to(now, &[], &mut wire).unwrap();
+    tcp.write_all(wire.pending()).await.unwrap();
     let mut count = None;
     drive(&mut s, &mut reader, &mut tcp, |out| match out {
         Output::Deliver(m) => {
@@ -285,7 +284,7 @@ async fn channel_server() -> SocketAddr {
                 let mut got = 0usize;
                 while let Some(m) = ch.recv().await {
                     if m.is_empty() {
-                        let _ = ch.send(got.to_le_bytes().to_vec()).await;
+                        let _ = ch.send(&got.to_le_bytes()).await;
                         got = 0;
                     } else {
                         got += m.len();
@@ -299,11 +298,13 @@ async fn channel_server() -> SocketAddr {
 
 async fn channel_throughput(addr: SocketAddr, client: Arc<Config>, total: usize) -> f64 {
     let mut ch = connect(addr, client).await.unwrap();
+    // One buffer sent again and again, as the rustls row writes one buffer again and again.
+    let message = vec![5u8; MESSAGE];
     let started = Instant::now();
     for _ in 0..total / MESSAGE {
-        ch.send(vec![5u8; MESSAGE]).await.unwrap();
+        ch.send(&message).await.unwrap();
     }
-    ch.send(Vec::new()).await.unwrap();
+    ch.send(&[]).await.unwrap();
     let got = ch.recv().await.unwrap();
     assert_eq!(
         usize::from_le_bytes(got.try_into().unwrap()),
@@ -480,6 +481,28 @@ where
     rt.block_on(async { tokio::spawn(work).await.unwrap() })
 }
 
+/// CPU seconds this process has used so far (user + system; both ends of every connection run
+/// here), from `/proc/self/stat`. On a shared machine the work per byte varies less than the
+/// wall clock does.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // After the command name: state is field 3 of the line, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // The kernel reports these in USER_HZ, 100 per second on Linux.
+    ticks / 100.0
+}
+
+/// [`on_worker`] for a throughput row: its rate, and the CPU seconds it took per GB moved.
+fn throughput<F>(rt: &tokio::runtime::Runtime, total: usize, work: F) -> (f64, f64)
+where
+    F: std::future::Future<Output = f64> + Send + 'static,
+{
+    let cpu = cpu_seconds();
+    let rate = on_worker(rt, work);
+    (rate, (cpu_seconds() - cpu) / (total as f64 / 1e9))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -506,8 +529,26 @@ fn main() {
             tls_server(Arc::clone(&tls.server)).await,
         )
     });
+    if let Ok(only) = std::env::var("CHANNEL_BENCH_ONLY") {
+        for _ in 0..10 {
+            let rate = match only.as_str() {
+                "channel" => on_worker(
+                    &rt,
+                    channel_throughput(channel_addr, Arc::clone(&client), total),
+                ),
+                "rustls" => on_worker(
+                    &rt,
+                    tls_throughput(tls_addr, Arc::clone(&tls.client), total),
+                ),
+                "session" => on_worker(&rt, session_over_tcp(total)),
+                other => panic!("CHANNEL_BENCH_ONLY={other}: channel, rustls or session"),
+            };
+            println!("   {only}: {rate:.2} GB/s");
+        }
+        return;
+    }
     println!(
-        "channel benchmark: {mb} MiB per throughput run in 64 KiB messages, 3 runs each, medians"
+        "channel benchmark: {mb} MiB per throughput run in 64 KiB messages, 4 interleaved rounds, medians"
     );
     let mut rows: Vec<(&str, Vec<f64>)> = vec![
         ("raw AEAD, aws-lc-rs (the channel's)", Vec::new()),
@@ -521,21 +562,34 @@ fn main() {
         ("rustls mTLS handshakes/s, full", Vec::new()),
         ("rustls mTLS handshakes/s, resumed", Vec::new()),
     ];
-    for _ in 0..3 {
+    // CPU seconds per GB of the channel, session-in-task and rustls rows.
+    let mut cpu_per_gb: [Vec<f64>; 3] = Default::default();
+    for round in 0..4 {
         // Interleaved, so that a noisy moment hits every row alike.
         rows[0].1.push(aws_lc_aead(total));
         rows[1].1.push(ring_aead(total));
         rows[2].1.push(rustcrypto_aead(total));
         rows[3].1.push(session_alone(total));
-        rows[4].1.push(on_worker(
-            &rt,
-            channel_throughput(channel_addr, Arc::clone(&client), total),
-        ));
-        rows[5].1.push(on_worker(&rt, session_over_tcp(total)));
-        rows[6].1.push(on_worker(
-            &rt,
-            tls_throughput(tls_addr, Arc::clone(&tls.client), total),
-        ));
+        // The channel first in one round, rustls first in the next (two rounds each): neither
+        // always runs in the other's wake.
+        let order = if round % 2 == 0 { [4, 5, 6] } else { [6, 5, 4] };
+        for row in order {
+            let (rate, cpu) = match row {
+                4 => throughput(
+                    &rt,
+                    total,
+                    channel_throughput(channel_addr, Arc::clone(&client), total),
+                ),
+                5 => throughput(&rt, total, session_over_tcp(total)),
+                _ => throughput(
+                    &rt,
+                    total,
+                    tls_throughput(tls_addr, Arc::clone(&tls.client), total),
+                ),
+            };
+            rows[row].1.push(rate);
+            cpu_per_gb[row - 4].push(cpu);
+        }
         rows[7]
             .1
             .push(rt.block_on(channel_handshakes(channel_addr, Arc::clone(&client), 800)));
@@ -561,6 +615,26 @@ fn main() {
         m[4] / m[6],
         m[4] / m[0],
         m[5] / m[6]
+    );
+    // Each round's channel and rustls rows ran a minute apart at most: their ratio is less
+    // exposed to the machine's drift than the ratio of medians taken over the whole run.
+    let paired: Vec<String> = rows[4]
+        .1
+        .iter()
+        .zip(&rows[6].1)
+        .map(|(c, r)| format!("{:.2}", c / r))
+        .collect();
+    println!(
+        "   channel / rustls throughput, round by round: {}",
+        paired.join(", ")
+    );
+    let cpu: Vec<f64> = cpu_per_gb.iter().map(|v| median(v.clone())).collect();
+    println!(
+        "   CPU seconds per GB moved, both ends: channel {:.2}, session in the caller's task {:.2}, rustls {:.2}: channel / rustls {:.2}x (lower is cheaper)",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu[0] / cpu[2]
     );
     println!(
         "   channel / rustls full handshakes: {:.2}x (target >= 0.8; / resumed: {:.2}x)   aws-lc-rs / ring / RustCrypto AEAD: {:.2} / {:.2} / 1",

@@ -65,11 +65,11 @@ async fn messages_cross_both_ways_between_authenticated_nodes() {
     assert_eq!(client.peer(), Identity::of(&id(2)));
     assert_eq!(server_side.peer(), Identity::of(&id(1)));
     let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
-    client.send(b"hello".to_vec()).await.unwrap();
-    client.send(big.clone()).await.unwrap();
+    client.send(b"hello").await.unwrap();
+    client.send(&big).await.unwrap();
     assert_eq!(server_side.recv().await.unwrap(), b"hello");
     assert_eq!(server_side.recv().await.unwrap(), big);
-    server_side.send(b"back".to_vec()).await.unwrap();
+    server_side.send(b"back").await.unwrap();
     let mut client = client;
     assert_eq!(client.recv().await.unwrap(), b"back");
 }
@@ -91,7 +91,7 @@ async fn a_send_given_up_while_the_peer_does_not_read_leaves_the_session_whole()
     // The server's application does not read: its queue fills, then the socket, then the backlog.
     let mut sent = 0u32;
     let gave_up = loop {
-        match tokio::time::timeout(Duration::from_millis(500), client.send(message(sent))).await {
+        match tokio::time::timeout(Duration::from_millis(500), client.send(&message(sent))).await {
             Ok(Ok(())) => sent += 1,
             Ok(Err(e)) => panic!("send failed: {e}"),
             Err(_) => break true,
@@ -103,9 +103,9 @@ async fn a_send_given_up_while_the_peer_does_not_read_leaves_the_session_whole()
     for n in 0..sent {
         assert_eq!(server_side.recv().await.unwrap(), message(n), "message {n}");
     }
-    client.send(b"after".to_vec()).await.unwrap();
+    client.send(b"after").await.unwrap();
     assert_eq!(server_side.recv().await.unwrap(), b"after");
-    server_side.send(b"back".to_vec()).await.unwrap();
+    server_side.send(b"back").await.unwrap();
     let mut client = client;
     assert_eq!(client.recv().await.unwrap(), b"back");
 }
@@ -132,6 +132,27 @@ async fn unknown_identities_are_refused_at_the_handshake() {
     assert_eq!(refused, ChannelError::Unauthorized(Identity::of(&id(2))));
 }
 
+/// Dropping a `Channel` ends its session at once, though a sender of it is still held: the peer
+/// sees the end, and the sender fails.
+#[tokio::test]
+async fn dropping_a_channel_ends_its_session_though_a_sender_lives_on() {
+    let (addr, mut accepted) = server(only(1), AcceptLimits::default()).await;
+    let client = connect(addr, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    let sender = client.sender();
+    sender.send(b"before").await.unwrap();
+    assert_eq!(server_side.recv().await.unwrap(), b"before");
+    drop(client);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), server_side.recv())
+            .await
+            .expect("the peer saw the end within 1 s"),
+        None
+    );
+    assert!(matches!(server_side.ended().await, ChannelError::Io(_)));
+    assert_eq!(sender.send(b"after").await, Err(ChannelError::Closed));
+}
+
 #[tokio::test]
 async fn a_peer_revoked_while_connected_loses_its_session_within_a_second() {
     let revoked = Arc::new(AtomicBool::new(false));
@@ -142,7 +163,7 @@ async fn a_peer_revoked_while_connected_loses_its_session_within_a_second() {
     let (addr, mut accepted) = server(authorize, AcceptLimits::default()).await;
     let mut client = connect(addr, config(1, only(2))).await.unwrap();
     let mut server_side = accepted.recv().await.unwrap();
-    client.send(b"before".to_vec()).await.unwrap();
+    client.send(b"before").await.unwrap();
     assert_eq!(server_side.recv().await.unwrap(), b"before");
     let at = Instant::now();
     revoked.store(true, Ordering::SeqCst);
@@ -196,7 +217,7 @@ async fn a_flipped_byte_on_the_wire_closes_the_session() {
     let relay = flipping_relay(addr, 35 + 163 + 10).await;
     let client = connect(relay, config(1, only(2))).await.unwrap();
     let mut server_side = accepted.recv().await.unwrap();
-    client.send(b"tampered in flight".to_vec()).await.unwrap();
+    client.send(b"tampered in flight").await.unwrap();
     assert_eq!(
         server_side.recv().await,
         None,

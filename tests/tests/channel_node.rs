@@ -245,10 +245,14 @@ fn a_message_over_the_bound_closes_the_session_and_nothing_is_appended() {
         let message = gateway::channel::rpc::Message::Request(head, vec![b' '; 17 << 20])
             .encode()
             .unwrap();
-        big.send(message).await.unwrap();
-        let ended = tokio::time::timeout(Duration::from_secs(5), big.ended())
+        big.send(&message).await.unwrap();
+        // A channel's end is seen by its receiver (docs/channel.md): nothing comes back, the
+        // session just ends.
+        let answer = tokio::time::timeout(Duration::from_secs(5), big.recv())
             .await
             .expect("the node did not close the session");
+        assert_eq!(answer, None);
+        let ended = big.ended().await;
         assert!(
             matches!(ended, gateway::channel::ChannelError::Io(_)),
             "{ended:?}"

@@ -1,12 +1,13 @@
 //! A session's transport keys after its handshake, and the frames they seal and open in place.
 //!
 //! snow's transport copies every message twice (plaintext into its output, ciphertext out of its
-//! input) and authenticates no header. Here the two keys of Noise's `Split()` are taken out of the
+//! input) and authenticates no header; rustls copies each plaintext into its record before sealing
+//! it in place. Here the two keys of Noise's `Split()` are taken out of the
 //! finished handshake and used with aws-lc-rs directly, as Noise's `CipherState` would use them:
 //! ChaCha20-Poly1305, nonce = 32 zero bits ‖ a 64-bit little-endian counter, one counter per
-//! direction, never reused and never skipped. What changes is that a frame is sealed where it is
-//! sent from and opened where it was received, and that its header (length, epoch) is the AEAD's
-//! associated data. Implicit counters mean a replayed, reordered, dropped or altered frame fails to
+//! direction, never reused and never skipped. What changes is that a frame is sealed from the
+//! caller's message straight into the buffer it is sent from and opened where it was received, and
+//! that its header (length, epoch) is the AEAD's associated data. Implicit counters mean a replayed, reordered, dropped or altered frame fails to
 //! authenticate; the session closes on it.
 //!
 //! aws-lc frees its key objects with `OPENSSL_free`, which cleanses them; the raw keys are held in
@@ -17,7 +18,7 @@ use snow::HandshakeState;
 use zeroize::Zeroizing;
 
 use super::ChannelError;
-use super::frame::{Kind, MAX_NOISE_MESSAGE, TAG_LEN};
+use super::frame::{FrameWriter, Kind, MAX_NOISE_MESSAGE, TAG_LEN};
 
 /// One direction: a key and the next nonce.
 struct Direction {
@@ -96,43 +97,42 @@ impl TransportKeys {
         })
     }
 
-    /// Appends one frame to `wire`: header, then `kind ‖ body` sealed in place with its tag. The
-    /// body is copied once, into the frame it is sent from.
+    /// Appends one frame to `wire`: header, then `body ‖ kind` sealed with its tag. The body is
+    /// read once, by the cipher, which writes its ciphertext straight into the frame (no copy of
+    /// the plaintext first); no plaintext ever sits in the buffer the socket writes from.
     pub fn seal(
         &mut self,
-        wire: &mut Vec<u8>,
+        wire: &mut FrameWriter,
         epoch: u8,
         kind: Kind,
         body: &[u8],
     ) -> Result<(), ChannelError> {
-        let head = header(1 + body.len() + TAG_LEN, epoch)?;
+        let len = body.len() + 1 + TAG_LEN;
+        let head = header(len, epoch)?;
         let nonce = self.send.next_nonce()?;
-        let at = wire.len();
-        wire.reserve(3 + 1 + body.len() + TAG_LEN);
-        wire.extend_from_slice(&head);
-        wire.push(kind as u8);
-        wire.extend_from_slice(body);
-        let sealed = wire
-            .get_mut(at + 3..)
-            .ok_or(ChannelError::Protocol("a frame outside its buffer"))?;
-        match self
-            .send
+        let room = wire.room(3 + len);
+        let outside = || ChannelError::Protocol("a frame outside its buffer");
+        let (at_head, sealed) = room.split_at_mut_checked(3).ok_or_else(outside)?;
+        at_head.copy_from_slice(&head);
+        let (ciphertext, kind_and_tag) = sealed
+            .split_at_mut_checked(body.len())
+            .ok_or_else(outside)?;
+        self.send
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(head), sealed)
-        {
-            Ok(tag) => {
-                wire.extend_from_slice(tag.as_ref());
-                Ok(())
-            }
-            Err(_) => {
-                // Never leave the plaintext in a buffer that may be written out.
-                wire.truncate(at);
-                Err(ChannelError::Noise("sealing failed".into()))
-            }
-        }
+            .seal_out_of_place_scatter(
+                nonce,
+                Aad::from(head),
+                body,
+                ciphertext,
+                &[kind as u8],
+                kind_and_tag,
+            )
+            .map_err(|_| ChannelError::Noise("sealing failed".into()))?;
+        wire.filled(3 + len);
+        Ok(())
     }
 
-    /// Opens a frame's message in place and returns its plaintext (`kind ‖ body`).
+    /// Opens a frame's message in place and returns its plaintext (`body ‖ kind`).
     pub fn open<'a>(
         &mut self,
         epoch: u8,

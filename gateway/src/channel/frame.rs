@@ -6,9 +6,10 @@
 //! adds one), so that during a rekey either side knows, before decrypting, which keys to use: a
 //! flipped epoch only selects keys that then fail to authenticate the message.
 //!
-//! Inside a transport message the first byte says what follows ([`Kind`]); application messages
-//! larger than one frame are split into `More` fragments and a `Last` one and reassembled up to a
-//! bound.
+//! Inside a transport message the last byte says what the rest is ([`Kind`], a trailer like TLS 1.3's
+//! inner content type: the body can then be sealed straight from the caller's buffer into the
+//! frame, the kind after it); application messages larger than one frame are split into `More`
+//! fragments and a `Last` one and reassembled up to a bound.
 
 use super::ChannelError;
 
@@ -152,6 +153,88 @@ impl FrameReader {
     }
 }
 
+/// Frames waiting for the socket, in a buffer that is reused: frames are sealed straight into it
+/// ([`FrameWriter::room`], [`FrameWriter::filled`]), so a message's plaintext is read once, by the
+/// cipher, and nothing is allocated once the buffer has grown; the socket writes from
+/// [`FrameWriter::pending`]. Written bytes are not shifted out one by one: the buffer is compacted
+/// when the bytes still waiting are no more than those already written before them, so each byte
+/// moves at most once on average.
+#[derive(Debug, Default)]
+pub struct FrameWriter {
+    /// `buf[start..end]` are sealed bytes not yet written; the rest is room, already initialised.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// A writer that has emptied gives back a buffer larger than this (a large message grew it).
+const KEEP: usize = 4 << 20;
+
+impl FrameWriter {
+    /// Exactly `want` bytes of room after the waiting bytes, to seal into; then call
+    /// [`FrameWriter::filled`] with how many were used.
+    pub fn room(&mut self, want: usize) -> &mut [u8] {
+        let waiting = self.end - self.start;
+        if self.buf.len() - self.end < want && self.start > 0 && self.start >= waiting {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = waiting;
+        }
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        self.buf
+            .get_mut(self.end..self.end + want)
+            .unwrap_or_default()
+    }
+
+    /// `n` bytes of the room now hold sealed frames.
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Appends bytes that are already frames (a copy: handshake messages, which snow writes).
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = self.room(bytes.len());
+        room.copy_from_slice(bytes);
+        self.filled(bytes.len());
+    }
+
+    /// The frames not yet written, in order.
+    pub fn pending(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// How many bytes wait.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The first `n` waiting bytes were written.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > KEEP {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// The waiting frames as one buffer.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.end);
+        self.buf.drain(..self.start);
+        self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +263,56 @@ mod tests {
         let mut r = FrameReader::default();
         r.push(&[0, 0]);
         assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn a_writer_keeps_its_bytes_in_order_across_partial_writes_and_compaction() {
+        let mut w = FrameWriter::default();
+        let mut sent = Vec::new();
+        let mut written = Vec::new();
+        // Pieces of varied sizes in, partial writes of varied sizes out: what comes out is what
+        // went in, and the buffer stays within a few times what waits at most.
+        let mut counter = 0u8;
+        let mut most_waiting = 0;
+        for round in 0..2000usize {
+            most_waiting = most_waiting.max(w.len());
+            let n = (round * 7919) % 5000 + 1;
+            let piece: Vec<u8> = (0..n)
+                .map(|_| {
+                    counter = counter.wrapping_add(1);
+                    counter
+                })
+                .collect();
+            if round % 3 == 0 {
+                w.push(&piece);
+            } else {
+                let room = w.room(n);
+                assert_eq!(room.len(), n);
+                room.copy_from_slice(&piece);
+                w.filled(n);
+            }
+            sent.extend_from_slice(&piece);
+            let take = (round * 104_729) % (w.len() + 1);
+            written.extend_from_slice(&w.pending()[..take]);
+            w.consume(take);
+            assert!(w.buf.len() <= 2 * most_waiting + 5000, "round {round}");
+        }
+        written.extend_from_slice(w.pending());
+        let rest = w.len();
+        w.consume(rest);
+        assert!(w.is_empty());
+        assert_eq!(written, sent);
+        // A large message grows the buffer; once written, the buffer is given back.
+        let mut w = FrameWriter::default();
+        w.push(&vec![1u8; KEEP + 1]);
+        w.consume(KEEP);
+        assert_eq!(w.buf.len(), KEEP + 1, "kept while bytes wait");
+        w.consume(1);
+        assert_eq!(w.buf.capacity(), 0);
+        let mut w = FrameWriter::default();
+        w.push(b"abc");
+        w.push(b"def");
+        w.consume(2);
+        assert_eq!(w.into_vec(), b"cdef");
     }
 }

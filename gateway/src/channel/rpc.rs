@@ -176,7 +176,7 @@ pub async fn serve_requests(mut channel: Channel, handler: Handler) -> ChannelEr
             let (head, body) = handler(head, body).await;
             if let Ok(bytes) = Message::Response(head, body).encode() {
                 // A closed channel drops the answer; the edge answers its client 503.
-                let _ = sender.send(bytes).await;
+                let _ = sender.send(&bytes).await;
             }
         });
     }

@@ -8,7 +8,8 @@
 //!   then against the caller's authorisation (configured peers, revocation) before any application
 //!   data is accepted or sent. The first message must be exactly an ephemeral key: nothing else is
 //!   parsed, and no DH or signature check happens, before that.
-//! - **Transport.** The handshake's split keys, sealing and opening frames in place (`cipher.rs`):
+//! - **Transport.** The handshake's split keys, sealing frames straight into the buffer they are
+//!   written from and opening them where they were read (`cipher.rs`):
 //!   nonces are implicit counters, so a replayed, dropped, reordered or altered frame fails to
 //!   decrypt, and any failure closes the session.
 //! - **Lifetime** (WireGuard's timers and names, from its paper §6.1 and boringtun's `timers.rs`): the
@@ -27,14 +28,14 @@ use zeroize::Zeroizing;
 
 use super::ChannelError;
 use super::cipher::TransportKeys;
-use super::frame::{self, Kind, MAX_FRAGMENT};
+use super::frame::{self, FrameWriter, Kind, MAX_FRAGMENT};
 use super::identity::{self, Identity};
 use super::resolver::{self, StaticKey};
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// The channel protocol and its version, first in every prologue.
-pub const PROTOCOL: &[u8] = b"ledgergate-channel/1";
+pub const PROTOCOL: &[u8] = b"ledgergate-channel/2";
 /// Bytes of the first handshake message: one X25519 ephemeral key, no payload.
 const FIRST_MESSAGE_LEN: usize = 32;
 /// Room for any handshake message or payload of ours: the longest is message 2 (ephemeral, encrypted
@@ -494,7 +495,7 @@ impl Session {
             return Err(ChannelError::Protocol("a frame of an unknown epoch"));
         };
         let (kind, body) = plain
-            .split_first()
+            .split_last()
             .ok_or(ChannelError::Protocol("an empty transport message"))?;
         let kind = Kind::of(*kind)?;
         let mut out = Vec::new();
@@ -611,7 +612,8 @@ impl Session {
         }
     }
 
-    /// Seals one plaintext of `kind` under `keys` as a frame.
+    /// Seals one plaintext of `kind` under `keys` as a frame, appended to the frames in `out`:
+    /// the frames of one call go out in one buffer (one write).
     fn seal_into(
         &mut self,
         now: Duration,
@@ -620,31 +622,32 @@ impl Session {
         body: &[u8],
         out: &mut Vec<Output>,
     ) -> Result<(), ChannelError> {
-        // Frames of one call go out in one buffer (one write).
-        if !matches!(out.last(), Some(Output::Transmit(_))) {
-            out.push(Output::Transmit(Vec::new()));
-        }
-        if let Some(Output::Transmit(wire)) = out.last_mut() {
-            keys.transport.seal(wire, keys.epoch, kind, body)?;
-        }
+        let mut wire = FrameWriter::default();
+        keys.transport.seal(&mut wire, keys.epoch, kind, body)?;
         self.last_sent = now;
+        match out.last_mut() {
+            Some(Output::Transmit(frames)) => frames.extend_from_slice(wire.pending()),
+            _ => out.push(Output::Transmit(wire.into_vec())),
+        }
         Ok(())
     }
 
     /// Seals an application message (split into fragments as needed) for the peer.
     pub fn send(&mut self, now: Duration, message: &[u8]) -> Result<Vec<Output>, ChannelError> {
-        let mut out = Vec::new();
-        self.send_into(now, message, &mut out)?;
-        Ok(out)
+        let mut wire = FrameWriter::default();
+        self.send_to(now, message, &mut wire)?;
+        Ok(vec![Output::Transmit(wire.into_vec())])
     }
 
-    /// [`Session::send`], appending to `out`: the frames of several messages sent one after the
-    /// other go into one buffer, so the transport writes them with one system call.
-    pub fn send_into(
+    /// [`Session::send`], sealing straight into `wire` after the frames already there: a
+    /// transport keeps one writer, so a message is sealed from the caller's buffer into the bytes
+    /// the socket writes, with no copy and no allocation. On an error the session is closed and
+    /// what `wire` holds must not be sent.
+    pub fn send_to(
         &mut self,
         now: Duration,
         message: &[u8],
-        out: &mut Vec<Output>,
+        wire: &mut FrameWriter,
     ) -> Result<(), ChannelError> {
         if message.len() > self.config.max_message {
             return Err(ChannelError::TooLarge(self.config.max_message));
@@ -660,10 +663,17 @@ impl Session {
         if now.saturating_sub(current.since) >= self.config.timers.reject_after {
             return self.close(ChannelError::Expired);
         }
-        let mut chunks = message.chunks(MAX_FRAGMENT).peekable();
+        // Fragments of equal size rather than full ones and a remainder: the receiver reserves
+        // twice the first fragment, which then holds a two-fragment message (64 KiB, the common
+        // large one) exactly, instead of 128 KiB for 64 KiB and a 19-byte tail.
+        let fragment = message
+            .len()
+            .div_ceil(message.len().div_ceil(MAX_FRAGMENT).max(1))
+            .max(1);
+        let mut chunks = message.chunks(fragment).peekable();
         let mut result = Ok(());
         if message.is_empty() {
-            result = self.seal_into(now, &mut current, Kind::Last, &[], out);
+            result = current.transport.seal(wire, current.epoch, Kind::Last, &[]);
         }
         while let Some(chunk) = chunks.next() {
             let kind = if chunks.peek().is_some() {
@@ -671,11 +681,12 @@ impl Session {
             } else {
                 Kind::Last
             };
-            result = self.seal_into(now, &mut current, kind, chunk, out);
+            result = current.transport.seal(wire, current.epoch, kind, chunk);
             if result.is_err() {
                 break;
             }
         }
+        self.last_sent = now;
         self.reopen(current, previous, rekey, result.map(|()| Vec::new()))
             .map(drop)
     }

@@ -243,6 +243,21 @@ fn one_frame(p: &mut Pair, m: &[u8]) -> (u8, Vec<u8>) {
 }
 
 #[test]
+fn a_message_over_one_frame_is_split_into_equal_fragments_and_arrives_whole() {
+    let mut p = open_pair();
+    let message: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    let o = split(p.a.send(secs(1), &message).unwrap());
+    // Two fragments of 32 KiB (each with its kind byte and tag), not 65,517 bytes and 19.
+    let sizes: Vec<usize> = o.frames.iter().map(|(_, m)| m.len()).collect();
+    assert_eq!(sizes, [32_768 + 1 + 16, 32_768 + 1 + 16]);
+    let mut delivered = Vec::new();
+    for (epoch, mut frame) in o.frames {
+        delivered.extend(split(p.b.receive(secs(1), epoch, &mut frame).unwrap()).delivered);
+    }
+    assert_eq!(delivered, [message]);
+}
+
+#[test]
 fn a_flipped_replayed_reordered_or_truncated_frame_closes_the_session() {
     // flipped
     let mut p = open_pair();

@@ -1,13 +1,16 @@
-//! Sessions over TCP. The [`Session`] and the socket's write half sit under one lock shared by the
-//! senders and the connection's task: a sender seals and writes its message itself (no hand-off
-//! to another task, which cost a quarter of the throughput), the connection's task reads, opens
-//! and delivers to the application, writes what the socket could not take at once, and runs the
-//! timers. The application holds a [`Channel`] to send and receive whole messages. Accepting applies the
+//! Sessions over TCP, with no task between the application and the socket. The [`Session`] and
+//! the socket's write half sit under one lock shared by the senders, the receiver and the
+//! connection's task: a sender seals its message straight into the bytes the socket writes and
+//! writes them itself; the receiver ([`Channel::recv`]) reads the socket and opens frames in its
+//! own task; the connection's task only writes what the socket could not take at once and runs
+//! the timers. Handing each message to another task instead cost a quarter of the throughput on
+//! the sending side and as much as the socket's copy on the receiving one. Accepting applies the
 //! handshake abuse limits before any cryptographic work: a per-source-address handshake rate
 //! (governor's keyed GCRA limiter, pruned as it goes) and a cap on handshakes in progress. The
-//! session's own timers bound a handshake to `rekey_timeout` (5 s) and check the peer's authorisation
-//! every tick, so a revoked peer loses its session within [`TICK`].
+//! session's own timers bound a handshake to `rekey_timeout` (5 s) and check the peer's
+//! authorisation every tick, so a revoked peer loses its session within [`TICK`].
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, PoisonError};
@@ -15,19 +18,16 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use tokio::io::Interest;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
-use super::frame::FrameReader;
+use super::frame::{FrameReader, FrameWriter};
 use super::{ChannelError, Config, Identity, Output, Session};
 use crate::metrics::ChannelMetrics;
 
 /// How often a session's timers run (and its peer's authorisation is checked).
 pub const TICK: Duration = Duration::from_millis(100);
-/// Messages received and not yet taken by the application before the connection stops reading.
-const QUEUE: usize = 64;
 /// A busy connection reads up to this many bytes at once.
 const BATCH: usize = 256 * 1024;
 
@@ -52,23 +52,27 @@ impl Default for AcceptLimits {
     }
 }
 
-/// An established channel: whole application messages both ways. Dropping it (and every
-/// [`ChannelSender`]) closes the session.
+/// An established channel: whole application messages both ways. Dropping it closes the session
+/// (senders then fail with `Closed`).
+///
+/// [`Channel::recv`] reads the socket and opens frames in the receiving task itself: a message is
+/// opened, delivered and used on one thread, with no hand-off from another task (which cost as
+/// much as the socket's copy).
 #[derive(Debug)]
 pub struct Channel {
     peer: Identity,
     sender: ChannelSender,
-    inbound: mpsc::Receiver<Vec<u8>>,
-    ended: Option<oneshot::Receiver<ChannelError>>,
+    rx: Receiving,
 }
 
 /// Sends on a channel from anywhere; clones share the channel.
 ///
 /// A message is sealed and written in the sending task (no hand-off to the connection's task:
-/// that hop cost a quarter of the channel's throughput). What the socket does not take at once
-/// goes to a backlog the connection's task writes as the socket drains. Sealing and queueing
-/// happen under one lock with no await between them, so frames go out in nonce order and a send
-/// dropped half way (a client gone, a timeout) never leaves half a frame on the wire.
+/// that hop cost a quarter of the channel's throughput), straight from the caller's buffer into
+/// the bytes the socket writes. What the socket does not take at once waits for the connection's
+/// task, which writes it as the socket drains. Sealing and queueing happen under one lock with no
+/// await between them, so frames go out in nonce order and a send dropped half way (a client
+/// gone, a timeout) never leaves half a frame on the wire.
 #[derive(Debug, Clone)]
 pub struct ChannelSender {
     shared: Arc<Shared>,
@@ -78,30 +82,25 @@ pub struct ChannelSender {
 
 impl ChannelSender {
     /// Sends one message; `Closed` once the session has ended.
-    pub async fn send(&self, message: Vec<u8>) -> Result<(), ChannelError> {
+    pub async fn send(&self, message: &[u8]) -> Result<(), ChannelError> {
         loop {
             // Made before looking, so that room freed after the look still wakes this send.
             let room = self.shared.room.notified();
             {
-                let mut link = self.shared.lock();
+                let mut guard = self.shared.lock();
+                let link = &mut *guard;
                 if link.ended {
                     return Err(ChannelError::Closed);
                 }
-                if link.backlog.len() < BACKLOG {
-                    let mut out = Vec::new();
+                if link.out.len() < BACKLOG {
                     let now = self.shared.clock.elapsed();
-                    let sealed = match link.session.as_mut() {
-                        Some(session) => session.send_into(now, &message, &mut out),
+                    let sent = match link.session.as_mut() {
+                        Some(session) => session.send_to(now, message, &mut link.out),
                         None => Err(ChannelError::Closed),
-                    };
-                    let written = sealed.and_then(|()| {
-                        out.into_iter().try_for_each(|o| match o {
-                            Output::Transmit(bytes) => self.shared.push(&mut link, &bytes),
-                            _ => Ok(()),
-                        })
-                    });
-                    return written.map_err(|e| {
-                        self.shared.fail(&mut link, e);
+                    }
+                    .and_then(|()| self.shared.flush(link));
+                    return sent.map_err(|e| {
+                        self.shared.end(link, e);
                         ChannelError::Closed
                     });
                 }
@@ -123,43 +122,141 @@ impl Channel {
     }
 
     /// Sends one message; `Closed` once the session has ended.
-    pub async fn send(&self, message: Vec<u8>) -> Result<(), ChannelError> {
+    pub async fn send(&self, message: &[u8]) -> Result<(), ChannelError> {
         self.sender.send(message).await
     }
 
     /// The next message; `None` once the session has ended (then [`Channel::ended`] says why).
+    /// Cancel-safe: a message is either returned or kept for the next call.
+    ///
+    /// The session's frames (rekeys, keepalives) are read here too, so a channel must be
+    /// received from for as long as it is used, as every user here does (a peer that sends and
+    /// is never read from times out, as it would if its messages queued unread).
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
-        self.inbound.recv().await
+        let shared = Arc::clone(&self.sender.shared);
+        loop {
+            if let Some(message) = self.rx.queue.pop_front() {
+                return Some(message);
+            }
+            // Made before looking, so that an end after the look still wakes this call.
+            let closed = shared.closed.notified();
+            let Some(rd) = self.rx.rd.as_ref().filter(|_| !shared.lock().ended) else {
+                // Done with: the socket closes now, not when the channel is dropped.
+                self.rx.rd = None;
+                return None;
+            };
+            tokio::select! {
+                ready = rd.readable() => {
+                    if let Err(e) = ready.map_err(|e| ChannelError::Io(e.to_string()))
+                        .and_then(|()| self.rx.pump(&shared))
+                    {
+                        shared.end(&mut shared.lock(), e);
+                    }
+                }
+                () = closed => {}
+            }
+        }
     }
 
     /// Why the session ended, once it has.
     pub async fn ended(&mut self) -> ChannelError {
-        match self.ended.take() {
-            Some(rx) => rx.await.unwrap_or(ChannelError::Closed),
-            None => ChannelError::Closed,
+        let shared = &self.sender.shared;
+        loop {
+            let closed = shared.closed.notified();
+            {
+                let link = shared.lock();
+                if link.ended {
+                    return link.reason.clone().unwrap_or(ChannelError::Closed);
+                }
+            }
+            closed.await;
         }
     }
 }
 
-/// Once the socket's backlog holds this many sealed bytes, senders wait before sealing more (it
-/// holds at most this plus one message).
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let shared = &self.sender.shared;
+        shared.end(&mut shared.lock(), ChannelError::Closed);
+    }
+}
+
+/// The receiving side of a channel: the socket's read half and what was read but not yet taken.
+#[derive(Debug)]
+struct Receiving {
+    /// Dropped (closing the socket) once the session has ended and the end was seen.
+    rd: Option<OwnedReadHalf>,
+    reader: FrameReader,
+    /// How much a read asks for: 4 KiB while handshaking or quiet, [`BATCH`] once reads fill it.
+    want: usize,
+    /// Messages opened and not yet taken: at most those of one read.
+    queue: VecDeque<Vec<u8>>,
+    /// The peer, once the handshake finished and the peer confirmed it.
+    established: Option<Identity>,
+    metrics: Option<ChannelMetrics>,
+}
+
+impl Receiving {
+    /// Reads what the socket has now and opens every whole frame in it: messages into the queue,
+    /// the session's own frames answered. An error ends the session.
+    fn pump(&mut self, shared: &Shared) -> Result<(), ChannelError> {
+        let rd = self.rd.as_ref().ok_or(ChannelError::Closed)?;
+        let n = match rd.try_read(self.reader.room(self.want)) {
+            Ok(0) => return Err(ChannelError::Io("the peer closed the connection".into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(ChannelError::Io(e.to_string())),
+        };
+        self.reader.filled(n);
+        if n >= self.want {
+            self.want = BATCH;
+        }
+        let mut link = shared.lock();
+        let now = shared.clock.elapsed();
+        let mut outputs = Vec::new();
+        while let Some((epoch, message)) = self.reader.take_frame()? {
+            let session = link.session.as_mut().ok_or(ChannelError::Closed)?;
+            outputs.extend(session.receive(now, epoch, message)?);
+        }
+        for out in shared.transmit(&mut link, outputs)? {
+            match out {
+                Output::Deliver(message) => self.queue.push_back(message),
+                Output::Established(peer) => self.established = Some(peer),
+                Output::Rekeyed(epoch) => {
+                    if let Some(m) = &self.metrics {
+                        m.rekeys.inc();
+                    }
+                    tracing::debug!(epoch, "channel rekeyed");
+                }
+                Output::Transmit(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Once this many sealed bytes wait for the socket, senders wait before sealing more (at most this
+/// plus one message waits).
 const BACKLOG: usize = 1 << 20;
 
-/// The session and the socket's write half, shared by the senders and the connection's task.
+/// The session and the socket's write half, shared by the senders, the receiver and the
+/// connection's task.
 struct Link {
-    /// Dropped (with its keys) when the connection's task ends.
+    /// Dropped (with its keys) when the session ends.
     session: Option<Session>,
-    wr: Option<OwnedWriteHalf>,
-    /// Sealed bytes waiting for the socket, in order.
-    backlog: Vec<u8>,
-    /// A sender's failure, for the connection's task to end with.
-    failure: Option<ChannelError>,
-    /// The connection's task has ended: sends fail at once.
+    /// Shared so that the connection's task can wait for the socket to drain without the lock;
+    /// dropped (the peer sees the end at once) when the session ends.
+    wr: Option<Arc<OwnedWriteHalf>>,
+    /// Sealed frames waiting for the socket, in order: senders seal into it and write from it.
+    out: FrameWriter,
+    /// Why the session ended, once it has.
+    reason: Option<ChannelError>,
+    /// The session has ended: sends fail at once, receives return `None`.
     ended: bool,
 }
 
 /// Writes as much of `bytes` as the socket takes without waiting; how much that was.
-fn write_now(wr: Option<&OwnedWriteHalf>, bytes: &[u8]) -> Result<usize, ChannelError> {
+fn write_now(wr: Option<&Arc<OwnedWriteHalf>>, bytes: &[u8]) -> Result<usize, ChannelError> {
     let wr = wr.ok_or(ChannelError::Closed)?;
     let mut at = 0;
     while let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
@@ -173,14 +270,16 @@ fn write_now(wr: Option<&OwnedWriteHalf>, bytes: &[u8]) -> Result<usize, Channel
     Ok(at)
 }
 
-/// What a channel's senders share with its connection's task.
+/// What a channel's senders, its receiver and its connection's task share.
 struct Shared {
     link: std::sync::Mutex<Link>,
     clock: Instant,
-    /// Wakes the connection's task: a backlog to write, or a sender's failure.
+    /// Wakes the connection's task: frames to write, or the end.
     wake: Notify,
-    /// Wakes senders waiting for the backlog to shrink (or for the end).
+    /// Wakes senders waiting for room (or for the end).
     room: Notify,
+    /// Wakes the receiver and whoever waits for the end.
+    closed: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -194,26 +293,16 @@ impl Shared {
         self.link.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes `bytes` after the backlog: at once as far as the socket takes them (no await, so
-    /// nothing can stop half way), the rest into the backlog for the connection's task.
-    fn push(&self, link: &mut Link, bytes: &[u8]) -> Result<(), ChannelError> {
-        let at = if link.backlog.is_empty() {
-            write_now(link.wr.as_ref(), bytes)?
-        } else {
-            0
-        };
-        if let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
-            link.backlog.extend_from_slice(rest);
+    /// Writes what the socket takes of the waiting frames now (no await, so nothing can stop half
+    /// way); the connection's task writes the rest as the socket drains. Frees room for waiting
+    /// senders.
+    fn flush(&self, link: &mut Link) -> Result<(), ChannelError> {
+        let n = write_now(link.wr.as_ref(), link.out.pending())?;
+        link.out.consume(n);
+        if !link.out.is_empty() {
             self.wake.notify_one();
         }
-        Ok(())
-    }
-
-    /// Writes what the socket takes of the backlog now; frees room for waiting senders.
-    fn flush(&self, link: &mut Link) -> Result<(), ChannelError> {
-        let at = write_now(link.wr.as_ref(), &link.backlog)?;
-        link.backlog.drain(..at);
-        if link.backlog.len() < BACKLOG {
+        if n > 0 && link.out.len() < BACKLOG {
             self.room.notify_waiters();
         }
         Ok(())
@@ -225,19 +314,41 @@ impl Shared {
         let mut rest = Vec::new();
         for out in outputs {
             match out {
-                Output::Transmit(bytes) => self.push(link, &bytes)?,
+                Output::Transmit(bytes) => link.out.push(&bytes),
                 other => rest.push(other),
             }
         }
+        self.flush(link)?;
         Ok(rest)
     }
 
-    /// A sender failed: the session is done with; the connection's task ends with `e`.
-    fn fail(&self, link: &mut Link, e: ChannelError) {
-        link.failure.get_or_insert(e);
+    /// Ends the session with `e` (the first reason stays): its keys and the write half go now,
+    /// and everyone waiting hears of it.
+    fn end(&self, link: &mut Link, e: ChannelError) {
+        if link.ended {
+            return;
+        }
+        link.reason = Some(e);
         link.ended = true;
+        link.session = None;
+        link.wr = None;
+        link.out = FrameWriter::default();
         self.wake.notify_one();
         self.room.notify_waiters();
+        self.closed.notify_waiters();
+    }
+
+    /// The session's timers and its peer's authorisation, once.
+    fn tick(&self) -> Result<(), ChannelError> {
+        let mut link = self.lock();
+        let session = link.session.as_mut().ok_or(ChannelError::Closed)?;
+        if !session.still_authorized() {
+            let peer = session.peer();
+            tracing::warn!(event = "channel_peer_revoked", peer = ?peer, "closing the session of a peer no longer authorised");
+            return Err(peer.map_or(ChannelError::Closed, ChannelError::Unauthorized));
+        }
+        let outputs = session.tick(self.clock.elapsed())?;
+        self.transmit(&mut link, outputs).map(drop)
     }
 }
 
@@ -347,7 +458,7 @@ pub async fn serve_observed(
     }
 }
 
-/// Runs the connection's task and waits for the handshake's outcome.
+/// Completes the handshake in the caller's task, then runs the connection's task.
 async fn start(
     stream: TcpStream,
     session: Session,
@@ -359,219 +470,100 @@ async fn start(
     let shared = Arc::new(Shared {
         link: std::sync::Mutex::new(Link {
             session: Some(session),
-            wr: Some(wr),
-            backlog: Vec::new(),
-            failure: None,
+            wr: Some(Arc::new(wr)),
+            out: FrameWriter::default(),
+            reason: None,
             ended: false,
         }),
         clock,
         wake: Notify::new(),
         room: Notify::new(),
+        closed: Notify::new(),
     });
-    let (to_app, inbound) = mpsc::channel(QUEUE);
+    let mut rx = Receiving {
+        rd: Some(rd),
+        reader: FrameReader::default(),
+        want: 4096,
+        queue: VecDeque::new(),
+        established: None,
+        metrics: metrics.clone(),
+    };
+    let handshake = async {
+        shared.transmit(&mut shared.lock(), first)?;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            if let Some(peer) = rx.established {
+                return Ok::<Identity, ChannelError>(peer);
+            }
+            let rd = rx.rd.as_ref().ok_or(ChannelError::Closed)?;
+            tokio::select! {
+                ready = rd.readable() => {
+                    ready.map_err(|e| ChannelError::Io(e.to_string()))?;
+                    rx.pump(&shared)?;
+                }
+                // The session bounds the handshake to its `rekey_timeout`.
+                _ = tick.tick() => shared.tick()?,
+            }
+        }
+    };
+    let peer = match handshake.await {
+        Ok(peer) => peer,
+        Err(e) => {
+            shared.end(&mut shared.lock(), e.clone());
+            return Err(e);
+        }
+    };
+    if let Some(m) = &metrics {
+        m.sessions.inc();
+    }
     let (alive, gone) = mpsc::channel(1);
-    let (open_tx, open_rx) = oneshot::channel();
-    let (ended_tx, ended_rx) = oneshot::channel();
-    let task = Arc::clone(&shared);
-    tokio::spawn(async move {
-        let mut open = Some(open_tx);
-        let error = run(
-            rd,
-            &task,
-            first,
-            &mut open,
-            (to_app, gone),
-            metrics.as_ref(),
-        )
-        .await;
-        {
-            // Senders fail from now on; the write half goes now (the peer sees the end at once,
-            // not when the last sender is dropped), and the session's keys with it.
-            let mut link = task.lock();
-            link.ended = true;
-            link.wr = None;
-            link.session = None;
-            link.backlog = Vec::new();
-        }
-        task.room.notify_waiters();
-        if open.is_none()
-            && let Some(m) = &metrics
-        {
-            // It was counted open when its handshake finished (in `act`).
-            m.sessions.dec();
-        }
-        match open.take() {
-            // The handshake never finished: the caller hears why.
-            Some(tx) => {
-                let _ = tx.send(Err(error));
-            }
-            None => {
-                let _ = ended_tx.send(error);
-            }
-        }
-    });
-    let peer = open_rx.await.map_err(|_| ChannelError::Closed)??;
+    tokio::spawn(run(Arc::clone(&shared), gone, metrics));
     Ok(Channel {
         peer,
         sender: ChannelSender {
             shared,
             _alive: alive,
         },
-        inbound,
-        ended: Some(ended_rx),
+        rx,
     })
 }
 
-type Opened = oneshot::Sender<Result<Identity, ChannelError>>;
-
-/// The connection's loop: socket bytes into the session, the senders' backlog out, timers.
-/// Returns why it ended.
-async fn run(
-    rd: OwnedReadHalf,
-    shared: &Shared,
-    first: Vec<Output>,
-    open: &mut Option<Opened>,
-    (to_app, mut gone): (mpsc::Sender<Vec<u8>>, mpsc::Receiver<()>),
-    metrics: Option<&ChannelMetrics>,
-) -> ChannelError {
-    let mut reader = FrameReader::default();
-    // Reads ask for room for a few handshake messages, and for several full frames once reads
-    // fill what they asked for: a handshaking or quiet connection holds 4 KiB, a busy one reads
-    // 256 KiB per system call.
-    let mut want = 4096;
+/// The connection's task: writes what the senders could not, runs the timers, and ends the
+/// session when every sender is gone.
+async fn run(shared: Arc<Shared>, mut gone: mpsc::Receiver<()>, metrics: Option<ChannelMetrics>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let first = {
-        let mut link = shared.lock();
-        shared.transmit(&mut link, first)
-    };
-    if let Err(e) = match first {
-        Ok(rest) => act(rest, open, &to_app, metrics).await,
-        Err(e) => Err(e),
-    } {
-        return e;
-    }
     loop {
-        let backlog = !shared.lock().backlog.is_empty();
-        let interest = if backlog {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
+        let waiting = {
+            let link = shared.lock();
+            if link.ended {
+                break;
+            }
+            link.wr.clone().filter(|_| !link.out.is_empty())
         };
-        let outputs = tokio::select! {
-            ready = rd.ready(interest) => {
-                let ready = match ready {
-                    Ok(r) => r,
-                    Err(e) => return ChannelError::Io(e.to_string()),
-                };
-                if backlog && ready.is_writable() {
-                    let mut link = shared.lock();
-                    if let Err(e) = shared.flush(&mut link) {
-                        return e;
-                    }
-                }
-                if !(ready.is_readable() || ready.is_read_closed()) {
-                    continue;
-                }
-                match rd.try_read(reader.room(want)) {
-                    Ok(0) => return ChannelError::Io("the peer closed the connection".into()),
-                    Ok(n) => {
-                        reader.filled(n);
-                        if n >= want {
-                            want = BATCH;
-                        }
-                        let mut link = shared.lock();
-                        let mut outs = Vec::new();
-                        let now = shared.clock.elapsed();
-                        loop {
-                            let Some(session) = link.session.as_mut() else {
-                                return ChannelError::Closed;
-                            };
-                            match reader.take_frame() {
-                                Ok(Some((epoch, message))) => {
-                                    match session.receive(now, epoch, message) {
-                                        Ok(o) => outs.extend(o),
-                                        Err(e) => return e,
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => return e,
-                            }
-                        }
-                        match shared.transmit(&mut link, outs) {
-                            Ok(rest) => rest,
-                            Err(e) => return e,
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return ChannelError::Io(e.to_string()),
-                }
-            },
-            () = shared.wake.notified() => {
-                // A backlog to write (the next turn waits for the socket) or a sender's failure.
-                if let Some(e) = shared.lock().failure.take() {
-                    return e;
-                }
-                Vec::new()
-            },
+        let drained = async {
+            match &waiting {
+                Some(wr) => wr.writable().await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            ready = drained => ready
+                .map_err(|e| ChannelError::Io(e.to_string()))
+                .and_then(|()| shared.flush(&mut shared.lock())),
+            // Frames to write (the next turn waits for the socket), or the end.
+            () = shared.wake.notified() => Ok(()),
             // Every sender was dropped: the application is done with the channel.
-            _ = gone.recv() => return ChannelError::Closed,
-            _ = tick.tick() => {
-                let mut link = shared.lock();
-                let Some(session) = link.session.as_mut() else {
-                    return ChannelError::Closed;
-                };
-                if !session.still_authorized() {
-                    let peer = session.peer();
-                    tracing::warn!(event = "channel_peer_revoked", peer = ?peer, "closing the session of a peer no longer authorised");
-                    return peer.map_or(ChannelError::Closed, ChannelError::Unauthorized);
-                }
-                match session.tick(shared.clock.elapsed()) {
-                    Ok(o) => match shared.transmit(&mut link, o) {
-                        Ok(rest) => rest,
-                        Err(e) => return e,
-                    },
-                    Err(e) => return e,
-                }
-            }
+            _ = gone.recv() => Err(ChannelError::Closed),
+            _ = tick.tick() => shared.tick(),
         };
-        if let Err(e) = act(outputs, open, &to_app, metrics).await {
-            return e;
+        drop(waiting);
+        if let Err(e) = result {
+            shared.end(&mut shared.lock(), e);
         }
     }
-}
-
-/// Carries out a session's outputs other than frames (those are written where they are sealed):
-/// messages to the application, the handshake's outcome to whoever waits for it.
-async fn act(
-    outputs: Vec<Output>,
-    open: &mut Option<Opened>,
-    to_app: &mpsc::Sender<Vec<u8>>,
-    metrics: Option<&ChannelMetrics>,
-) -> Result<(), ChannelError> {
-    for out in outputs {
-        match out {
-            // Written by `Shared::transmit` before this.
-            Output::Transmit(_) => {}
-            Output::Deliver(message) => to_app
-                .send(message)
-                .await
-                .map_err(|_| ChannelError::Closed)?,
-            Output::Established(peer) => {
-                if let Some(m) = metrics {
-                    m.sessions.inc();
-                }
-                if let Some(tx) = open.take() {
-                    let _ = tx.send(Ok(peer));
-                }
-            }
-            Output::Rekeyed(epoch) => {
-                if let Some(m) = metrics {
-                    m.rekeys.inc();
-                }
-                tracing::debug!(epoch, "channel rekeyed");
-            }
-        }
+    if let Some(m) = &metrics {
+        // It was counted open when its handshake finished (in `start`).
+        m.sessions.dec();
     }
-    Ok(())
 }

@@ -205,7 +205,7 @@ impl Upstream {
                 return Err(UpstreamError::Broken);
             }
         };
-        if sender.send(bytes).await.is_err() {
+        if sender.send(&bytes).await.is_err() {
             forget();
             return Err(UpstreamError::Broken);
         }
