@@ -137,8 +137,10 @@ impl Message {
             ),
             _ => return Err(bad("an unknown message kind")),
         };
-        // The body is the rest, moved rather than copied where the allocator allows.
-        let body = bytes.split_off(5 + len);
+        // The body is the rest: the message's own buffer, with the kind and head taken off the
+        // front in place (one shift of the body, no new allocation).
+        bytes.drain(..5 + len);
+        let body = bytes;
         Ok(match message {
             Message::Request(h, _) => Message::Request(h, body),
             Message::Response(h, _) => Message::Response(h, body),
