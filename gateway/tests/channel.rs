@@ -132,6 +132,32 @@ async fn unknown_identities_are_refused_at_the_handshake() {
     assert_eq!(refused, ChannelError::Unauthorized(Identity::of(&id(2))));
 }
 
+/// A channel's `Debug` shows counts, never what it received: opened frames and queued messages are
+/// plaintext.
+#[tokio::test]
+async fn a_channels_debug_output_holds_none_of_its_messages() {
+    let (addr, mut accepted) = server(only(1), AcceptLimits::default()).await;
+    let client = connect(addr, config(1, only(2))).await.unwrap();
+    let mut server_side = accepted.recv().await.unwrap();
+    client.send(b"secret-marker-one").await.unwrap();
+    client.send(b"secret-marker-two").await.unwrap();
+    // Both arrive in one read: the second waits in the queue, both lie opened in the buffer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server_side.recv().await.unwrap(), b"secret-marker-one");
+    let shown = format!("{server_side:?}");
+    let as_bytes = b"secret"
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        !shown.contains("secret") && !shown.contains(&as_bytes),
+        "{shown}"
+    );
+    assert!(shown.contains("queued: 1"), "{shown}");
+    assert_eq!(server_side.recv().await.unwrap(), b"secret-marker-two");
+}
+
 /// Dropping a `Channel` ends its session at once, though a sender of it is still held: the peer
 /// sees the end, and the sender fails.
 #[tokio::test]

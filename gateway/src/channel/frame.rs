@@ -65,12 +65,22 @@ pub fn encode(epoch: u8, noise: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelE
 /// [`FrameReader::filled`]) and frames are opened where they lie, so received bytes are copied once,
 /// out of the kernel. Taken frames are not shifted out one by one; the buffer is compacted when
 /// the next read needs the room.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FrameReader {
     /// `buf[start..end]` are received bytes not yet taken; the rest is room.
     buf: Vec<u8>,
     start: usize,
     end: usize,
+}
+
+/// Lengths only: frames are opened in place, so the buffer holds plaintext.
+impl std::fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("pending", &self.pending())
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
 }
 
 impl FrameReader {
@@ -159,12 +169,22 @@ impl FrameReader {
 /// [`FrameWriter::pending`]. Written bytes are not shifted out one by one: the buffer is compacted
 /// when the bytes still waiting are no more than those already written before them, so each byte
 /// moves at most once on average.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FrameWriter {
     /// `buf[start..end]` are sealed bytes not yet written; the rest is room, already initialised.
     buf: Vec<u8>,
     start: usize,
     end: usize,
+}
+
+/// Lengths only, as for [`FrameReader`].
+impl std::fmt::Debug for FrameWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameWriter")
+            .field("pending", &self.len())
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
 }
 
 /// A writer that has emptied gives back a buffer larger than this (a large message grew it).
